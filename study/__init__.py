@@ -1,0 +1,1 @@
+"""The study package: data, training loop, Ray orchestration and the CLI. Keep this file import-free."""

@@ -1,0 +1,60 @@
+"""The `wt-study` command. Each subcommand lives in a light module (stdlib imports only at top level) exposing
+`add_arguments(parser)` and `run(args) -> int`; heavy imports (torch, Ray, pandas) happen inside `run`, so
+`wt-study --help` and `wt-study status/analyze --help` start fast.
+
+User mistakes raise `StudyError` (or `ValueError` from config validation) and are printed as one line on
+stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS = {
+    "run": ("study.cli_study", "run a study (the smoke preset when no spec is given)"),
+    "resume": ("study.cli_study", "finish an interrupted study"),
+    "status": ("study.cli_study", "trials done / running / failed, budget used, ETA"),
+    "analyze": ("analysis.cli", "plots and a report from a study's Parquet results"),
+    "train": ("study.cli_train", "one training run without Ray"),
+    "bench": ("study.cli_bench", "throughput of both architectures and attention implementations"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wt-study",
+        description="Time-budgeted hyperparameter and scaling studies of the WorkerTransformer.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command, name)
+        command.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    from study.errors import StudyError
+
+    try:
+        return int(module.run(args) or 0)
+    except StudyError as exc:
+        print(f"wt-study {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nwt-study {args.command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The Parquet contract between the study and the analysis (see docs/results.md).
+
+Layout under `<storage>/<study_name>/results/`:
+  metrics/*.parquet : one row per evaluation point, keyed by (trial_id, step)
+  trials/*.parquet  : one row per trial state, keyed by trial_id
+Readers keep the last written row per key (order: file name, then row order). Files are written atomically.
+
+This module imports nothing heavier than pyarrow so that analysis runs on machines without torch or Ray.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+METRICS_DIR = "metrics"
+TRIALS_DIR = "trials"
+RESULTS_DIR = "results"
+
+METRICS_KEY = ("trial_id", "step")
+TRIALS_KEY = ("trial_id",)
+
+TRIAL_STATUSES = ("pending", "running", "completed", "diverged", "failed")
+
+METRICS_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("study", pa.string()),
+        ("trial_id", pa.string()),
+        ("step", pa.int64()),  # optimizer steps done when evaluated
+        ("tokens", pa.int64()),  # training tokens consumed (batch_size * seq_len * step)
+        ("train_time_s", pa.float64()),  # training-step time only (the budget clock)
+        ("wall_time_s", pa.float64()),  # everything since the trial started, across resumes
+        ("flops", pa.float64()),  # analytic training FLOPs spent (wt_model.flops convention)
+        ("lr", pa.float64()),  # learning rate at the last step
+        ("train_loss", pa.float64()),  # mean training loss since the previous evaluation (the model's own loss)
+        ("val_loss", pa.float64()),  # mean next-token loss over all validation positions (the fair metric)
+        ("val_loss_seed", pa.float64()),  # the seed's metric: worker positions only for the worker model
+        ("val_bpc", pa.float64()),  # val_loss in bits per character
+        ("val_tokens", pa.int64()),  # validation positions this evaluation covered
+        ("tokens_per_s", pa.float64()),  # training tokens per second of train_time_s since the last evaluation
+        ("is_final", pa.bool_()),  # the end-of-run evaluation (whole validation split)
+        ("reported_at", pa.timestamp("us", tz="UTC")),  # when the driver received the row
+    ]
+)
+
+TRIALS_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("study", pa.string()),
+        ("trial_id", pa.string()),
+        ("status", pa.string()),  # one of TRIAL_STATUSES
+        # configuration (the axes and the defaults they override)
+        ("arch", pa.string()),  # axis label: "standard", "worker" or "worker-random-phase"
+        ("attention", pa.string()),
+        ("worker_interval", pa.int64()),  # null for the standard model
+        ("random_worker_phase", pa.bool_()),
+        ("seq_len", pa.int64()),
+        ("n_embd", pa.int64()),
+        ("n_layer", pa.int64()),
+        ("n_head", pa.int64()),
+        ("ffn_hidden", pa.int64()),
+        ("dropout", pa.float64()),
+        ("batch_size", pa.int64()),
+        ("lr", pa.float64()),
+        ("schedule", pa.string()),
+        ("seed", pa.int64()),
+        ("budget_kind", pa.string()),
+        ("budget_value", pa.float64()),
+        ("count_eval_in_budget", pa.bool_()),
+        ("eval_protocol", pa.string()),
+        ("corpus", pa.string()),
+        ("config_json", pa.string()),  # the full RunConfig as JSON
+        # model size and cost
+        ("n_params", pa.int64()),
+        ("n_params_non_embedding", pa.int64()),
+        ("flops_per_token", pa.float64()),  # analytic training FLOPs per token
+        # outcome
+        ("steps", pa.int64()),
+        ("tokens", pa.int64()),
+        ("train_time_s", pa.float64()),
+        ("wall_time_s", pa.float64()),
+        ("val_loss", pa.float64()),  # final (whole validation split)
+        ("val_loss_seed", pa.float64()),
+        ("restarts", pa.int64()),  # times the trial was resumed from a checkpoint
+        # environment
+        ("device_name", pa.string()),
+        ("node_id", pa.string()),
+        ("gpu_ids", pa.string()),  # comma-separated accelerator ids the trial saw ("" on CPU)
+        ("torch_version", pa.string()),
+        ("ray_version", pa.string()),
+        ("git_sha", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("error", pa.string()),
+    ]
+)
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def conform(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Build a table with exactly `schema`'s columns from row dicts (missing keys become nulls)."""
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)

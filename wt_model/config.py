@@ -1,0 +1,84 @@
+"""Model configuration: one frozen dataclass for both architectures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ARCHS = ("standard", "worker")
+ATTENTIONS = ("sdpa", "naive")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters of a StandardTransformer or a WorkerTransformer.
+
+    The defaults are the seed's long-sequence experiment (T=1024, dim 256, 4 layers, 4 heads, interval 4).
+    """
+
+    arch: str = "worker"  # "standard" (every token updated) or "worker" (every k-th token updated in place)
+    vocab_size: int = 65  # number of distinct tokens (65 characters for TinyShakespeare)
+    block_size: int = 1024  # longest sequence the model accepts (sizes the RoPE tables)
+    n_embd: int = 256  # residual stream width
+    n_head: int = 4  # attention heads; n_embd / n_head must be an even head dimension (RoPE rotates pairs)
+    n_layer: int = 4  # transformer blocks
+    ffn_hidden: int = 0  # FFN hidden width; 0 means 4 * n_embd (the seed's choice)
+    dropout: float = 0.1  # dropout on attention weights and residual branches (the seed trains with 0.1)
+    worker_interval: int = 4  # k: positions k-1, 2k-1, ... (and always the last) are workers; worker only
+    random_worker_phase: bool = False  # worker only: draw the worker phase at random per training batch
+    attention: str = "sdpa"  # "sdpa" (fused scaled_dot_product_attention) or "naive" (materialised scores)
+    conv_kernel: int = 3  # worker only: width of the causal depthwise token mixer (the seed uses 3)
+    rope_base: float = 10000.0  # RoPE frequency base
+
+    def __post_init__(self) -> None:
+        if self.ffn_hidden == 0:
+            object.__setattr__(self, "ffn_hidden", 4 * self.n_embd)
+        _check(self.arch in ARCHS, "arch", self.arch, f"one of {', '.join(ARCHS)}")
+        _check(self.attention in ATTENTIONS, "attention", self.attention, f"one of {', '.join(ATTENTIONS)}")
+        for name in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer", "ffn_hidden", "conv_kernel"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 1, name, value, "an integer >= 1")
+        _check(
+            _is_int(self.worker_interval) and self.worker_interval >= 1,
+            "worker_interval",
+            self.worker_interval,
+            "an integer >= 1",
+        )
+        _check(
+            self.n_embd % self.n_head == 0,
+            "n_head",
+            self.n_head,
+            f"a divisor of n_embd={self.n_embd}",
+        )
+        _check(
+            (self.n_embd // self.n_head) % 2 == 0,
+            "n_head",
+            self.n_head,
+            f"a value giving an even head dimension (n_embd={self.n_embd} / n_head is odd; RoPE rotates pairs)",
+        )
+        _check(
+            isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
+            "dropout",
+            self.dropout,
+            "a number in [0, 1)",
+        )
+        _check(isinstance(self.random_worker_phase, bool), "random_worker_phase", self.random_worker_phase,
+               "true or false")
+        _check(
+            isinstance(self.rope_base, (int, float)) and self.rope_base > 1.0,
+            "rope_base",
+            self.rope_base,
+            "a number > 1",
+        )
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(ok: bool, field: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"ModelConfig.{field}={value!r} is invalid: expected {allowed}.")
