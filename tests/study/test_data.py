@@ -1,0 +1,159 @@
+"""Corpus loading (cache, checksum, local files), the split, batch sampling, the validation windows."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from study.config import DataConfig
+from study.data import (
+    KNOWN_CORPORA,
+    BatchSampler,
+    check_corpus_fits,
+    gather_windows,
+    load_corpus,
+    seed_window_starts,
+    stream_window_starts,
+)
+from study.errors import StudyError
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def shakespeare():
+    return load_corpus(DataConfig())
+
+
+def test_tinyshakespeare_split_and_vocab_match_the_seed(shakespeare):
+    assert len(shakespeare.vocab) == 65
+    assert list(shakespeare.vocab) == sorted(shakespeare.vocab)
+    assert (len(shakespeare.train), len(shakespeare.val)) == (1_003_854, 111_540)
+    assert shakespeare.sha256 == KNOWN_CORPORA["tinyshakespeare"].sha256
+    assert shakespeare.decode(shakespeare.train[:14]) == "First Citizen:"
+    text = "To be, or not to be"
+    assert shakespeare.decode(shakespeare.encode(text)) == text
+
+
+def test_local_file_round_trips_non_ascii(tmp_path):
+    path = tmp_path / "poem.txt"
+    text = "héllo wörld → ünïcode " * 20
+    path.write_text(text, encoding="utf-8")
+    corpus = load_corpus(DataConfig(corpus=str(path)))
+    assert corpus.vocab == "".join(sorted(set(text)))
+    assert corpus.decode(np.concatenate([corpus.train, corpus.val])) == text
+    assert corpus.sha256 == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_download_is_verified_and_written_atomically(tmp_path, monkeypatch, tinyshakespeare_cache):
+    good = (tinyshakespeare_cache / "tinyshakespeare.txt").read_bytes()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(good))
+    cache = tmp_path / "fresh" / "cache"
+    corpus = load_corpus(DataConfig(cache_dir=str(cache)))
+    assert len(corpus.val) == 111_540
+    assert [p.name for p in cache.iterdir()] == ["tinyshakespeare.txt"]
+
+
+def _one_error(cfg: DataConfig) -> str:
+    with pytest.raises(StudyError) as info:
+        load_corpus(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_checksum_mismatch_on_download_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"not shakespeare"))
+    cache = tmp_path / "cache"
+    message = _one_error(DataConfig(cache_dir=str(cache)))
+    assert "SHA-256" in message and "nothing was written" in message
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_checksum_mismatch_of_cached_file_is_reported_and_kept(tmp_path):
+    (tmp_path / "tinyshakespeare.txt").write_text("corrupted")
+    message = _one_error(DataConfig(cache_dir=str(tmp_path)))
+    assert "SHA-256" in message and "delete" in message
+    assert (tmp_path / "tinyshakespeare.txt").read_text() == "corrupted"
+    assert [p.name for p in tmp_path.iterdir()] == ["tinyshakespeare.txt"]
+
+
+def test_offline_without_cache_says_where_to_put_the_file(tmp_path, monkeypatch):
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    cache = tmp_path / "cache"
+    message = _one_error(DataConfig(cache_dir=str(cache)))
+    assert str(cache / "tinyshakespeare.txt") in message and "WT_CACHE_DIR" in message
+    assert not cache.exists()
+
+
+def test_missing_empty_unknown_and_non_utf8_inputs(tmp_path):
+    assert "no such file" in _one_error(DataConfig(corpus=str(tmp_path / "nope.txt")))
+    assert "not a known corpus" in _one_error(DataConfig(corpus="wikitext-9000"))
+    (tmp_path / "empty.txt").write_text("")
+    assert "empty" in _one_error(DataConfig(corpus=str(tmp_path / "empty.txt")))
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    assert "UTF-8" in _one_error(DataConfig(corpus=str(tmp_path / "latin1.txt")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "latin1.txt"]
+
+
+def test_sequence_must_fit_both_splits(tmp_path, shakespeare):
+    check_corpus_fits(shakespeare, 111_539)  # exactly one val window
+    with pytest.raises(StudyError, match="validation split has 111540"):
+        check_corpus_fits(shakespeare, 111_540)
+    (tmp_path / "short.txt").write_text("abcdefghij" * 3)  # 27 train chars, 3 val chars
+    short = load_corpus(DataConfig(corpus=str(tmp_path / "short.txt")))
+    with pytest.raises(StudyError, match="seq_len=8 is too long"):
+        check_corpus_fits(short, 8)
+
+
+def test_sampler_is_reproducible_and_windows_are_shifted(shakespeare):
+    a = BatchSampler(shakespeare.train, batch_size=4, seq_len=16, seed=3, device=CPU)
+    b = BatchSampler(shakespeare.train, batch_size=4, seq_len=16, seed=3, device=CPU)
+    c = BatchSampler(shakespeare.train, batch_size=4, seq_len=16, seed=4, device=CPU)
+    x, y = a.next()
+    assert x.shape == y.shape == (4, 16) and x.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    assert torch.equal(x, b.next()[0])
+    assert not torch.equal(x, c.next()[0])
+    torch.manual_seed(123)  # the global RNG does not affect the sampler
+    saved = a.get_state()
+    x2, _ = a.next()
+    a.set_state(saved)
+    assert torch.equal(a.next()[0], x2)
+    # each row is the window of the training text at the offset the generator drew
+    generator = torch.Generator()
+    generator.set_state(saved)
+    offsets = torch.randint(len(shakespeare.train) - 16, (4,), generator=generator)
+    text = torch.from_numpy(shakespeare.train).long()
+    for row, offset in enumerate(offsets.tolist()):
+        assert torch.equal(x2[row], text[offset : offset + 16])
+
+
+def test_validation_stream_is_fixed_non_overlapping_and_spread():
+    n_val, seq_len = 111_540, 64
+    starts = stream_window_starts(n_val, seq_len, val_tokens=4096)
+    assert len(starts) == 64 and np.all(np.diff(starts) >= seq_len + 1)
+    assert starts[0] == 0 and starts[-1] > n_val * 0.9  # covers the whole split, not just its head
+    assert np.array_equal(starts, stream_window_starts(n_val, seq_len, val_tokens=4096))
+    full = stream_window_starts(n_val, seq_len, val_tokens=None)
+    assert len(full) == n_val // (seq_len + 1) and np.array_equal(np.diff(full), np.full(len(full) - 1, 65))
+    assert set(starts) <= set(full)
+    capped = stream_window_starts(n_val, seq_len, val_tokens=10**9)
+    assert np.array_equal(capped, full)
+
+
+def test_seed_protocol_windows_are_stride_one(shakespeare):
+    starts = seed_window_starts(len(shakespeare.val), 32, val_tokens=320)
+    assert np.array_equal(starts, np.arange(10))
+    windows = gather_windows(shakespeare.val, starts, 32, CPU)
+    assert windows.shape == (10, 33)
+    assert torch.equal(windows[1, :-1], windows[0, 1:])
