@@ -61,8 +61,12 @@ class ModelConfig:
             self.dropout,
             "a number in [0, 1)",
         )
-        _check(isinstance(self.random_worker_phase, bool), "random_worker_phase", self.random_worker_phase,
-               "true or false")
+        _check(
+            isinstance(self.random_worker_phase, bool),
+            "random_worker_phase",
+            self.random_worker_phase,
+            "true or false",
+        )
         _check(
             isinstance(self.rope_base, (int, float)) and self.rope_base > 1.0,
             "rope_base",

@@ -1,0 +1,147 @@
+"""Layers shared by the standard and the worker transformer: RMSNorm, RoPE, gated attention, FFN.
+
+Both models build their blocks from these, so any difference in speed or loss between them comes from the
+architecture (who is updated, who attends), never from one model getting a better-written layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wt_model.config import ModelConfig
+
+RMS_EPS = 1e-6
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned per-channel weight and no bias."""
+
+    def __init__(self, dim: int, eps: float = RMS_EPS) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class Rotary(nn.Module):
+    """RoPE tables for positions 0..block_size-1 (rotate-half convention, pairs (i, i + head_dim/2))."""
+
+    def __init__(self, head_dim: int, block_size: int, base: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (block_size, D/2)
+        # cos/sin are duplicated to the full head dim so rotation is two multiplies and an add.
+        self.register_buffer("cos", torch.cat([angles.cos(), angles.cos()], dim=-1), persistent=False)
+        self.register_buffer("sin", torch.cat([angles.sin(), angles.sin()], dim=-1), persistent=False)
+
+    def tables(self, positions: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin of shape (T, D) for the first `positions` positions or for an index tensor of them."""
+        if isinstance(positions, int):
+            return self.cos[:positions], self.sin[:positions]
+        return self.cos[positions], self.sin[positions]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, H, T, D) by the angles of its true positions; cos, sin are (T, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (B, H, T, D)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+    impl: str,
+) -> torch.Tensor:
+    """Softmax attention of q (B, H, L, D) over k, v (B, H, S, D); returns (B, H, L, D).
+
+    mask: boolean (L, S), True where attention is allowed; None means the standard causal mask (L == S),
+    which lets `sdpa` take its fused causal path. `naive` materialises the (B, H, L, S) scores, as the
+    seed's baseline does.
+    """
+    if impl == "sdpa":
+        causal = mask is None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+    L, S = q.shape[-2], k.shape[-2]
+    if mask is None:
+        mask = torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, L, S)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = F.dropout(F.softmax(scores, dim=-1), p=dropout_p, training=dropout_p > 0)
+    return weights @ v  # (B, H, L, D)
+
+
+class GatedAttention(nn.Module):
+    """Multi-head attention whose output is gated elementwise by sigmoid(gate(x)) before the out projection.
+
+    Queries and the gate come from `x_q`, keys and values from `x_kv`; the standard model passes the same
+    rows for both, the worker model passes only its worker rows as `x_q`.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        C = cfg.n_embd
+        self.n_head = cfg.n_head
+        self.impl = cfg.attention
+        self.dropout = cfg.dropout
+        self.qg = nn.Linear(C, 2 * C, bias=False)  # query and gate in one matmul
+        self.kv = nn.Linear(C, 2 * C, bias=False)  # key and value in one matmul
+        self.out = nn.Linear(C, C, bias=False)
+
+    def forward(
+        self,
+        x_q: torch.Tensor,
+        x_kv: torch.Tensor,
+        rope_q: tuple[torch.Tensor, torch.Tensor],
+        rope_kv: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        B, L, C = x_q.shape
+        S = x_kv.shape[1]
+        H = self.n_head
+        q, gate = self.qg(x_q).split(C, dim=-1)  # (B, L, C) each
+        k, v = self.kv(x_kv).split(C, dim=-1)  # (B, S, C) each
+        q = q.view(B, L, H, C // H).transpose(1, 2)  # (B, H, L, D)
+        k = k.view(B, S, H, C // H).transpose(1, 2)  # (B, H, S, D)
+        v = v.view(B, S, H, C // H).transpose(1, 2)  # (B, H, S, D)
+        q = apply_rope(q, *rope_q)
+        k = apply_rope(k, *rope_kv)
+        dropout_p = self.dropout if self.training else 0.0
+        y = attention(q, k, v, mask, dropout_p, self.impl)  # (B, H, L, D)
+        y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
+        return self.out(y * torch.sigmoid(gate))
+
+
+class FeedForward(nn.Module):
+    """Linear - GELU - Linear, with biases (the seed's FFN)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(cfg.n_embd, cfg.ffn_hidden)
+        self.down = nn.Linear(cfg.ffn_hidden, cfg.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+def init_weights(model: nn.Module, n_layer: int) -> None:
+    """nanoGPT's init: Linear and Embedding weights N(0, 0.02), biases zero, residual output projections
+    N(0, 0.02 / sqrt(2 * n_layer)). Norm weights stay one; the worker's conv keeps PyTorch's default init."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+    residual_std = 0.02 / math.sqrt(2 * n_layer)
+    for name, param in model.named_parameters():
+        if name.endswith("attn.out.weight") or name.endswith("ffn.down.weight"):
+            nn.init.normal_(param, mean=0.0, std=residual_std)

@@ -1,0 +1,57 @@
+"""The baseline: a pre-norm decoder where every token is updated by gated attention and an FFN."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wt_model.config import ModelConfig
+from wt_model.layers import FeedForward, GatedAttention, RMSNorm, Rotary, init_weights
+
+
+class StandardBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = RMSNorm(cfg.n_embd)
+        self.attn = GatedAttention(cfg)
+        self.norm2 = RMSNorm(cfg.n_embd)
+        self.ffn = FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        h = self.norm1(x)  # (B, T, C)
+        x = x + self.drop(self.attn(h, h, rope, rope, mask=None))  # mask=None: causal
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class StandardTransformer(nn.Module):
+    """Token embedding, RoPE, pre-norm gated-attention blocks, final RMSNorm, untied LM head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.rotary = Rotary(cfg.head_dim, cfg.block_size, cfg.rope_base)
+        self.blocks = nn.ModuleList(StandardBlock(cfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        init_weights(self, cfg.n_layer)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, worker_offset: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """logits (B, T, V) at every position; loss = mean CE over all positions. `worker_offset` is
+        accepted for a uniform call signature and ignored (every position is updated)."""
+        B, T = idx.shape
+        if self.cfg.block_size < T:
+            raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}.")
+        rope = self.rotary.tables(T)
+        x = self.tok_emb(idx)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, rope)
+        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+        return logits, loss
