@@ -61,9 +61,7 @@ class BudgetConfig:
 
     def __post_init__(self) -> None:
         _require(self.kind in BUDGET_KINDS, "budget.kind", self.kind, f"one of {', '.join(BUDGET_KINDS)}")
-        _require(
-            self.value > 0 and math.isfinite(self.value), "budget.value", self.value, "a finite number > 0"
-        )
+        _require(self.value > 0 and math.isfinite(self.value), "budget.value", self.value, "a finite number > 0")
 
 
 @dataclass(frozen=True)
@@ -86,9 +84,7 @@ class EvalConfig:
             "0 when eval.every_s is set (choose one)",
         )
         _require(self.val_tokens >= 1, "eval.val_tokens", self.val_tokens, "an integer >= 1")
-        _require(
-            self.protocol in EVAL_PROTOCOLS, "eval.protocol", self.protocol, f"one of {', '.join(EVAL_PROTOCOLS)}"
-        )
+        _require(self.protocol in EVAL_PROTOCOLS, "eval.protocol", self.protocol, f"one of {', '.join(EVAL_PROTOCOLS)}")
 
 
 @dataclass(frozen=True)
@@ -144,9 +140,7 @@ def from_mapping(cls: type, mapping: object, where: str):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
-        raise StudyError(
-            f"{prefix}{unknown[0]} is not a known key: expected one of {', '.join(sorted(fields))}."
-        )
+        raise StudyError(f"{prefix}{unknown[0]} is not a known key: expected one of {', '.join(sorted(fields))}.")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in mapping.items():

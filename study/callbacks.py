@@ -1,0 +1,175 @@
+"""Driver-side Ray Tune callbacks: the Parquet sink and the progress lines.
+
+Ray Tune pickles callbacks into the experiment (tuner.pkl) and uses the unpickled copies after a restore, so
+these hold only plain settings until `setup()` runs; runtime state (the sink, clocks) is rebuilt there from
+what is already in storage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ray.tune import Callback
+
+from study.results import METRIC_FIELDS, ParquetSink, utc_now
+from study.storage import resolve
+
+FLUSH_EVERY_S = 2.0
+TRIAL_INFO_FIELDS = ("node_id", "gpu_ids", "device_name", "torch_version", "ray_version", "restarts")
+
+
+def _trial_id(trial) -> str:
+    return trial.config["trial"]["trial_id"]
+
+
+class ResultsCallback(Callback):
+    """Writes every evaluation point and every trial state change to the study's Parquet results."""
+
+    def __init__(self, study_uri: str, study: str, flush_every_s: float = FLUSH_EVERY_S):
+        self.study_uri = study_uri
+        self.study = study
+        self.flush_every_s = flush_every_s
+        self._sink: ParquetSink | None = None
+        self._last_flush = 0.0
+
+    def __getstate__(self) -> dict:
+        return {"study_uri": self.study_uri, "study": self.study, "flush_every_s": self.flush_every_s}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    @property
+    def sink(self) -> ParquetSink:
+        if self._sink is None:
+            self._sink = ParquetSink(resolve(self.study_uri), self.study)
+            self._sink.load_existing()
+        return self._sink
+
+    def setup(self, **info) -> None:
+        _ = self.sink
+
+    def _flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_flush >= self.flush_every_s:
+            self.sink.flush()
+            self._last_flush = now
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        row = self.sink.trial_row(_trial_id(trial)) or {}
+        fields = {"status": "running", "error": "", "finished_at": None}
+        if row.get("started_at") is None:
+            fields["started_at"] = utc_now()
+        self.sink.update_trial(_trial_id(trial), **fields)
+        self._flush(force=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        trial_id = _trial_id(trial)
+        if result.get("is_eval"):
+            self.sink.add_metric({name: result.get(name) for name in METRIC_FIELDS})
+        fields = {name: result[name] for name in TRIAL_INFO_FIELDS if name in result}
+        for name in ("steps", "tokens", "train_time_s", "wall_time_s"):
+            source = "step" if name == "steps" else name
+            if source in result:
+                fields[name] = result[source]
+        if result.get("is_final"):
+            fields["val_loss"] = result.get("val_loss")
+            fields["val_loss_seed"] = result.get("val_loss_seed")
+        if "done_status" in result:
+            fields["status"] = result["done_status"]
+            fields["error"] = result.get("error", "")
+        if fields:
+            self.sink.update_trial(trial_id, **fields)
+        self._flush()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        trial_id = _trial_id(trial)
+        row = self.sink.trial_row(trial_id) or {}
+        status = row.get("status") if row.get("status") in ("completed", "diverged") else None
+        note = ""
+        if status is None:
+            # Tune ended the trial before our trainable reported its end: the scheduler stopped it early.
+            status, note = "completed", "stopped early by the scheduler"
+        self.sink.update_trial(trial_id, status=status, note=note, finished_at=utc_now())
+        self._flush(force=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.sink.update_trial(_trial_id(trial), status="running", error=_error_text(trial))
+        self._flush(force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.sink.update_trial(_trial_id(trial), status="failed", error=_error_text(trial), finished_at=utc_now())
+        self._flush(force=True)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if self.sink.pending:
+            self._flush()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self._flush(force=True)
+
+
+def _error_text(trial) -> str:
+    """The last line of the trial's error (the exception type and message), for the trial row."""
+    path = trial.error_file
+    text = ""
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "the trial process failed"
+
+
+class ProgressCallback(Callback):
+    """One compact line every `every_s` seconds: trials done / running / pending / failed, best loss per arch."""
+
+    def __init__(self, every_s: float = 10.0, print_fn=print):
+        self.every_s = every_s
+        self.print_fn = print_fn
+        self._start = 0.0
+        self._last = 0.0
+        self._best: dict[str, float] = {}
+
+    def __getstate__(self) -> dict:
+        return {"every_s": self.every_s}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def setup(self, **info) -> None:
+        self._start = self._last = time.monotonic()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        loss = result.get("val_loss")
+        if result.get("is_eval") and loss is not None and math.isfinite(loss):
+            arch = trial.config["trial"]["arch"]
+            self._best[arch] = min(loss, self._best.get(arch, math.inf))
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self.print_fn(self.line(trials))
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.print_fn(self.line(trials))
+
+    def line(self, trials) -> str:
+        counts = {"TERMINATED": 0, "RUNNING": 0, "PENDING": 0, "ERROR": 0, "PAUSED": 0}
+        for trial in trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        elapsed = time.monotonic() - self._start
+        best = "  ".join(f"{arch} {loss:.3f}" for arch, loss in sorted(self._best.items())) or "-"
+        return (
+            f"[{_clock(elapsed)}] {counts['TERMINATED']}/{len(trials)} done, {counts['RUNNING']} running, "
+            f"{counts['PENDING'] + counts['PAUSED']} pending, {counts['ERROR']} failed | best val_loss: {best}"
+        )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}"

@@ -1,0 +1,130 @@
+"""Expansion of a study spec into trials: grid x random samples x seeds, deduplicated, with stable ids.
+
+Axes that do not apply to an architecture are dropped for it (the standard model has no worker interval, so it
+is not repeated per interval). Each trial's id is a hash of its full run configuration, so the same spec always
+gives the same ids (resume relies on this) and two identical configurations collapse into one trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import random
+from dataclasses import dataclass
+
+from study.config import RunConfig
+from study.errors import StudyError
+from study.spec import ARCH_LABELS, AXES, WORKER_ONLY_AXES, StudySpec
+from wt_model.config import ModelConfig
+
+STANDARD_WORKER_INTERVAL = 1  # stored for the standard model, which ignores it, so its ids do not vary
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial: the axis label of its architecture, its run configuration and its stable id."""
+
+    trial_id: str
+    arch: str  # axis label: standard, worker or worker-random-phase
+    run: RunConfig
+
+    def to_dict(self) -> dict:
+        return {"trial_id": self.trial_id, "arch": self.arch, "run": self.run.to_dict()}
+
+    @classmethod
+    def from_dict(cls, mapping: dict) -> Trial:
+        return cls(trial_id=mapping["trial_id"], arch=mapping["arch"], run=RunConfig.from_dict(mapping["run"]))
+
+
+def expand(spec: StudySpec) -> list[Trial]:
+    """All trials of a spec, in a stable order, each validated."""
+    trials: dict[str, Trial] = {}
+    for point in _points(spec):
+        for seed in spec.seeds:
+            trial = _make_trial(spec, point, seed)
+            trials.setdefault(trial.trial_id, trial)
+    return list(trials.values())
+
+
+def _points(spec: StudySpec) -> list[dict]:
+    """Grid points (dicts of axis -> value), each combined with every random sample."""
+    names = list(spec.axes)
+    grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*spec.axes.values())]
+    if spec.sample.num_samples == 0:
+        return grid
+    rng = random.Random(spec.sample.seed)
+    samples = [
+        {name: _draw(rng, dist) for name, dist in spec.sample.axes.items()} for _ in range(spec.sample.num_samples)
+    ]
+    return [{**g, **s} for g in grid for s in samples]
+
+
+def _draw(rng: random.Random, dist) -> object:
+    if dist.distribution == "choice":
+        return dist.values[rng.randrange(len(dist.values))]
+    if dist.distribution == "uniform":
+        return rng.uniform(dist.low, dist.high)
+    return math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
+
+
+def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
+    label = point.get("arch", "worker" if spec.model.arch == "worker" else "standard")
+    arch, random_phase = ARCH_LABELS[label]
+    model_changes: dict = {"arch": arch, "random_worker_phase": random_phase}
+    train_changes: dict = {"seed": seed}
+    for name, value in point.items():
+        if name == "arch" or (arch == "standard" and name in WORKER_ONLY_AXES):
+            continue
+        section, field_name, kind = AXES[name]
+        value = kind(value) if kind is not str else value
+        (model_changes if section == "model" else train_changes)[field_name] = value
+    if arch == "standard":
+        model_changes["worker_interval"] = STANDARD_WORKER_INTERVAL
+    if "n_embd" in model_changes and "ffn_hidden" not in point:
+        # The spec's FFN width is derived (4 x n_embd) unless given explicitly.
+        default_ffn = spec.model.ffn_hidden if spec.model.ffn_hidden != 4 * spec.model.n_embd else 0
+        model_changes["ffn_hidden"] = default_ffn
+    where = ", ".join(f"{k}={v}" for k, v in point.items()) or "the defaults"
+    try:
+        model = dataclasses.replace(spec.model, **model_changes)
+        train = dataclasses.replace(spec.train, **train_changes)
+    except ValueError as exc:
+        raise StudyError(f"trial with {where}: {exc}") from None
+    run = RunConfig(
+        model=model,
+        train=train,
+        budget=spec.budget,
+        eval=spec.eval,
+        data=spec.data,
+        checkpoint_every_s=spec.checkpoint_every_s,
+    )
+    return Trial(trial_id=trial_id(label, run), arch=label, run=run)
+
+
+def trial_id(label: str, run: RunConfig) -> str:
+    """A readable, stable id: arch, interval, sequence length, width, seed and a hash of everything."""
+    canonical = json.dumps({"arch": label, "run": run.to_dict()}, sort_keys=True, default=str)
+    digest = hashlib.sha1(canonical.encode()).hexdigest()[:8]
+    m: ModelConfig = run.model
+    interval = f"k{m.worker_interval}_" if m.arch == "worker" else ""
+    return f"{label}_{interval}T{m.block_size}_d{m.n_embd}_s{run.train.seed}_{digest}"
+
+
+def total_budget(spec: StudySpec, n_trials: int) -> dict:
+    """Trials, budget per trial and the study's length in the budget's unit (trials x budget / concurrency)."""
+    concurrency = spec.max_concurrent or n_trials
+    waves = math.ceil(n_trials / max(1, min(concurrency, n_trials)))
+    out = {
+        "trials": n_trials,
+        "budget_kind": spec.budget.kind,
+        "budget_per_trial": spec.budget.value,
+        "concurrency": min(concurrency, n_trials),
+        "study_length": waves * spec.budget.value,
+    }
+    if spec.budget.kind == "seconds":
+        out["gpu_hours"] = n_trials * spec.budget.value * spec.resources.gpus / 3600
+        out["cpu_hours"] = n_trials * spec.budget.value * spec.resources.cpus / 3600
+    return out

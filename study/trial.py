@@ -1,0 +1,87 @@
+"""The Ray Tune trainable: a thin wrapper around `study.train.train`.
+
+It turns Tune's config into a `Trial` on its first line, resumes from `ray.tune.get_checkpoint()` with the
+budget already used, reports every evaluation record (and checkpoints when due) through `ray.tune.report`, and
+ends with a status report (completed or diverged). The corpus arrives from Ray's object store through
+`tune.with_parameters`, so worker nodes need no copy of the text file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+STATE_FILE = "state.pt"
+META_FILE = "trial.json"
+
+
+def trainable(config: dict, corpus, cpus: float = 1.0) -> None:
+    from study.space import Trial
+
+    trial = Trial.from_dict(config["trial"])
+    if trial.run.train.threads == 0:
+        import torch
+
+        torch.set_num_threads(max(1, int(cpus)))  # the trial's CPU allowance, not the node's core count
+    run_trial(trial, corpus)
+
+
+def _environment() -> dict:
+    """Where the trial runs: node, accelerators, versions (recorded in the trial's row)."""
+    import ray
+    import torch
+
+    context = ray.get_runtime_context()
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    if torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(0)
+    else:
+        device_name = f"cpu ({os.cpu_count()} cores)"
+    return {
+        "node_id": context.get_node_id(),
+        "gpu_ids": ",".join(gpu_ids),
+        "device_name": device_name,
+        "torch_version": torch.__version__,
+        "ray_version": ray.__version__,
+    }
+
+
+def run_trial(trial, corpus) -> None:
+    from ray import tune
+
+    from study.train import load_state, save_state, train
+
+    attempt = time.time_ns() // 1000  # identifies this process lifetime of the trial (see study.results)
+    checkpoint = tune.get_checkpoint()
+    state, restarts = None, 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = load_state(Path(folder) / STATE_FILE)
+            restarts = json.loads((Path(folder) / META_FILE).read_text())["restarts"] + 1
+    resumed_from_step = int(state["step"]) if state is not None else 0
+    base = {
+        "trial_id": trial.trial_id,
+        "attempt": attempt,
+        "resumed_from_step": resumed_from_step,
+        "restarts": restarts,
+        **_environment(),
+    }
+    last: dict = {}
+
+    def on_report(record, checkpoint_state) -> None:
+        if record is not None:
+            last.update(record.to_dict())
+        metrics = {**last, **base, "is_eval": record is not None}
+        if checkpoint_state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="wt-ckpt-") as folder:
+            save_state(checkpoint_state, Path(folder) / STATE_FILE)
+            (Path(folder) / META_FILE).write_text(json.dumps({"restarts": restarts, "trial_id": trial.trial_id}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    result = train(trial.run, corpus, on_report=on_report, state=state)
+    tune.report({**last, **base, "is_eval": False, "done_status": result.status, "error": result.error})

@@ -1,0 +1,71 @@
+"""The static part of a trial's row in trials/*.parquet: its configuration, size, cost and code version."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+from pathlib import Path
+
+from study.space import Trial
+
+
+@functools.cache
+def git_sha() -> str:
+    """The commit of the code running the study ("" when not in a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def pending_row(trial: Trial, study: str) -> dict:
+    from wt_model.flops import count_params, training_flops_per_token
+
+    run = trial.run
+    model = run.model
+    params = count_params(model)
+    return {
+        "study": study,
+        "trial_id": trial.trial_id,
+        "status": "pending",
+        "arch": trial.arch,
+        "attention": model.attention,
+        "worker_interval": model.worker_interval if model.arch == "worker" else None,
+        "random_worker_phase": model.random_worker_phase,
+        "seq_len": model.block_size,
+        "n_embd": model.n_embd,
+        "n_layer": model.n_layer,
+        "n_head": model.n_head,
+        "ffn_hidden": model.ffn_hidden,
+        "dropout": model.dropout,
+        "batch_size": run.train.batch_size,
+        "lr": run.train.lr,
+        "schedule": run.train.schedule,
+        "seed": run.train.seed,
+        "budget_kind": run.budget.kind,
+        "budget_value": run.budget.value,
+        "count_eval_in_budget": run.budget.count_eval_in_budget,
+        "eval_protocol": run.eval.protocol,
+        "corpus": run.data.corpus,
+        "config_json": json.dumps(trial.to_dict(), sort_keys=True),
+        "n_params": params.total,
+        "n_params_non_embedding": params.non_embedding,
+        "flops_per_token": training_flops_per_token(model, model.block_size),
+        "steps": 0,
+        "tokens": 0,
+        "train_time_s": 0.0,
+        "wall_time_s": 0.0,
+        "restarts": 0,
+        "git_sha": git_sha(),
+        "error": "",
+        "note": "",
+    }
