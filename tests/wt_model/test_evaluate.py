@@ -1,0 +1,57 @@
+"""evaluate_batch against a brute-force per-position reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from wt_tiny import tiny_model, tokens
+
+from wt_model import EvalLosses, evaluate_batch
+
+
+def _brute_force_all(model, x, y):
+    """Position t's loss from a prefix pass x[:, :t+1] in which t is a regular worker (worker model), or the
+    last position of the prefix (standard). Causality makes this equal to the full-sequence pass."""
+    k = getattr(model.cfg, "worker_interval", 1)
+    total = 0.0
+    for t in range(x.shape[1]):
+        offset = (k - 1 - t % k) % k if model.cfg.arch == "worker" else None
+        logits, _ = model(x[:, : t + 1], worker_offset=offset)
+        total += F.cross_entropy(logits[:, -1], y[:, t], reduction="sum").item()
+    return total
+
+
+@pytest.mark.parametrize("arch", ["standard", "worker"])
+@pytest.mark.parametrize("interval", [1, 3, 4, 25])
+@pytest.mark.parametrize("attention", ["sdpa", "naive"])
+def test_all_positions_loss_matches_brute_force(arch, interval, attention):
+    model = tiny_model(arch=arch, worker_interval=interval, attention=attention).eval()
+    x, y = tokens(2, 18), tokens(2, 18, seed=2)
+    losses = evaluate_batch(model, x, y)
+    assert isinstance(losses, EvalLosses)
+    assert losses.n_all == 2 * 18
+    with torch.no_grad():
+        expected = _brute_force_all(model, x, y)
+    assert losses.loss_sum_all == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("interval", [1, 4, 25])
+def test_seed_metric_is_training_loss_at_phase_zero(interval):
+    model = tiny_model(arch="worker", worker_interval=interval).eval()
+    x, y = tokens(3, 18), tokens(3, 18, seed=2)
+    losses = evaluate_batch(model, x, y)
+    with torch.no_grad():
+        _, loss = model(x, y)
+    assert losses.n_seed == 3 * model.worker_positions(18, 0).numel()
+    assert losses.loss_sum_seed / losses.n_seed == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_standard_seed_metric_is_all_positions():
+    model = tiny_model(arch="standard").eval()
+    x, y = tokens(2, 10), tokens(2, 10, seed=2)
+    losses = evaluate_batch(model, x, y)
+    with torch.no_grad():
+        _, loss = model(x, y)
+    assert losses.loss_sum_seed == losses.loss_sum_all
+    assert losses.loss_sum_all / losses.n_all == pytest.approx(loss.item(), rel=1e-5)
