@@ -1,0 +1,156 @@
+"""The only reader: a study's Parquet results (local path or URI) -> tidy pandas frames.
+
+Layout (study.schema): `<study>/results/metrics/*.parquet` and `<study>/results/trials/*.parquet`, many small
+files whose names sort in write order. The last written row per key wins (file name, then row order), so a
+resumed trial that re-reports a step, or a trial row updated from "running" to "completed", counts once.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import warnings
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from study.errors import StudyError
+from study.schema import (
+    METRICS_DIR,
+    METRICS_KEY,
+    METRICS_SCHEMA,
+    RESULTS_DIR,
+    SCHEMA_VERSION,
+    TRIALS_DIR,
+    TRIALS_KEY,
+    TRIALS_SCHEMA,
+)
+
+UNFINISHED_STATUSES = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study's results as read at one moment."""
+
+    name: str  # the study name (from the rows, else the directory name)
+    path: str  # the study directory as given
+    metrics: pd.DataFrame  # one row per (trial_id, step), sorted by trial_id then step
+    trials: pd.DataFrame  # one row per trial_id, sorted by trial_id
+    partial: bool  # some trials are still pending or running
+    skipped_files: list[str] = field(default_factory=list)  # unreadable files, "name: reason"
+
+
+def load_study(path: str) -> Study:
+    """Read a study directory `<storage>/<study_name>` (a local path or a URI such as s3://bucket/study)."""
+    fs, root = _filesystem(path)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        raise StudyError(f"no study at {path}: the directory does not exist.")
+    skipped: list[str] = []
+    metrics = _read_dir(fs, root, METRICS_DIR, METRICS_SCHEMA, METRICS_KEY, skipped)
+    trials = _read_dir(fs, root, TRIALS_DIR, TRIALS_SCHEMA, TRIALS_KEY, skipped)
+    if trials.empty or metrics.empty:
+        missing = "trial rows" if trials.empty else "evaluation points"
+        raise StudyError(
+            f"no results to analyse at {path}: {posixpath.join(RESULTS_DIR, '{metrics,trials}')} "
+            f"holds no {missing} yet."
+        )
+    names = trials["study"].dropna().unique()
+    name = str(names[0]) if len(names) == 1 else posixpath.basename(root.rstrip("/"))
+    return Study(
+        name=name,
+        path=path,
+        metrics=_tidy_metrics(metrics),
+        trials=_tidy_trials(trials),
+        partial=bool(trials["status"].isin(UNFINISHED_STATUSES).any()),
+        skipped_files=skipped,
+    )
+
+
+def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise StudyError(f"cannot open {path}: {exc}") from exc
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _read_dir(fs, root, sub, schema, key, skipped) -> pd.DataFrame:
+    """All readable files of one results directory, the last row per key kept."""
+    directory = posixpath.join(root, RESULTS_DIR, sub)
+    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    files = sorted(
+        (i.path for i in infos if i.type == pafs.FileType.File and _is_data_file(i.base_name)),
+        key=posixpath.basename,
+    )
+    tables = []
+    for file in files:
+        table = _read_file(fs, file, schema, key, skipped)
+        if table is not None:
+            tables.append(table)
+    if not tables:
+        return schema.empty_table().to_pandas()
+    frame = pa.concat_tables(tables).to_pandas()
+    # file order then row order is write order, so keep="last" keeps the latest row for each key
+    return frame.drop_duplicates(subset=list(key), keep="last").reset_index(drop=True)
+
+
+def _is_data_file(name: str) -> bool:
+    # temp files of atomic writes start with "." or "_" and are never read
+    return name.endswith(".parquet") and not name.startswith((".", "_"))
+
+
+def _read_file(fs, file: str, schema: pa.Schema, key, skipped: list[str]) -> pa.Table | None:
+    name = posixpath.join(*file.split("/")[-3:])
+    try:
+        table = pq.read_table(file, filesystem=fs)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        skipped.append(f"{name}: {reason}")
+        warnings.warn(f"skipped unreadable results file {name}: {reason}", stacklevel=3)
+        return None
+    _check_version(table, name)
+    missing_key = [c for c in key if c not in table.column_names]
+    if missing_key:
+        skipped.append(f"{name}: no {missing_key[0]} column")
+        warnings.warn(f"skipped results file {name}: no {missing_key[0]} column", stacklevel=3)
+        return None
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _check_version(table: pa.Table, name: str) -> None:
+    if "schema_version" not in table.column_names:
+        raise StudyError(f"results file {name} has no schema_version column; it was not written by wt-study.")
+    if len(table) == 0:
+        return
+    versions = pc.unique(table.column("schema_version")).to_pylist()
+    unknown = sorted({v for v in versions if v != SCHEMA_VERSION}, key=lambda v: (v is None, v or 0))
+    if unknown:
+        raise StudyError(
+            f"results file {name} has schema_version {unknown[0]}, but this analysis reads version "
+            f"{SCHEMA_VERSION}; upgrade wt-study to read it."
+        )
+
+
+def _tidy_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    metrics = metrics.sort_values(list(METRICS_KEY), kind="stable").reset_index(drop=True)
+    metrics["is_final"] = metrics["is_final"].fillna(False).astype(bool)
+    return metrics
+
+
+def _tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    trials = trials.sort_values(list(TRIALS_KEY), kind="stable").reset_index(drop=True)
+    for column in ("worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "batch_size", "seed"):
+        trials[column] = trials[column].astype("Int64")
+    for column in ("random_worker_phase", "count_eval_in_budget"):
+        trials[column] = trials[column].astype("boolean")
+    return trials

@@ -1,0 +1,239 @@
+"""Figures from analysis frames (seaborn + matplotlib). Nothing here reads or writes files.
+
+Figures are plain `matplotlib.figure.Figure` objects rendered by the Agg canvas; pyplot (and its global figure
+registry and backend selection) is never touched, so building a figure has no side effects. A plot whose data
+is missing or too thin is still drawn, with a note saying what is missing, so every report has every figure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+STANDARD = "standard"
+
+
+def _figure(ncols: int = 1, width: float = 7.0, height: float = 4.5) -> tuple[Figure, list]:
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(width * ncols if ncols > 1 else width, height), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def palette(labels) -> dict:
+    """A stable colour per label, the standard model first (blue)."""
+    ordered = sorted(set(labels), key=lambda s: (s != STANDARD, s))
+    return dict(zip(ordered, sns.color_palette("colorblind", max(len(ordered), 1)), strict=False))
+
+
+def _note(ax, text: str) -> None:
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=10,
+        wrap=True,
+        bbox={"boxstyle": "round", "facecolor": "lightyellow", "edgecolor": "grey"},
+    )
+
+
+def pareto_plot(
+    curves: pd.DataFrame, fronts: pd.DataFrame, overall: pd.DataFrame, x: str, xlabel: str, ylabel: str, title: str
+) -> Figure:
+    """Trial best-so-far curves (thin, one colour per arch), each arch's front as a step line, the overall front.
+
+    `curves` and `fronts` carry an `arch` column; all three frames have columns x and best_loss.
+    """
+    fig, (ax,) = _figure()
+    data = curves[np.isfinite(curves["best_loss"]) & (curves[x] > 0)]
+    if data.empty:
+        _note(ax, f"not enough data: no finite loss with {xlabel} > 0")
+    colors = palette(data["arch"])
+    for arch, group in data.groupby("arch", sort=True):
+        segments = [g[[x, "best_loss"]].to_numpy(float) for _, g in group.groupby("trial_id", sort=False)]
+        ax.add_collection(LineCollection(segments, colors=[colors[arch]], linewidths=0.6, alpha=0.25))
+        front = fronts[fronts["arch"] == arch].sort_values(x)
+        if not front.empty:
+            ax.step(
+                front[x],
+                front["best_loss"],
+                where="post",
+                color=colors[arch],
+                lw=2.2,
+                label=f"{arch} front ({front['trial_id'].nunique()} trials)",
+            )
+    if not overall.empty:
+        overall = overall.sort_values(x)
+        ax.step(overall[x], overall["best_loss"], where="post", color="black", lw=1.2, ls="--", label="overall front")
+    if not data.empty:
+        ax.set_xscale("log")
+        ax.autoscale_view()
+        lo, hi = np.nanpercentile(data["best_loss"], [0, 99])
+        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+        ax.legend(fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return fig
+
+
+def curves_plot(
+    seed_curves: pd.DataFrame, configs: pd.DataFrame, highlight: set, x: str, ylabel: str, title: str
+) -> Figure:
+    """Loss vs train time per configuration, faceted by seq_len: all configurations thin, the `highlight`
+    configuration ids (best per arm and facet) with their mean and 95% CI band over seeds."""
+    data = seed_curves.merge(configs[["config_id", "arm", "seq_len"]], on="config_id", how="inner")
+    data = data[np.isfinite(data["mean"])]
+    seq_lens = sorted(data["seq_len"].dropna().unique()) or [None]
+    fig, axes = _figure(ncols=len(seq_lens), width=5.0 if len(seq_lens) > 1 else 7.0)
+    colors = palette(configs["arm"])
+    for ax, seq_len in zip(axes, seq_lens, strict=True):
+        if seq_len is None:
+            _note(ax, "not enough data: no evaluation points")
+            ax.set(xlabel="train time (s)", ylabel=ylabel, title=title)
+            continue
+        facet = data[data["seq_len"] == seq_len]
+        for arm, group in facet.groupby("arm", sort=True):
+            segments = [g[[x, "mean"]].to_numpy(float) for _, g in group.groupby("config_id", sort=False)]
+            ax.add_collection(LineCollection(segments, colors=[colors[arm]], linewidths=0.5, alpha=0.3))
+            for _, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
+                ax.plot(g[x], g["mean"], color=colors[arm], lw=2, label=f"{arm} (best, n={g['n'].max()})")
+                ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=colors[arm], alpha=0.2, lw=0)
+        ax.autoscale_view()
+        lo, hi = np.nanpercentile(facet["mean"], [0, 98])
+        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+        ax.set(xlabel="train time (s)", ylabel=ylabel, title=f"seq_len {seq_len}")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: str) -> Figure:
+    """Final loss vs parameters (log-log): seed means with 95% CI per arm, power-law fits overlaid.
+
+    `points` has arm, n_params, mean, ci_low, ci_high; `fits` comes from scaling.power_law_fits.
+    """
+    fig, (ax,) = _figure()
+    points = points[np.isfinite(points["mean"]) & (points["n_params"] > 0)]
+    colors = palette(points["arm"])
+    for arm, group in points.groupby("arm", sort=True):
+        err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]])
+        ax.errorbar(
+            group["n_params"],
+            group["mean"],
+            yerr=np.nan_to_num(err),
+            fmt="o",
+            color=colors[arm],
+            capsize=3,
+            label=arm,
+            alpha=0.8,
+        )
+    for _, fit in fits[fits["fitted"].astype(bool)].iterrows():
+        xs = np.geomspace(points["n_params"].min(), points["n_params"].max(), 100)
+        ax.plot(
+            xs,
+            fit["E"] + fit["A"] * xs ** -fit["alpha"],
+            color=colors.get(fit["arm"], "black"),
+            lw=1.5,
+            label=f"{fit['arm']} fit: alpha={fit['alpha']:.2f} [{fit['alpha_low']:.2f}, {fit['alpha_high']:.2f}]",
+        )
+    sizes = points["n_params"].nunique()
+    if sizes < 2:
+        _note(ax, f"not enough data: {sizes} model size(s); a scaling curve needs several n_embd / n_layer values")
+    elif not fits["fitted"].astype(bool).any():
+        ax.text(0.02, 0.02, "no power-law fit: a series needs >= 4 model sizes", transform=ax.transAxes, fontsize=8)
+    if not points.empty:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    ax.set(xlabel="parameters", ylabel=ylabel, title=title)
+    return fig
+
+
+def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
+    """Tokens/s and steps/s vs seq_len per arm (colour) and attention implementation (line style)."""
+    fig, axes = _figure(ncols=2, width=5.5)
+    if throughput.empty:
+        for ax in axes:
+            _note(ax, "not enough data: no throughput measurements")
+    colors = palette(throughput["arm"])
+    for ax, value, label in zip(
+        axes, ("tokens_per_s_mean", "steps_per_s_mean"), ("tokens / s", "steps / s"), strict=True
+    ):
+        if not throughput.empty:
+            sns.lineplot(
+                data=throughput,
+                x="seq_len",
+                y=value,
+                hue="arm",
+                style="attention",
+                markers=True,
+                errorbar=None,
+                palette=colors,
+                ax=ax,
+            )
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        ax.set(xlabel="sequence length (tokens)", ylabel=label, title=label)
+    fig.suptitle(title)
+    return fig
+
+
+def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, title: str) -> Figure:
+    """Left: final loss (mean, 95% CI) vs worker interval per seq_len, the standard model as a dashed line.
+    Right: worker tokens/s over the standard model's vs interval.
+
+    `losses` has arch, worker_interval, seq_len, mean, ci_low, ci_high; `speedups` comes from
+    scaling.speedup_vs_interval.
+    """
+    fig, (left, right) = _figure(ncols=2, width=5.5)
+    workers = losses[losses["arch"] != STANDARD].dropna(subset=["worker_interval", "mean"])
+    seq_lens = sorted(losses["seq_len"].dropna().unique())
+    seq_colors = dict(zip(seq_lens, sns.color_palette("viridis", max(len(seq_lens), 1)), strict=True))
+    if workers.empty:
+        _note(left, "not enough data: no completed worker trials")
+    for (arch, seq_len), group in workers.groupby(["arch", "seq_len"], sort=True):
+        group = group.sort_values("worker_interval")
+        err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]])
+        left.errorbar(
+            group["worker_interval"].astype(float),
+            group["mean"],
+            yerr=np.nan_to_num(err),
+            capsize=3,
+            marker="o" if arch == "worker" else "s",
+            color=seq_colors[seq_len],
+            label=f"{arch}, seq_len {seq_len}",
+        )
+    for seq_len, group in losses[losses["arch"] == STANDARD].groupby("seq_len", sort=True):
+        left.axhline(
+            group["mean"].min(), color=seq_colors[seq_len], ls="--", lw=1, label=f"standard, seq_len {seq_len}"
+        )
+    left.set(xlabel="worker interval k", ylabel=ylabel, title="final loss vs worker interval")
+    if speedups.empty:
+        _note(right, "not enough data: no worker and standard throughput at the same shape")
+    for (arch, seq_len), group in speedups.groupby(["arch", "seq_len"], sort=True):
+        group = group.groupby("worker_interval", as_index=False)["speedup"].mean()
+        right.plot(
+            group["worker_interval"].astype(float),
+            group["speedup"],
+            marker="o",
+            color=seq_colors.get(seq_len, "black"),
+            label=f"{arch}, seq_len {seq_len}",
+        )
+    right.axhline(1.0, color="grey", lw=1)
+    right.set(xlabel="worker interval k", ylabel="tokens/s relative to standard", title="throughput speedup")
+    intervals = sorted(workers["worker_interval"].dropna().astype(int).unique())
+    for ax in (left, right):
+        if intervals:
+            ax.set_xticks(intervals)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
