@@ -66,7 +66,8 @@ class ResultsCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         trial_id = _trial_id(trial)
         if result.get("is_eval"):
-            self.sink.add_metric({name: result.get(name) for name in METRIC_FIELDS})
+            # Tune puts its own "trial_id" in results; ours comes from the trial's config.
+            self.sink.add_metric({**{name: result.get(name) for name in METRIC_FIELDS}, "trial_id": trial_id})
         fields = {name: result[name] for name in TRIAL_INFO_FIELDS if name in result}
         for name in ("steps", "tokens", "train_time_s", "wall_time_s"):
             source = "step" if name == "steps" else name

@@ -147,6 +147,10 @@ def _tuner(plan_: Plan, *, restore: bool, print_fn):
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
     tune_loc = plan_.tune_location
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # keep Tune's own experiment state fresh
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # checkpoint-only reports have no loss
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing, our callback reports
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if restore:
         return tune.Tuner.restore(
             tune_loc.path,
@@ -155,15 +159,13 @@ def _tuner(plan_: Plan, *, restore: bool, print_fn):
             resume_errored=True,
             storage_filesystem=tune_loc.fs,
         )
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # keep Tune's own experiment state fresh
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # checkpoint-only reports have no loss
     run_config = tune.RunConfig(
         name=TUNE_DIR,
         storage_path=plan_.location.path,
         storage_filesystem=plan_.location.fs,
         callbacks=[ResultsCallback(plan_.location.uri, spec.name), ProgressCallback(print_fn=print_fn)],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
         verbose=0,
     )
     tune_config = tune.TuneConfig(
@@ -210,7 +212,7 @@ def _record_study(plan_: Plan) -> None:
     sink.load_existing()
     for trial in plan_.trials:
         if sink.trial_row(trial.trial_id) is None:
-            sink.update_trial(trial.trial_id, **pending_row(trial, plan_.spec.name))
+            sink.update_trial(trial.trial_id, **pending_row(trial))
     sink.flush()
 
 

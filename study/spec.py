@@ -135,7 +135,11 @@ class StudySpec:
         out = dataclasses.asdict(self)
         out["axes"] = {name: list(values) for name, values in self.axes.items()}
         out["seeds"] = list(self.seeds)
-        out["sample"]["axes"] = {name: _distribution_to_dict(dist) for name, dist in self.sample.axes.items()}
+        out["sample"] = {
+            "num_samples": self.sample.num_samples,
+            "seed": self.sample.seed,
+            **{name: _distribution_to_dict(dist) for name, dist in self.sample.axes.items()},
+        }
         return out
 
     def replace(self, **changes) -> StudySpec:
@@ -207,8 +211,7 @@ class _Scalars:
 
 
 def _parse_model_defaults(mapping: object) -> ModelConfig:
-    if isinstance(mapping, dict) and "block_size" in mapping:
-        raise StudyError("model.block_size is set through the seq_len axis: use axes.seq_len instead.")
+    """Model defaults; `block_size` is the sequence length when there is no seq_len axis."""
     return from_mapping(ModelConfig, mapping, "model")
 
 

@@ -52,6 +52,7 @@ def _environment() -> dict:
 def run_trial(trial, corpus) -> None:
     from ray import tune
 
+    from study.faults import fault_for, maybe_fire
     from study.train import load_state, save_state, train
 
     attempt = time.time_ns() // 1000  # identifies this process lifetime of the trial (see study.results)
@@ -63,15 +64,18 @@ def run_trial(trial, corpus) -> None:
             restarts = json.loads((Path(folder) / META_FILE).read_text())["restarts"] + 1
     resumed_from_step = int(state["step"]) if state is not None else 0
     base = {
-        "trial_id": trial.trial_id,
         "attempt": attempt,
         "resumed_from_step": resumed_from_step,
         "restarts": restarts,
         **_environment(),
     }
     last: dict = {}
+    fault = fault_for(trial.trial_id)
+    reports = [0]
 
     def on_report(record, checkpoint_state) -> None:
+        reports[0] += 1
+        maybe_fire(fault, reports[0], restarts)
         if record is not None:
             last.update(record.to_dict())
         metrics = {**last, **base, "is_eval": record is not None}

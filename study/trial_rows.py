@@ -27,15 +27,14 @@ def git_sha() -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def pending_row(trial: Trial, study: str) -> dict:
+def pending_row(trial: Trial) -> dict:
+    """Everything known about a trial before it runs (the sink adds trial_id and study)."""
     from wt_model.flops import count_params, training_flops_per_token
 
     run = trial.run
     model = run.model
     params = count_params(model)
     return {
-        "study": study,
-        "trial_id": trial.trial_id,
         "status": "pending",
         "arch": trial.arch,
         "attention": model.attention,

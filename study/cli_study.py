@@ -1,0 +1,90 @@
+"""`wt-study run`, `wt-study resume` and `wt-study status` (stdlib imports only at module level)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    if name == "run":
+        parser.add_argument("spec", nargs="?", help="study spec YAML (default: the smoke preset)")
+        parser.add_argument("--preset", help="a shipped spec: smoke, seed-replication, scaling, lr-sweep")
+        parser.add_argument("--storage", help="results location: a directory or s3://bucket/prefix, gs://...")
+        parser.add_argument("--data", help="corpus name (tinyshakespeare) or a local UTF-8 text file")
+        parser.add_argument("--name", help="study name (default: the spec's)")
+        parser.add_argument("--dry-run", action="store_true", help="print the trials and total budget, run nothing")
+    elif name == "resume":
+        parser.add_argument("path", help="the study directory, <storage>/<name>")
+        parser.add_argument("--spec", help="the spec the study was started with (checked, optional)")
+    else:
+        parser.add_argument("path", help="the study directory, <storage>/<name>")
+        return
+    parser.add_argument("--address", help="join a running Ray cluster (e.g. auto) instead of starting Ray here")
+    parser.add_argument("--ray-temp-dir", help="Ray's temp/socket dir for an in-process Ray (keep it short)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from study.errors import StudyError
+
+    warnings.formatwarning = lambda message, *a, **k: f"wt-study: warning: {message}\n"
+    if args.command == "status":
+        from study.status import print_status
+
+        return print_status(args.path)
+    from study import runner
+
+    if args.command == "resume":
+        return runner.resume_study(args.path, spec_file=args.spec, address=args.address, ray_temp_dir=args.ray_temp_dir)
+    from study.spec import load_preset, load_spec
+
+    if args.spec and args.preset:
+        raise StudyError("give either a spec file or --preset, not both.")
+    spec = load_spec(args.spec) if args.spec else load_preset(args.preset or "smoke")
+    spec = runner.with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
+    plan = runner.plan(spec)
+    if args.dry_run:
+        print_plan(plan)
+        return 0
+    return runner.run_study(plan, address=args.address, ray_temp_dir=args.ray_temp_dir)
+
+
+def print_plan(plan, out=sys.stdout) -> None:
+    from study.space import total_budget
+
+    header = ("trial_id", "arch", "attention", "k", "seq_len", "n_embd", "n_layer", "n_head", "batch", "lr", "seed")
+    rows = []
+    for t in plan.trials:
+        m, tr = t.run.model, t.run.train
+        k = str(m.worker_interval) if m.arch == "worker" else "-"
+        rows.append(
+            (
+                t.trial_id,
+                t.arch,
+                m.attention,
+                k,
+                m.block_size,
+                m.n_embd,
+                m.n_layer,
+                m.n_head,
+                tr.batch_size,
+                f"{tr.lr:.3g}",
+                tr.seed,
+            )
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    b = total_budget(plan.spec, len(plan.trials))
+    unit = {"seconds": "s", "steps": " steps", "tokens": " tokens", "flops": " FLOPs"}[b["budget_kind"]]
+    line = (
+        f"\n{b['trials']} trials x {b['budget_per_trial']:g}{unit} ({b['budget_kind']} budget), "
+        f"{b['concurrency']} at a time -> about {b['study_length']:g}{unit} of training"
+    )
+    if b["budget_kind"] == "seconds":
+        line += f" ({b['study_length'] / 3600:.2f} h wall clock, before evaluation and start-up)"
+        line += f"; {b['gpu_hours']:.2f} GPU-hours, {b['cpu_hours']:.2f} CPU-hours"
+    print(line, file=out)
+    print(f"Results would go to {plan.location.uri}", file=out)

@@ -1,0 +1,90 @@
+"""`wt-study status PATH`: where a study stands, from its Parquet results and saved spec only.
+
+Safe while the study runs: it reads files that the sink writes atomically and starts nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from study.runner import load_saved_spec
+
+BUDGET_COLUMN = {"seconds": "train_time_s", "steps": "steps", "tokens": "tokens", "flops": "flops"}
+
+
+def study_status(path: str) -> dict:
+    """Counts by status, per-trial budget use, best loss per architecture and an ETA (seconds or None)."""
+    from analysis.load import load_study
+
+    spec, _ = load_saved_spec(path)
+    study = load_study(path)
+    trials = study.trials.copy()
+    metrics = study.metrics
+    kind = spec.budget.kind
+    if kind == "flops":
+        spent = metrics.groupby("trial_id")["flops"].max() if len(metrics) else None
+        trials["used"] = trials["trial_id"].map(spent).fillna(0.0) if spent is not None else 0.0
+    else:
+        trials["used"] = trials[BUDGET_COLUMN[kind]].fillna(0.0)
+    trials["used_frac"] = (trials["used"] / spec.budget.value).clip(upper=1.0)
+    done = trials["status"].isin(["completed", "diverged"])
+    trials.loc[done, "used_frac"] = 1.0
+    best = {}
+    if len(metrics):
+        finite = metrics[metrics["val_loss"].map(lambda v: v is not None and math.isfinite(v))]
+        by_trial = finite.groupby("trial_id")["val_loss"].min()
+        arch = trials.set_index("trial_id")["arch"]
+        for trial_id, loss in by_trial.items():
+            label = arch.get(trial_id, "?")
+            best[label] = min(loss, best.get(label, math.inf))
+    return {
+        "spec": spec,
+        "trials": trials,
+        "counts": trials["status"].value_counts().to_dict(),
+        "best": best,
+        "eta_s": _eta_seconds(spec, trials),
+        "skipped_files": study.skipped_files,
+    }
+
+
+def _eta_seconds(spec, trials) -> float | None:
+    """Remaining budget x (wall / train time of finished trials) / concurrency; seconds budgets only."""
+    if spec.budget.kind != "seconds":
+        return None
+    remaining = ((1.0 - trials["used_frac"]) * spec.budget.value)[~trials["status"].isin(["failed"])].sum()
+    finished = trials[trials["status"] == "completed"]
+    ratio = 1.3
+    if len(finished) and finished["train_time_s"].sum() > 0:
+        ratio = finished["wall_time_s"].sum() / finished["train_time_s"].sum()
+    running = int((trials["status"] == "running").sum())
+    concurrency = spec.max_concurrent or max(1, running)
+    return remaining * ratio / max(1, concurrency)
+
+
+def print_status(path: str, out=sys.stdout) -> int:
+    status = study_status(path)
+    spec, trials = status["spec"], status["trials"]
+    counts = status["counts"]
+    order = ("completed", "running", "pending", "diverged", "failed")
+    print(
+        f"Study {spec.name}: {len(trials)} trials | " + ", ".join(f"{counts.get(s, 0)} {s}" for s in order),
+        file=out,
+    )
+    unit = {"seconds": "s", "steps": " steps", "tokens": " tokens", "flops": " FLOPs"}[spec.budget.kind]
+    print(f"Budget per trial: {spec.budget.value:g}{unit} ({spec.budget.kind})", file=out)
+    width = max(len(t) for t in trials["trial_id"])
+    for row in trials.sort_values(["status", "trial_id"]).itertuples():
+        bar = "#" * round(row.used_frac * 20)
+        loss = "" if row.val_loss is None or not math.isfinite(row.val_loss) else f"  final val_loss {row.val_loss:.4f}"
+        error = f"  error: {row.error}" if isinstance(row.error, str) and row.error else ""
+        print(f"  {row.trial_id:<{width}}  {row.status:<9}  [{bar:<20}] {row.used_frac:6.1%}{loss}{error}", file=out)
+    if status["best"]:
+        print("Best val_loss so far: " + ", ".join(f"{a} {v:.4f}" for a, v in sorted(status["best"].items())), file=out)
+    if status["eta_s"] is not None and counts.get("completed", 0) + counts.get("diverged", 0) < len(trials):
+        print(f"ETA: about {status['eta_s'] / 60:.1f} min of wall clock (if resumed / still running)", file=out)
+    for name in status["skipped_files"]:
+        print(f"warning: skipped unreadable results file {name}", file=out)
+    if counts.get("pending", 0) + counts.get("running", 0) + counts.get("failed", 0):
+        print(f"Not finished: wt-study resume {path}", file=out)
+    return 0
