@@ -7,12 +7,15 @@ is missing or too thin is still drawn, with a note saying what is missing, so ev
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 
 STANDARD = "standard"
 
@@ -27,8 +30,28 @@ def _figure(ncols: int = 1, width: float = 7.0, height: float = 4.5) -> tuple[Fi
 
 def palette(labels) -> dict:
     """A stable colour per label, the standard model first (blue)."""
-    ordered = sorted(set(labels), key=lambda s: (s != STANDARD, s))
-    return dict(zip(ordered, sns.color_palette("colorblind", max(len(ordered), 1)), strict=False))
+    return dict(zip(arm_order(labels), sns.color_palette("colorblind", max(len(set(labels)), 1)), strict=False))
+
+
+def arm_order(labels) -> list:
+    """Standard first, then by arch and numeric worker interval ('worker k=2' before 'worker k=16')."""
+    return sorted(
+        set(labels), key=lambda s: (s != STANDARD, *[int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)])
+    )
+
+
+def _segments(frame: pd.DataFrame, key: str, x: str, y: str) -> list[np.ndarray]:
+    """One (n, 2) array of (x, y) per value of `key`, for a LineCollection (fast at 100k+ points)."""
+    frame = frame.sort_values([key, x], kind="stable")
+    ids = frame[key].to_numpy()
+    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    return np.split(frame[[x, y]].to_numpy(float), cuts) if len(frame) else []
+
+
+def _thin_lines(ax, segments, color, width: float, alpha: float) -> None:
+    lines = LineCollection(segments, colors=[color], linewidths=width, alpha=alpha)
+    lines.set_in_layout(False)  # layout never needs the extent of 100k vertices
+    ax.add_collection(lines)
 
 
 def _note(ax, text: str) -> None:
@@ -58,8 +81,7 @@ def pareto_plot(
         _note(ax, f"not enough data: no finite loss with {xlabel} > 0")
     colors = palette(data["arch"])
     for arch, group in data.groupby("arch", sort=True):
-        segments = [g[[x, "best_loss"]].to_numpy(float) for _, g in group.groupby("trial_id", sort=False)]
-        ax.add_collection(LineCollection(segments, colors=[colors[arch]], linewidths=0.6, alpha=0.25))
+        _thin_lines(ax, _segments(group, "trial_id", x, "best_loss"), colors[arch], 0.6, 0.25)
         front = fronts[fronts["arch"] == arch].sort_values(x)
         if not front.empty:
             ax.step(
@@ -78,7 +100,7 @@ def pareto_plot(
         ax.autoscale_view()
         lo, hi = np.nanpercentile(data["best_loss"], [0, 99])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     return fig
 
@@ -100,8 +122,7 @@ def curves_plot(
             continue
         facet = data[data["seq_len"] == seq_len]
         for arm, group in facet.groupby("arm", sort=True):
-            segments = [g[[x, "mean"]].to_numpy(float) for _, g in group.groupby("config_id", sort=False)]
-            ax.add_collection(LineCollection(segments, colors=[colors[arm]], linewidths=0.5, alpha=0.3))
+            _thin_lines(ax, _segments(group, "config_id", x, "mean"), colors[arm], 0.5, 0.3)
             for _, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
                 ax.plot(g[x], g["mean"], color=colors[arm], lw=2, label=f"{arm} (best, n={g['n'].max()})")
                 ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=colors[arm], alpha=0.2, lw=0)
@@ -109,7 +130,7 @@ def curves_plot(
         lo, hi = np.nanpercentile(facet["mean"], [0, 98])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
         ax.set(xlabel="train time (s)", ylabel=ylabel, title=f"seq_len {seq_len}")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(title)
     return fig
 
@@ -122,7 +143,8 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
     fig, (ax,) = _figure()
     points = points[np.isfinite(points["mean"]) & (points["n_params"] > 0)]
     colors = palette(points["arm"])
-    for arm, group in points.groupby("arm", sort=True):
+    for arm in arm_order(points["arm"]):
+        group = points[points["arm"] == arm]
         err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]])
         ax.errorbar(
             group["n_params"],
@@ -134,15 +156,20 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
             label=arm,
             alpha=0.8,
         )
-    for _, fit in fits[fits["fitted"].astype(bool)].iterrows():
-        xs = np.geomspace(points["n_params"].min(), points["n_params"].max(), 100)
-        ax.plot(
-            xs,
-            fit["E"] + fit["A"] * xs ** -fit["alpha"],
-            color=colors.get(fit["arm"], "black"),
-            lw=1.5,
-            label=f"{fit['arm']} fit: alpha={fit['alpha']:.2f} [{fit['alpha_low']:.2f}, {fit['alpha_high']:.2f}]",
-        )
+    fitted = fits[fits["fitted"].astype(bool)]
+    xs = np.geomspace(points["n_params"].min(), points["n_params"].max(), 100) if len(points) else []
+    for arm, arm_fits in fitted.groupby("arm", sort=True):
+        label = f"{arm}: {len(arm_fits)} fit(s), alpha {arm_fits['alpha'].min():.2f}–{arm_fits['alpha'].max():.2f}"
+        for _, fit in arm_fits.iterrows():
+            ax.plot(
+                xs,
+                fit["E"] + fit["A"] * xs ** -fit["alpha"],
+                color=colors.get(arm, "black"),
+                lw=1.2,
+                alpha=0.7,
+                label=label,
+            )
+            label = None
     sizes = points["n_params"].nunique()
     if sizes < 2:
         _note(ax, f"not enough data: {sizes} model size(s); a scaling curve needs several n_embd / n_layer values")
@@ -151,7 +178,9 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
     if not points.empty:
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+        ax.legend(fontsize=7, loc="upper right")
     ax.set(xlabel="parameters", ylabel=ylabel, title=title)
     return fig
 
@@ -169,6 +198,7 @@ def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
         if not throughput.empty:
             sns.lineplot(
                 data=throughput,
+                hue_order=arm_order(throughput["arm"]),
                 x="seq_len",
                 y=value,
                 hue="arm",
@@ -180,7 +210,10 @@ def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
             )
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.legend(fontsize=7)
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+            ax.legend(fontsize=7, loc="upper right")
         ax.set(xlabel="sequence length (tokens)", ylabel=label, title=label)
     fig.suptitle(title)
     return fig
@@ -234,6 +267,6 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
         if intervals:
             ax.set_xticks(intervals)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(title)
     return fig

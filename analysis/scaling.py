@@ -26,16 +26,35 @@ def power_law(x, E, A, alpha):
     return E + A * np.power(x, -alpha)
 
 
-def _fit_once(u: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """(E, A, alpha) for x already divided by a scale near 1; None when the fit fails."""
-    e0 = 0.9 * float(np.min(y))
-    p0 = [e0, max(float(np.max(y)) - e0, 1e-3), 0.5]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
-            params, _ = curve_fit(power_law, u, y, p0=p0, bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, 10.0]))
-    except (RuntimeError, ValueError):
-        return None
+def _jacobian(x, E, A, alpha):
+    power = np.power(x, -alpha)
+    return np.column_stack([np.ones_like(x), power, -A * power * np.log(x)])
+
+
+def _fit_once(u: np.ndarray, y: np.ndarray, p0=None) -> np.ndarray | None:
+    """(E, A, alpha) for x already divided by a scale near 1; None when the fit fails.
+
+    Levenberg-Marquardt first (fast); when it lands outside E >= 0, A >= 0, 0 <= alpha <= 10 the bounded
+    trust-region fit decides.
+    """
+    if p0 is None:
+        e0 = 0.9 * float(np.min(y))
+        p0 = [e0, max(float(np.max(y)) - e0, 1e-3), 0.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            params, _ = curve_fit(power_law, u, y, p0=p0, jac=_jacobian, method="lm", maxfev=2000)
+            if np.all(np.isfinite(params)) and np.all(params >= 0) and params[2] <= 10:
+                return params
+        except (RuntimeError, ValueError):
+            pass
+        try:
+            bounds = ([0.0, 0.0, 0.0], [np.inf, np.inf, 10.0])
+            p0 = np.clip(p0, [0.0, 0.0, 0.0], [np.inf, np.inf, 10.0])
+            params, _ = curve_fit(power_law, u, y, p0=p0, jac=_jacobian, bounds=bounds, method="trf")
+        except (RuntimeError, ValueError):
+            return None
     return params if np.all(np.isfinite(params)) else None
 
 
@@ -59,7 +78,7 @@ def fit_power_law(x, y, n_boot: int = 200, seed: int = 0, confidence: float = 0.
         idx = rng.integers(0, len(x), len(x))
         if len(np.unique(x[idx])) < 3:
             continue
-        boot = _fit_once(x[idx] / scale, y[idx])
+        boot = _fit_once(x[idx] / scale, y[idx], p0=params)
         if boot is not None:
             draws.append(boot)
     out = {"E": params[0], "A": params[1] * scale ** params[2], "alpha": params[2]}
