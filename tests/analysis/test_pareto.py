@@ -1,0 +1,131 @@
+"""Best-so-far curves, fronts, time-to-target and loss-at-time against hand-built frames with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pandas.testing import assert_frame_equal
+
+from analysis.pareto import best_so_far, loss_at, pareto_front, time_to_target
+
+NAN = np.nan
+
+
+def metrics_frame(rows):
+    return pd.DataFrame(rows, columns=["trial_id", "step", "train_time_s", "val_loss"])
+
+
+def test_best_so_far_handles_improvement_no_improvement_single_point_and_nan():
+    metrics = metrics_frame(
+        [
+            ("b", 20, 2.0, 3.0),  # out of order on purpose: sorted by time within the trial
+            ("b", 10, 1.0, 3.0),
+            ("b", 30, 3.0, 3.5),  # never improves after its first point
+            ("a", 10, 1.0, 4.0),
+            ("a", 20, 2.0, 2.0),
+            ("a", 30, 3.0, 2.5),  # worse than before: best stays 2.0
+            ("a", 40, 4.0, 2.0),  # tie with the best: unchanged
+            ("c", 5, 0.5, 1.0),  # a single point
+            ("d", 10, 1.0, NAN),  # diverged from the start
+            ("d", 20, 2.0, 5.0),
+            ("d", 30, 3.0, NAN),  # diverged later: best carries over
+            ("d", 40, 4.0, np.inf),
+        ]
+    )
+    expected = pd.DataFrame(
+        {
+            "trial_id": ["a"] * 4 + ["b"] * 3 + ["c"] + ["d"] * 4,
+            "step": [10, 20, 30, 40, 10, 20, 30, 5, 10, 20, 30, 40],
+            "train_time_s": [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 0.5, 1.0, 2.0, 3.0, 4.0],
+            "best_loss": [4.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 1.0, NAN, 5.0, 5.0, 5.0],
+        }
+    )
+    assert_frame_equal(best_so_far(metrics), expected)
+
+
+def front_points(rows):
+    return pd.DataFrame(rows, columns=["trial_id", "arch", "train_time_s", "best_loss"])
+
+
+def test_front_is_the_lower_envelope_with_ties_kept():
+    points = front_points(
+        [
+            ("s1", "standard", 1.0, 3.0),
+            ("s1", "standard", 2.0, 2.0),
+            ("s2", "standard", 2.0, 2.0),  # exact tie with s1: both on the front
+            ("s2", "standard", 3.0, 2.0),  # same loss at higher cost: dominated
+            ("w1", "worker", 1.0, 2.5),  # beats s1 at the same cost
+            ("w1", "worker", 1.0, 2.6),  # same cost, higher loss: dominated
+            ("w1", "worker", 4.0, 1.5),
+            ("w2", "worker", 0.5, NAN),  # diverged: never on a front
+            ("w2", "worker", 5.0, 1.6),  # dominated by w1 at 4.0
+        ]
+    )
+    expected = front_points(
+        [
+            ("w1", "worker", 1.0, 2.5),
+            ("s1", "standard", 2.0, 2.0),
+            ("s2", "standard", 2.0, 2.0),
+            ("w1", "worker", 4.0, 1.5),
+        ]
+    )
+    assert_frame_equal(pareto_front(points, "train_time_s"), expected)
+
+    per_arch = pareto_front(points, "train_time_s", by=["arch"])
+    expected_per_arch = front_points(
+        [
+            ("s1", "standard", 1.0, 3.0),
+            ("s1", "standard", 2.0, 2.0),
+            ("s2", "standard", 2.0, 2.0),
+            ("w1", "worker", 1.0, 2.5),
+            ("w1", "worker", 4.0, 1.5),
+        ]
+    )
+    assert_frame_equal(per_arch, expected_per_arch)
+
+
+def test_front_of_only_nan_losses_is_empty():
+    points = front_points([("d", "worker", 1.0, NAN), ("d", "worker", 2.0, np.inf)])
+    assert pareto_front(points, "train_time_s").empty
+
+
+def test_front_of_best_so_far_equals_front_of_raw_points():
+    rng = np.random.default_rng(3)
+    raw = metrics_frame(
+        [(f"t{i}", s, float(s) + rng.random(), float(rng.random())) for i in range(6) for s in range(1, 15)]
+    )
+    curves = best_so_far(raw)
+    from_curves = pareto_front(curves, "train_time_s")[["trial_id", "train_time_s", "best_loss"]]
+    from_raw = pareto_front(raw.rename(columns={"val_loss": "best_loss"}), "train_time_s")
+    assert_frame_equal(from_curves, from_raw[["trial_id", "train_time_s", "best_loss"]])
+
+
+def test_time_to_target_first_crossing_or_nan():
+    curves = best_so_far(
+        metrics_frame(
+            [
+                ("a", 1, 1.0, 3.0),
+                ("a", 2, 2.0, 2.0),  # reaches 2.0 exactly: counts (<=)
+                ("b", 1, 1.0, 2.5),  # never reaches
+                ("c", 1, 5.0, 1.0),  # single point, reached at once
+            ]
+        )
+    )
+    targets = pd.DataFrame({"trial_id": ["a", "b", "c"], "target": [2.0, 2.0, 2.0]})
+    expected = pd.DataFrame({"trial_id": ["a", "b", "c"], "target": [2.0] * 3, "train_time_s": [2.0, NAN, 5.0]})
+    assert_frame_equal(time_to_target(curves, targets), expected)
+
+
+def test_loss_at_takes_the_last_point_before_and_nan_for_short_runs():
+    metrics = metrics_frame(
+        [
+            ("a", 1, 100.0, 3.0),
+            ("a", 2, 120.0, 2.5),  # exactly at 120 s
+            ("a", 3, 150.0, 2.0),
+            ("b", 1, 60.0, 3.0),
+            ("b", 2, 125.0, 2.2),  # last point before 120 s is the one at 60 s
+            ("c", 1, 90.0, 2.0),  # run shorter than 120 s: n/a
+        ]
+    )
+    expected = pd.DataFrame({"trial_id": ["a", "b", "c"], "loss_at": [2.5, 3.0, NAN]})
+    assert_frame_equal(loss_at(metrics, "val_loss", 120.0), expected)

@@ -1,0 +1,128 @@
+"""The whole `wt-study analyze` pipeline on synthetic studies shaped like the smoke preset."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+from synth import write_study
+
+from analysis import cli
+from analysis.load import load_study
+from analysis.report import PLOTS, analyze, config_label
+from study.errors import StudyError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def analyze_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser, "analyze")
+    return cli.run(parser.parse_args(argv))
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    """2 archs, intervals 2 and 4, seq_len 64 and 128, 2 seeds, a 20 s budget (the smoke preset's shape)."""
+    return write_study(tmp_path_factory.mktemp("smoke"), name="smoke", budget_s=20.0)
+
+
+@pytest.fixture(scope="module")
+def smoke_report(smoke_study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    assert analyze_cli([str(smoke_study), "--out", str(out), "--format", "html"]) == 0
+    return out
+
+
+def test_every_plot_is_a_valid_png_and_the_report_is_written(smoke_report):
+    for name in PLOTS:
+        data = (smoke_report / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
+    report = (smoke_report / "report.md").read_text()
+    for name in PLOTS:
+        assert f"]({name})" in report
+    assert "<img" in (smoke_report / "report.html").read_text()
+    summary = pd.read_csv(smoke_report / "summary.csv")
+    assert len(summary) == 6  # standard + worker k=2 + worker k=4, at two seq_lens
+
+
+def test_report_names_every_configuration_on_a_front(smoke_study, smoke_report):
+    analysis = analyze(load_study(str(smoke_study)))
+    report = (smoke_report / "report.md").read_text()
+    on_front = analysis.final[analysis.final["trial_id"].isin(analysis.fronts["trial_id"])]
+    assert len(on_front) >= 2
+    for _, trial in on_front.iterrows():
+        assert config_label(trial) in report and trial["trial_id"] in report
+
+
+def test_report_states_what_it_covers_and_the_seed_table(smoke_report):
+    report = (smoke_report / "report.md").read_text()
+    assert "12 (12 completed)" in report and "cpu (12 trials)" in report
+    assert "No trial matches the seed's settings" in report
+    header = "| Model | Speed (steps/s) | Train Time | Final Val Loss | Loss @ 120s | Params | Speedup |"
+    assert report.count(header) == 2  # one table per seq_len cell
+    assert "| Standard Transformer | 40.00 | 20s |" in report and "| n/a |" in report
+
+
+def test_default_out_dir_and_terminal_verdicts(smoke_study, capsys):
+    assert analyze_cli([str(smoke_study)]) == 0
+    printed = capsys.readouterr().out
+    assert "verdict" in printed and str(smoke_study / "analysis" / "report.md") in printed
+    assert (smoke_study / "analysis" / "pareto_time.png").is_file()
+
+
+def test_seed_table_for_matching_trials_with_loss_at_120s(tmp_path):
+    study = write_study(
+        tmp_path, archs=("standard", "worker"), intervals=(4,), seq_lens=(1024,), n_embds=(256,), n_layers=(4,),
+        seeds=(0, 1, 2), budget_s=300.0, n_points=10,
+    )  # fmt: skip
+    assert analyze_cli([str(study), "--metric", "val_loss_seed"]) == 0
+    report = (study / "analysis" / "report.md").read_text()
+    assert "Trials matching the seed's settings" in report
+    rows = [line for line in report.splitlines() if line.startswith(("| Standard Transformer", "| WorkerTransformer"))]
+    assert len(rows) == 2
+    std, worker = ([cell.strip() for cell in row.strip("|").split("|")] for row in rows)
+    assert std[1:3] == ["2.50", "300s"] and std[6] == "1.00x"
+    assert worker[0] == "WorkerTransformer" and worker[6] == "1.50x"
+    assert worker[4] != "n/a" and float(worker[4]) < float(std[4])  # Loss @ 120s exists for a 300 s budget
+
+
+def test_duplicated_rows_change_no_number(tmp_path):
+    a = analyze(load_study(str(write_study(tmp_path / "a"))))
+    b = analyze(load_study(str(write_study(tmp_path / "b", duplicate=True))))
+    assert_frame_equal(a.summary, b.summary)
+    assert_frame_equal(a.verdicts, b.verdicts)
+    assert_frame_equal(a.fronts, b.fronts)
+
+
+def test_partial_diverged_and_corrupt_inputs_still_report(tmp_path, capsys):
+    def status_of(index, config):
+        return {0: "running", 5: "diverged"}.get(index, "completed")
+
+    study = write_study(tmp_path, status_of=status_of)
+    bad = study / "results" / "trials" / "000002-b.parquet"
+    bad.write_bytes(b"PAR1 not really parquet")
+    assert analyze_cli([str(study), "--target-loss", "2.5"]) == 0  # the CLI prints warnings as lines
+    assert "skipped unreadable file results/trials/000002-b.parquet" in capsys.readouterr().out
+    report = (study / "analysis" / "report.md").read_text()
+    assert "`results/trials/000002-b.parquet" in report
+    assert "partial" in report and "2.5 (given)" in report
+
+
+def test_user_mistakes_are_study_errors(tmp_path):
+    with pytest.raises(StudyError, match="does not exist"):
+        analyze_cli([str(tmp_path / "missing")])
+    with pytest.raises(StudyError, match="--target-loss"):
+        analyze_cli([str(tmp_path), "--target-loss", "-1"])
+
+
+def test_cli_module_imports_no_heavy_packages():
+    code = (
+        "import sys, analysis.cli; print(sorted({'pandas', 'matplotlib', 'scipy', 'torch', 'ray'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
