@@ -17,7 +17,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 
+from analysis.stats import ARM_KEYS, CELL_KEYS, select_best
+
 STANDARD = "standard"
+PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "throughput.png", "interval.png")
 
 
 def _figure(ncols: int = 1, width: float = 7.0, height: float = 4.5) -> tuple[Figure, list]:
@@ -270,3 +273,59 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
             ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(title)
     return fig
+
+
+def figures(a) -> dict:
+    """File name -> Figure for every plot in PLOTS, from an `analysis.report.Analysis`."""
+    name, m = a.study.name, a.metric
+    budgets = a.final[["budget_kind", "budget_value"]].drop_duplicates()
+    budget = "budget " + ", ".join(f"{v:g} {k}" for k, v in budgets.itertuples(index=False))
+    best = select_best(a.summary.rename(columns={"mean": "final_loss"}), CELL_KEYS + ARM_KEYS)
+    fronts = a.fronts.rename(columns={"cost": "x"})
+    time_fronts, flop_fronts = (fronts[fronts["front"] == f] for f in ("loss vs train time", "loss vs FLOPs"))
+    return {
+        "pareto_time.png": pareto_plot(
+            a.curves["train_time_s"],
+            _per_arch(time_fronts, "train_time_s"),
+            _overall(time_fronts, "train_time_s"),
+            "train_time_s",
+            "train time (s)",
+            f"best {m} so far",
+            f"{name}: Pareto front, {m} vs train time ({budget})",
+        ),
+        "pareto_flops.png": pareto_plot(
+            a.curves["flops"],
+            _per_arch(flop_fronts, "flops"),
+            _overall(flop_fronts, "flops"),
+            "flops",
+            "training FLOPs",
+            f"best {m} so far",
+            f"{name}: Pareto front, {m} vs FLOPs ({budget})",
+        ),
+        "curves.png": curves_plot(
+            a.seed_curves,
+            a.final.drop_duplicates("config_id"),
+            set(best["config_id"]),
+            "train_time_s",
+            m,
+            f"{name}: {m} vs train time, mean and 95% CI over seeds ({budget})",
+        ),
+        "scaling_params.png": scaling_plot(
+            best.rename(columns={"final_loss": "mean"}),
+            a.fits,
+            f"final {m}",
+            f"{name}: final {m} vs parameters ({budget})",
+        ),
+        "throughput.png": throughput_plot(a.throughput, f"{name}: training throughput"),
+        "interval.png": interval_plot(
+            best.rename(columns={"final_loss": "mean"}), a.speedups, f"final {m}", f"{name}: worker interval ({budget})"
+        ),
+    }
+
+
+def _per_arch(fronts, x):
+    return fronts[fronts["scope"] != "all"].rename(columns={"x": x, "scope": "arch"})
+
+
+def _overall(fronts, x):
+    return fronts[fronts["scope"] == "all"].rename(columns={"x": x})

@@ -15,6 +15,7 @@ import pandas as pd
 
 from analysis import pareto, plots, scaling, stats
 from analysis.load import Study
+from analysis.plots import PLOTS  # noqa: F401  (re-exported: the report's file names)
 from analysis.stats import ARM_KEYS, CELL_KEYS, STANDARD
 
 SEED_SETTINGS = {"seq_len": 1024, "n_embd": 256, "n_layer": 4, "n_head": 4, "batch_size": 16}
@@ -24,7 +25,6 @@ METRIC_WORDS = {
     "val_loss": "val_loss: mean next-token loss over all validation positions (the fair metric)",
     "val_loss_seed": "val_loss_seed: the seed's metric (worker positions only for worker models)",
 }
-PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "throughput.png", "interval.png")
 
 
 @dataclass(frozen=True)
@@ -326,62 +326,6 @@ def fits_table(a: Analysis) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def figures(a: Analysis) -> dict:
-    """File name -> Figure, one per plot in PLOTS."""
-    name, m = a.study.name, a.metric
-    budgets = a.final[["budget_kind", "budget_value"]].drop_duplicates()
-    budget = "budget " + ", ".join(f"{fmt(v)} {k}" for k, v in budgets.itertuples(index=False))
-    best = stats.select_best(a.summary.rename(columns={"mean": "final_loss"}), CELL_KEYS + ARM_KEYS)
-    fronts = a.fronts.rename(columns={"cost": "x"})
-    time_fronts, flop_fronts = (fronts[fronts["front"] == f] for f in ("loss vs train time", "loss vs FLOPs"))
-    return {
-        "pareto_time.png": plots.pareto_plot(
-            a.curves["train_time_s"],
-            _per_arch(time_fronts, "train_time_s"),
-            _overall(time_fronts, "train_time_s"),
-            "train_time_s",
-            "train time (s)",
-            f"best {m} so far",
-            f"{name}: Pareto front, {m} vs train time ({budget})",
-        ),
-        "pareto_flops.png": plots.pareto_plot(
-            a.curves["flops"],
-            _per_arch(flop_fronts, "flops"),
-            _overall(flop_fronts, "flops"),
-            "flops",
-            "training FLOPs",
-            f"best {m} so far",
-            f"{name}: Pareto front, {m} vs FLOPs ({budget})",
-        ),
-        "curves.png": plots.curves_plot(
-            a.seed_curves,
-            a.final.drop_duplicates("config_id"),
-            set(best["config_id"]),
-            "train_time_s",
-            m,
-            f"{name}: {m} vs train time, mean and 95% CI over seeds ({budget})",
-        ),
-        "scaling_params.png": plots.scaling_plot(
-            best.rename(columns={"final_loss": "mean"}),
-            a.fits,
-            f"final {m}",
-            f"{name}: final {m} vs parameters ({budget})",
-        ),
-        "throughput.png": plots.throughput_plot(a.throughput, f"{name}: training throughput"),
-        "interval.png": plots.interval_plot(
-            best.rename(columns={"final_loss": "mean"}), a.speedups, f"final {m}", f"{name}: worker interval ({budget})"
-        ),
-    }
-
-
-def _per_arch(fronts, x):
-    return fronts[fronts["scope"] != "all"].rename(columns={"x": x, "scope": "arch"})
-
-
-def _overall(fronts, x):
-    return fronts[fronts["scope"] == "all"].rename(columns={"x": x})
-
-
 def render(a: Analysis, target_loss: float | None) -> str:
     s = a.study
     target = (
@@ -426,7 +370,7 @@ def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | No
     """Write the plots, summary.csv and report.md (plus report.html for fmt_="html"); returns the report path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for file_name, fig in figures(a).items():
+    for file_name, fig in plots.figures(a).items():
         fig.savefig(out / file_name, dpi=110)
         fig.clear()
     a.summary.to_csv(out / "summary.csv", index=False)
