@@ -1,0 +1,420 @@
+"""The budgeted training loop of one run, Ray-free: `train(cfg, corpus) -> RunResult`.
+
+Honest timing (see DESIGN: time budget): `train_time_s` is `time.perf_counter()` around training steps only
+(batch sampling, forward, backward, clipping, optimizer step), read after `torch.cuda.synchronize()` on CUDA;
+evaluation, checkpoint serialisation, `on_report` callbacks and compile warm-up happen outside it.
+`wall_time_s` counts everything since the run first started, across resumes.
+
+Budgets stop at a step boundary: `steps` after exactly `floor(value)` steps; `tokens` and `flops` before the
+step that would exceed the value (so the used amount is <= value and one more step would pass it); `seconds` at
+the first step boundary at/after the value (at most one step over). With `count_eval_in_budget`, periodic
+evaluation time also eats the seconds budget (the seed's definition).
+
+Evaluation: periodic evaluations use the fixed validation stream (`cfg.eval.val_tokens` of non-overlapping
+windows, the same for every trial with this seq_len); the final one covers the whole val split when
+`cfg.eval.final_full`. With `cfg.eval.protocol == "seed"` every evaluation, the final one included, uses the seed's
+stride-1 windows instead, so the seed's numbers can be reproduced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from study.config import BudgetConfig, RunConfig, TrainConfig
+from study.data import (
+    BatchSampler,
+    Corpus,
+    check_corpus_fits,
+    gather_windows,
+    seed_window_starts,
+    stream_window_starts,
+)
+from study.errors import StudyError
+from study.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
+from wt_model import build_model, evaluate_batch
+from wt_model.flops import training_flops_per_token
+
+STATE_FORMAT = 1
+
+__all__ = ["EvalRecord", "RunResult", "load_state", "save_state", "train"]
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation point (a row of the metrics table, without the study/trial keys)."""
+
+    step: int  # optimizer steps done
+    tokens: int  # training tokens consumed
+    train_time_s: float  # training-step time (the budget clock)
+    wall_time_s: float  # everything since the run started, across resumes
+    flops: float  # analytic training FLOPs spent
+    lr: float  # learning rate of the last step
+    train_loss: float  # mean training loss since the previous evaluation
+    val_loss: float  # mean next-token loss over all validation positions (the fair metric)
+    val_loss_seed: float  # the seed's metric (worker positions of phase 0 for the worker model)
+    val_bpc: float  # val_loss in bits per character
+    val_tokens: int  # validation positions covered
+    tokens_per_s: float  # training tokens per train second since the previous evaluation
+    is_final: bool  # the end-of-run evaluation
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunResult:
+    status: str  # "completed" or "diverged"
+    records: list[EvalRecord]  # the evaluations of this call (a resumed run does not repeat earlier ones)
+    final: EvalRecord
+    steps: int
+    tokens: int
+    train_time_s: float
+    wall_time_s: float
+    error: str  # "" or why the run diverged
+
+
+Report = Callable[[EvalRecord | None, dict | None], None]
+
+
+def train(
+    cfg: RunConfig,
+    corpus: Corpus,
+    *,
+    on_report: Report | None = None,
+    state: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train one run within `cfg.budget`; resume exactly from `state` when given (see the module docstring)."""
+    started = time.perf_counter()
+    run = _Run(cfg, corpus, started, fresh=state is None)
+    if state is not None:
+        run.restore(state)
+    return run.loop(on_report or (lambda record, state: None), on_report is not None, progress)
+
+
+class Budget:
+    """How much of `cfg` a run has used, and whether one more step may start (see the module docstring)."""
+
+    def __init__(self, cfg: BudgetConfig, tokens_per_step: int, flops_per_step: float):
+        self.cfg, self.tokens_per_step, self.flops_per_step = cfg, tokens_per_step, flops_per_step
+        # per-step increment in the budget's unit (None for seconds: unknown ahead of time)
+        self.per_step = {"steps": 1, "tokens": tokens_per_step, "flops": flops_per_step}.get(cfg.kind)
+
+    def used(self, c: Counters) -> float:
+        kind = self.cfg.kind
+        if kind == "seconds":
+            return c.train_time_s + (c.eval_time_s if self.cfg.count_eval_in_budget else 0.0)
+        return {"steps": c.step, "tokens": c.tokens, "flops": c.step * self.flops_per_step}[kind]
+
+    def allows(self, c: Counters) -> bool:
+        """May one more step start? Counted budgets: only if it ends at or below the limit."""
+        if self.per_step is None:
+            return self.used(c) < self.cfg.value
+        if self.cfg.kind == "flops":  # multiply rather than accumulate: no float drift at the limit
+            return (c.step + 1) * self.flops_per_step <= self.cfg.value
+        return self.used(c) + self.per_step <= self.cfg.value
+
+    def fraction(self, c: Counters) -> float:
+        return min(1.0, self.used(c) / self.cfg.value)
+
+    def schedule_fraction(self, c: Counters) -> float:
+        """Where the next step sits in the budget: its midpoint for counted budgets, the clock for seconds."""
+        if self.per_step is None:
+            return self.fraction(c)
+        return min(1.0, (self.used(c) + 0.5 * self.per_step) / self.cfg.value)
+
+    def check_fits_one_step(self) -> None:
+        if not self.allows(Counters()):
+            raise StudyError(
+                f"budget.value={self.cfg.value:g} is smaller than one training step ({self.per_step:g} "
+                f"{self.cfg.kind}): raise the budget or shrink train.batch_size / seq_len."
+            )
+
+
+def lr_at(cfg: TrainConfig, fraction: float) -> float:
+    """Learning rate at `fraction` of the budget: linear warmup over warmup_frac, then the schedule's shape."""
+    warmup = cfg.warmup_frac
+    if fraction < warmup:
+        return cfg.lr * fraction / warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (fraction - warmup) / (1.0 - warmup)  # 0 -> 1 after warmup
+    if cfg.schedule == "linear":
+        return cfg.lr * (1.0 - progress)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise StudyError("train.device='cuda' is invalid here: no CUDA device is visible; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _step(model, optimizer, x, y, lr: float, grad_clip: float, autocast) -> torch.Tensor:
+    """One optimisation step (forward, backward, clip, AdamW); returns the loss tensor."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast():
+        _, loss = model(x, targets=y)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def _evaluate(model, windows: torch.Tensor, batch_size: int, autocast) -> tuple[float, float]:
+    """Mean loss over all positions and the seed's metric on `windows` (N, T+1); model left in train mode."""
+    model.eval()
+    sum_all, n_all, sum_seed, n_seed = 0.0, 0, 0.0, 0
+    with autocast():
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i : i + batch_size].long()  # (b, T+1)
+            losses = evaluate_batch(model, chunk[:, :-1], chunk[:, 1:])
+            sum_all, n_all = sum_all + losses.loss_sum_all, n_all + losses.n_all
+            sum_seed, n_seed = sum_seed + losses.loss_sum_seed, n_seed + losses.n_seed
+    model.train()
+    return sum_all / max(n_all, 1), sum_seed / max(n_seed, 1)
+
+
+class _Run:
+    """The objects of one run (model, optimizer, sampler, validation windows) and its loop."""
+
+    def __init__(self, cfg: RunConfig, corpus: Corpus, started: float, fresh: bool):
+        seq_len = cfg.seq_len
+        check_corpus_fits(corpus, seq_len)
+        if cfg.model.vocab_size < len(corpus.vocab):
+            raise StudyError(
+                f"model.vocab_size={cfg.model.vocab_size} is too small for corpus {corpus.name}, which has "
+                f"{len(corpus.vocab)} characters: set it to {len(corpus.vocab)}."
+            )
+        self.cfg, self.corpus, self.started = cfg, corpus, started
+        self.device = _resolve_device(cfg.train.device)
+        self.cuda = self.device.type == "cuda"
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        tokens_per_step = cfg.train.batch_size * seq_len
+        flops_per_step = training_flops_per_token(cfg.model, seq_len) * tokens_per_step
+        self.budget = Budget(cfg.budget, tokens_per_step, flops_per_step)
+        if fresh:
+            self.budget.check_fits_one_step()
+
+        _seed_everything(cfg.train.seed)
+        self.model = build_model(cfg.model).to(self.device)
+        self.step_model = torch.compile(self.model) if cfg.train.compile else self.model
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.train.lr,
+            betas=(cfg.train.beta1, cfg.train.beta2),
+            weight_decay=cfg.train.weight_decay,
+            fused=True if self.cuda else None,
+        )
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.cuda else contextlib.nullcontext
+        self.sampler = BatchSampler(corpus.train, cfg.train.batch_size, seq_len, cfg.train.seed, self.device)
+        self.counters = Counters(next_eval_s=cfg.eval.every_s)
+        self.status, self.error = "completed", ""
+        self._make_val_windows()
+
+    def _make_val_windows(self) -> None:
+        seq_len, ev, n_val = self.cfg.seq_len, self.cfg.eval, len(self.corpus.val)
+        if ev.protocol == "seed":
+            starts = seed_window_starts(n_val, seq_len, ev.val_tokens)
+            final_starts = starts
+        else:
+            starts = stream_window_starts(n_val, seq_len, ev.val_tokens)
+            final_starts = stream_window_starts(n_val, seq_len, None) if ev.final_full else starts
+        self.val_windows = gather_windows(self.corpus.val, starts, seq_len, self.device)
+        self.final_windows = gather_windows(self.corpus.val, final_starts, seq_len, self.device)
+
+    # -- state --------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything needed to continue bit-identically, as CPU tensors and primitives (weights_only-safe)."""
+        c = self.counters
+        return {
+            "format": STATE_FORMAT,
+            "step": c.step,  # convenience copies of the counters for readers (trial metadata, CLI)
+            "tokens": c.tokens,
+            "train_time_s": c.train_time_s,
+            "config": self.cfg.to_dict(),
+            "model": cpu_copy(self.model.state_dict()),
+            "optimizer": cpu_copy(self.optimizer.state_dict()),
+            "rng": cpu_copy(capture_rng()),
+            "sampler": self.sampler.get_state(),
+            "counters": dataclasses.asdict(c) | {"wall_time_s": self._wall()},
+            "status": self.status,
+            "error": self.error,
+        }
+
+    def restore(self, state: dict) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise StudyError(f"checkpoint format={state.get('format')!r} is not supported: expected {STATE_FORMAT}.")
+        saved_model = state["config"]["model"]
+        if saved_model != dataclasses.asdict(self.cfg.model):
+            raise StudyError(
+                f"the checkpoint's model config {saved_model} differs from model config "
+                f"{dataclasses.asdict(self.cfg.model)}: resume with the configuration that wrote it."
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.set_state(state["sampler"])
+        self.counters = Counters(**state["counters"])
+        self.started -= self.counters.wall_time_s  # the wall clock continues from where it stopped
+        self.status, self.error = state["status"], state["error"]
+        restore_rng(state["rng"])  # last: building the model above drew from the global RNG
+
+    def _wall(self) -> float:
+        return time.perf_counter() - self.started
+
+    # -- loop ---------------------------------------------------------------------------------------------
+    def loop(self, report: Report, want_state: bool, progress: Callable[[str], None] | None) -> RunResult:
+        c, cfg = self.counters, self.cfg
+        last = c.last_record
+        if last is not None and last["is_final"] and (self.status == "diverged" or not self.budget.allows(c)):
+            return self._result([], EvalRecord(**last))  # a finished run: nothing to redo
+        self._warm_up()
+        records: list[EvalRecord] = []
+        every_steps, every_s = cfg.eval.every_steps, cfg.eval.every_s
+        ckpt_every = cfg.checkpoint_every_s
+        last_ckpt = self._wall()
+        tokens_per_step, grad_clip = self.budget.tokens_per_step, cfg.train.grad_clip
+        cuda, clock = self.cuda, time.perf_counter
+        decile = int(10 * self.budget.fraction(c))
+        while self.budget.allows(c):
+            lr = lr_at(cfg.train, self.budget.schedule_fraction(c))
+            t0 = clock()
+            x, y = self.sampler.next()
+            loss = _step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast)
+            if cuda:
+                torch.cuda.synchronize()
+            loss_value = loss.item()
+            c.train_time_s += clock() - t0
+            c.step += 1
+            c.tokens += tokens_per_step
+            c.lr = lr
+            c.loss_sum += loss_value
+            c.loss_count += 1
+            if not math.isfinite(loss_value):
+                self.status = "diverged"
+                self.error = f"training loss became {loss_value} at step {c.step}"
+                break
+            record = None
+            if self.budget.allows(c) and (
+                (every_steps and c.step % every_steps == 0) or (every_s and c.train_time_s >= c.next_eval_s)
+            ):
+                record = self._periodic_eval()
+                records.append(record)
+            due = ckpt_every > 0 and self._wall() - last_ckpt >= ckpt_every
+            if record is not None or due:
+                report(record, self.state() if due and want_state else None)
+                if due:
+                    last_ckpt = self._wall()
+            if progress is not None:
+                if record is not None:
+                    progress(self._line(record))
+                elif int(10 * self.budget.fraction(c)) > decile and self.budget.allows(c):
+                    progress(self._line(None))
+                decile = int(10 * self.budget.fraction(c))
+        final = self._final_eval()
+        records.append(final)
+        report(final, self.state() if want_state else None)
+        if progress is not None:
+            progress(self._line(final))
+        return self._result(records, final)
+
+    def _warm_up(self) -> None:
+        """Compile (when asked) outside the budget clock, leaving parameters, grads and RNGs untouched."""
+        if not self.cfg.train.compile:
+            return
+        rng = capture_rng()
+        windows = self.val_windows[: self.cfg.train.batch_size].long()  # any fixed batch
+        with self.autocast():
+            _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:])
+        loss.backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.cuda:
+            torch.cuda.synchronize()
+        restore_rng(rng)
+
+    def _periodic_eval(self) -> EvalRecord:
+        c = self.counters
+        t0 = time.perf_counter()
+        record = self._record(self.val_windows, is_final=False)
+        c.eval_time_s += time.perf_counter() - t0
+        every_s = self.cfg.eval.every_s
+        if every_s:
+            c.next_eval_s = (math.floor(c.train_time_s / every_s) + 1) * every_s
+        return record
+
+    def _final_eval(self) -> EvalRecord:
+        if self.status == "diverged":
+            return self._make_record(math.nan, math.nan, 0, is_final=True)
+        return self._record(self.final_windows, is_final=True)
+
+    def _record(self, windows: torch.Tensor, is_final: bool) -> EvalRecord:
+        val_loss, val_loss_seed = _evaluate(self.model, windows, self.cfg.train.batch_size, self.autocast)
+        return self._make_record(val_loss, val_loss_seed, len(windows) * self.cfg.seq_len, is_final)
+
+    def _make_record(self, val_loss: float, val_loss_seed: float, val_tokens: int, is_final: bool) -> EvalRecord:
+        c = self.counters
+        window_s = c.train_time_s - c.train_time_at_eval
+        record = EvalRecord(
+            step=c.step,
+            tokens=c.tokens,
+            train_time_s=c.train_time_s,
+            wall_time_s=self._wall(),
+            flops=c.step * self.budget.flops_per_step,
+            lr=c.lr,
+            train_loss=c.loss_sum / c.loss_count if c.loss_count else math.nan,
+            val_loss=val_loss,
+            val_loss_seed=val_loss_seed,
+            val_bpc=val_loss / math.log(2),
+            val_tokens=val_tokens,
+            tokens_per_s=(c.tokens - c.tokens_at_eval) / window_s if window_s > 0 else 0.0,
+            is_final=is_final,
+        )
+        c.loss_sum, c.loss_count = 0.0, 0
+        c.tokens_at_eval, c.train_time_at_eval = c.tokens, c.train_time_s
+        c.last_record = record.to_dict()
+        return record
+
+    def _line(self, record: EvalRecord | None) -> str:
+        c = self.counters
+        head = f"step {c.step:>7,} | {100 * self.budget.fraction(c):5.1f}% | train {c.train_time_s:7.1f}s"
+        if record is None:
+            return f"{head} | loss {c.loss_sum / max(c.loss_count, 1):.4f}"
+        label = "final" if record.is_final else "eval "
+        return (
+            f"{head} | {label} | loss {record.train_loss:.4f} | val {record.val_loss:.4f} "
+            f"(seed {record.val_loss_seed:.4f}) | {record.val_bpc:.3f} bpc | {record.tokens_per_s:,.0f} tok/s"
+        )
+
+    def _result(self, records: list[EvalRecord], final: EvalRecord) -> RunResult:
+        c = self.counters
+        return RunResult(
+            status=self.status,
+            records=records,
+            final=final,
+            steps=c.step,
+            tokens=c.tokens,
+            train_time_s=c.train_time_s,
+            wall_time_s=self._wall(),
+            error=self.error,
+        )

@@ -1,0 +1,390 @@
+"""The budgeted training loop: budgets, honest timing, exact resume, shared data streams, errors, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import study.train as train_module
+from study.cli import main
+from study.config import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
+from study.data import load_corpus
+from study.errors import StudyError
+from study.schema import METRICS_SCHEMA
+from study.train import EvalRecord, load_state, lr_at, save_state, train
+from wt_model import ModelConfig
+from wt_model.flops import training_flops_per_token
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(DataConfig())
+
+
+def train_cfg(**fields) -> TrainConfig:
+    """One torch thread: on a shared 2-core CPU, two threads per process oversubscribe it badly."""
+    return TrainConfig(threads=1, **fields)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(arch: str = "worker", budget=("steps", 8), **sections) -> RunConfig:
+    """A model small enough for a 2-core CPU; `sections` replace whole config sections."""
+    model = ModelConfig(
+        arch=arch, block_size=32, n_embd=32, n_head=2, n_layer=2, dropout=0.1, random_worker_phase=arch == "worker"
+    )
+    defaults = {
+        "model": model,
+        "train": train_cfg(batch_size=8, lr=3e-3, seed=1),
+        "budget": BudgetConfig(kind=budget[0], value=budget[1]),
+        "eval": EvalConfig(val_tokens=1024, final_full=False),
+    }
+    return RunConfig(**(defaults | sections))
+
+
+def spy(monkeypatch, name: str, before=None):
+    """Wrap study.train.<name>, recording (args, seconds) of every call; `before(*args)` runs first."""
+    calls = []
+    original = getattr(train_module, name)
+
+    def wrapper(*args):
+        t0 = time.perf_counter()
+        if before is not None:
+            before(*args)
+        out = original(*args)
+        calls.append((args, time.perf_counter() - t0))
+        return out
+
+    monkeypatch.setattr(train_module, name, wrapper)
+    return calls
+
+
+# -- budgets ------------------------------------------------------------------------------------------------
+
+
+def test_seconds_budget_ends_within_one_step_and_excludes_slow_evaluation(corpus, monkeypatch):
+    evals = spy(monkeypatch, "_evaluate", before=lambda *args: time.sleep(0.25))
+    steps = spy(monkeypatch, "_step")
+    cfg = tiny(budget=("seconds", 2.0), eval=EvalConfig(every_steps=10, val_tokens=256, final_full=False))
+    result = train(cfg, corpus)
+    periodic = [r for r in result.records if not r.is_final]
+    assert len(periodic) >= 2 and len(evals) == len(periodic) + 1
+    longest_step = max(seconds for _, seconds in steps)
+    assert 2.0 <= result.train_time_s <= 2.0 + longest_step + 0.05  # the last step started before 2 s
+    assert result.wall_time_s >= result.train_time_s + 0.25 * len(evals)  # evaluation ran, off the clock
+    assert sum(seconds for _, seconds in steps) <= result.train_time_s
+    # the seed's definition: evaluation eats the budget, so fewer training seconds fit
+    evals.clear()
+    seed_style = dataclasses.replace(cfg, budget=BudgetConfig(kind="seconds", value=2.0, count_eval_in_budget=True))
+    result = train(seed_style, corpus)
+    periodic_s = [seconds for _, seconds in evals[:-1]]  # the final evaluation comes after the budget
+    assert len(periodic_s) >= 1
+    used = result.train_time_s + sum(periodic_s)
+    assert 2.0 - 0.01 <= used <= 2.0 + longest_step + max(periodic_s) + 0.05  # then one step or one evaluation over
+
+
+def test_counted_budgets_stop_exactly_at_the_limit(corpus):
+    cfg = tiny(budget=("steps", 7))
+    assert train(cfg, corpus).steps == 7
+    tokens_per_step = 8 * 32
+    result = train(tiny(budget=("tokens", 5 * tokens_per_step + 100)), corpus)
+    assert (result.steps, result.tokens) == (5, 5 * tokens_per_step)
+    assert train(tiny(budget=("tokens", 3 * tokens_per_step)), corpus).tokens == 3 * tokens_per_step
+    flops_per_step = training_flops_per_token(cfg.model, 32) * tokens_per_step
+    for value, expected in ((3.5 * flops_per_step, 3), (4 * flops_per_step, 4)):
+        result = train(tiny(budget=("flops", value)), corpus)
+        assert result.steps == expected and result.final.flops <= value < result.final.flops + flops_per_step
+
+
+def test_budgets_that_cannot_run_are_user_errors(corpus):
+    with pytest.raises(StudyError, match="budget.value"):
+        BudgetConfig(kind="seconds", value=-5)
+    with pytest.raises(StudyError, match="smaller than one training step"):
+        train(tiny(budget=("tokens", 100)), corpus)
+
+
+def test_schedules_follow_the_budget_fraction():
+    linear = TrainConfig(lr=1.0, schedule="linear", warmup_frac=0.1)
+    assert [round(lr_at(linear, f), 6) for f in (0.0, 0.05, 0.1, 0.55, 1.0)] == [0.0, 0.5, 1.0, 0.5, 0.0]
+    cosine = TrainConfig(lr=1.0, schedule="cosine")
+    assert lr_at(cosine, 0.0) == 1.0 and lr_at(cosine, 0.5) == pytest.approx(0.5) and lr_at(cosine, 1.0) < 1e-12
+    assert lr_at(TrainConfig(lr=0.3), 0.9) == 0.3
+
+
+def test_lr_decays_over_a_steps_budget(corpus):
+    result = train(
+        tiny(
+            train=train_cfg(batch_size=8, lr=1e-2, schedule="linear"),
+            eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False),
+        ),
+        corpus,
+    )
+    lrs = [r.lr for r in result.records]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(1e-2 / 16)  # midpoint of the last step
+
+
+# -- records, reports, divergence ----------------------------------------------------------------------------
+
+
+def test_records_carry_the_metrics_columns_and_checkpoints_come_at_the_end(corpus):
+    reports = []
+    cfg = tiny("standard", eval=EvalConfig(every_steps=3, val_tokens=512, final_full=True))
+    result = train(cfg, corpus, on_report=lambda record, state: reports.append((record, state)))
+    provided = {f.name for f in dataclasses.fields(EvalRecord)}
+    issue_columns = {"step", "tokens", "train_time_s", "wall_time_s", "flops", "lr", "train_loss", "val_loss"}
+    issue_columns |= {"val_loss_seed", "val_bpc", "tokens_per_s", "is_final"}
+    assert issue_columns <= provided <= set(METRICS_SCHEMA.names)
+    assert [r.step for r in result.records] == [3, 6, 8] and [r.is_final for r in result.records] == [0, 0, 1]
+    assert [(record.step, state is not None) for record, state in reports] == [(3, False), (6, False), (8, True)]
+    final = result.final
+    assert final.val_tokens == (len(corpus.val) // 33) * 32  # the whole split
+    assert result.records[0].val_tokens == 512 and final.val_bpc == pytest.approx(final.val_loss / math.log(2))
+    assert final.tokens == 8 * 8 * 32 and final.tokens_per_s > 0 and math.isfinite(final.train_loss)
+
+
+def test_non_finite_loss_ends_the_run_as_diverged(corpus, monkeypatch):
+    real_step = train_module._step
+
+    calls = []
+
+    def poisoned(*args):  # the third step's loss is NaN
+        calls.append(1)
+        loss = real_step(*args)
+        return loss * math.nan if len(calls) == 3 else loss
+
+    monkeypatch.setattr(train_module, "_step", poisoned)
+    reports = []
+    result = train(tiny(budget=("steps", 10)), corpus, on_report=lambda r, s: reports.append((r, s)))
+    assert result.status == "diverged" and result.steps == 3 and "step 3" in result.error
+    assert result.final.is_final and math.isnan(result.final.val_loss)
+    assert reports[-1][0] is result.final and reports[-1][1]["status"] == "diverged"
+
+
+# -- identical data for every trial --------------------------------------------------------------------------
+
+
+def test_same_seed_gives_the_same_batches_and_validation_stream_for_every_arch(corpus, monkeypatch):
+    steps = spy(monkeypatch, "_step")
+    evals = spy(monkeypatch, "_evaluate")
+    for arch in ("standard", "worker"):
+        train(tiny(arch, budget=("steps", 3), eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False)), corpus)
+    train(
+        tiny(
+            budget=("steps", 3),
+            train=train_cfg(batch_size=8, seed=2),
+            eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False),
+        ),
+        corpus,
+    )
+    batches = [args[2:4] for args, _ in steps]  # (x, y) of each step, three steps per run
+    for i in range(3):
+        assert torch.equal(batches[i][0], batches[3 + i][0]) and torch.equal(batches[i][1], batches[3 + i][1])
+    assert not torch.equal(batches[0][0], batches[6][0])  # another seed, other batches
+    windows = [args[1] for args, _ in evals]  # periodic + final per run, identical across archs and seeds
+    assert len(windows) == 6 and all(torch.equal(windows[i % 2], w) for i, w in enumerate(windows))
+    assert windows[0].shape == (8, 33)
+
+
+# -- exact resume ---------------------------------------------------------------------------------------------
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("arch", ["standard", "worker"])
+def test_resume_from_disk_is_bit_identical(corpus, tmp_path, arch):
+    cfg = tiny(
+        arch,
+        budget=("steps", 8),
+        train=train_cfg(batch_size=8, lr=3e-3, schedule="linear", warmup_frac=0.25, seed=5),
+        eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False),
+        checkpoint_every_s=1e-9,  # a checkpoint at every step boundary
+    )
+    states = {}
+    straight = train(cfg, corpus, on_report=lambda r, s: states.update({s["step"]: s}))
+
+    path = tmp_path / "state.pt"
+
+    def interrupt_at_half(record, state):
+        if state is not None and state["step"] == 4:
+            save_state(state, path)
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train(cfg, corpus, on_report=interrupt_at_half)
+    torch.manual_seed(999)  # a fresh process would have other global RNG states
+    resumed_states = {}
+    resumed = train(cfg, corpus, state=load_state(path), on_report=lambda r, s: resumed_states.update({s["step"]: s}))
+
+    keys = ("step", "tokens", "lr", "train_loss", "val_loss", "val_loss_seed")
+    tail = [{k: getattr(r, k) for k in keys} for r in straight.records if r.step > 4]
+    assert [{k: getattr(r, k) for k in keys} for r in resumed.records] == tail
+    end, resumed_end = states[8], resumed_states[8]
+    for name, tensor in end["model"].items():
+        assert torch.equal(tensor, resumed_end["model"][name]), name
+    for index, slots in end["optimizer"]["state"].items():
+        for slot, tensor in slots.items():
+            assert torch.equal(tensor, resumed_end["optimizer"]["state"][index][slot])
+    assert torch.equal(end["sampler"], resumed_end["sampler"])
+    assert resumed.wall_time_s > resumed_states[8]["counters"]["train_time_s"]
+
+    # a finished run resumed with the same budget does nothing more
+    again = train(cfg, corpus, state=end)
+    assert again.records == [] and again.final == straight.final and again.steps == 8
+
+
+def test_state_files_are_atomic_and_bad_ones_are_user_errors(tmp_path):
+    path = tmp_path / "ckpt" / "state.pt"
+    save_state({"step": 3, "weights": torch.arange(4)}, path)
+    assert [p.name for p in path.parent.iterdir()] == ["state.pt"]
+    assert torch.equal(load_state(path)["weights"], torch.arange(4))
+    with pytest.raises(StudyError, match="does not exist"):
+        load_state(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(StudyError, match="could not be read"):
+        load_state(tmp_path / "junk.pt")
+
+
+# -- bad input ------------------------------------------------------------------------------------------------
+
+
+def test_bad_data_for_the_run_is_a_user_error(corpus, tmp_path):
+    with pytest.raises(StudyError, match="seq_len=200000 is too long"):
+        train(
+            dataclasses.replace(tiny(), model=ModelConfig(block_size=200_000, n_embd=32, n_head=2, n_layer=1)), corpus
+        )
+    (tmp_path / "short.txt").write_text("abcdefghij" * 3)
+    short = load_corpus(DataConfig(corpus=str(tmp_path / "short.txt")))
+    with pytest.raises(StudyError, match="too long for corpus"):
+        train(tiny(), short)
+    small_vocab = dataclasses.replace(tiny(), model=dataclasses.replace(tiny().model, vocab_size=10))
+    with pytest.raises(StudyError, match="vocab_size=10"):
+        train(small_vocab, corpus)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data", "missing.txt"], "no such file"),
+        (["--data", "wikitext-9000"], "not a known corpus"),
+        (["--budget", "-3"], "budget.value=-3.0"),
+        (["--seq-len", "200000"], "too long"),
+        (["--resume"], "--checkpoint-dir"),
+    ],
+)
+def test_cli_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, flags, message):
+    monkeypatch.chdir(tmp_path)
+    out_dir = tmp_path / "run"
+    argv = ["train", *flags] + ([] if "--resume" in flags else ["--checkpoint-dir", str(out_dir)])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out_dir.exists()
+
+
+# -- it learns; the CLI end to end ------------------------------------------------------------------------------
+
+
+def test_loss_drops_clearly_below_the_unigram_entropy(corpus):
+    counts = np.bincount(corpus.train, minlength=len(corpus.vocab)).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    unigram_entropy = float(-(p * np.log(p)).sum())
+    assert 3.2 < unigram_entropy < 3.4
+    cfg = tiny(
+        "worker",
+        budget=("steps", 300),
+        model=ModelConfig(block_size=64, n_embd=32, n_head=2, n_layer=2, dropout=0.0),
+        train=train_cfg(batch_size=16, lr=3e-3),
+        eval=EvalConfig(final_full=True),
+    )
+    result = train(cfg, corpus)
+    assert result.status == "completed"
+    assert result.final.val_loss < unigram_entropy - 0.6
+
+
+def test_cli_trains_checkpoints_resumes_and_samples(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    common = [
+        "--threads",
+        "1",
+        "--seq-len",
+        "32",
+        "--n-embd",
+        "32",
+        "--batch-size",
+        "8",
+        "--budget-kind",
+        "steps",
+        "--no-final-full",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--budget",
+                "6",
+                "--eval-every-steps",
+                "3",
+                "--checkpoint-dir",
+                str(run_dir),
+                "--sample",
+                "40",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("training: worker") and "budget 6 steps" in out[0]
+    assert any("eval" in line and "step       3" in line for line in out)
+    summary = next(i for i, line in enumerate(out) if line.startswith("done: completed | 6 steps"))
+    assert len("\n".join(out[summary + 1 :])) >= 40  # the sample
+    assert load_state(run_dir / "state.pt")["step"] == 6
+    assert main(["train", *common, "--budget", "6", "--checkpoint-dir", str(run_dir)]) == 2  # would overwrite
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "train",
+                "--budget-kind",
+                "steps",
+                "--budget",
+                "9",
+                "--threads",
+                "1",
+                "--checkpoint-dir",
+                str(run_dir),
+                "--resume",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.startswith("resuming at step 6") and "done: completed | 9 steps" in out
+    assert load_state(run_dir / "state.pt")["step"] == 9
+
+
+def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "model: {arch: standard, block_size: 32, n_embd: 32, n_head: 2, n_layer: 1}\n"
+        "train: {batch_size: 4, threads: 1}\nbudget: {kind: steps, value: 50}\n"
+        "eval: {final_full: false, val_tokens: 256}\n"
+    )
+    assert main(["train", "--config", str(config), "--budget", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("training: standard") and "done: completed | 2 steps | 256 tokens" in out
+    config.write_text("model: {arch: standard, n_embed: 32}\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "model.n_embed is not a known key" in capsys.readouterr().err
