@@ -1,0 +1,96 @@
+"""`wt-study bench`: training-step throughput and FLOP utilisation (stdlib imports only at top level)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "--seq-lens", type=int, nargs="+", default=[256, 1024], metavar="T", help="sequence lengths (256 1024)"
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[16, 4],
+        metavar="B",
+        help="batch size per sequence length, or one for all (16 4)",
+    )
+    parser.add_argument("--archs", nargs="+", default=["worker", "standard"], choices=["worker", "standard"])
+    parser.add_argument("--attentions", nargs="+", default=["sdpa", "naive"], choices=["sdpa", "naive"])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per setting (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the timed models (seed: 0.1)")
+    parser.add_argument("--no-dropout-row", action="store_true", help="skip the extra dropout-0 rows")
+    parser.add_argument("--n-embd", type=int, default=256)
+    parser.add_argument("--n-layer", type=int, default=4)
+    parser.add_argument("--n-head", type=int, default=4)
+    parser.add_argument("--worker-interval", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=65)
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.errors import StudyError
+
+    if len(args.batch_sizes) not in (1, len(args.seq_lens)):
+        raise StudyError(
+            f"--batch-sizes={args.batch_sizes} is invalid: expected one value or one per --seq-lens "
+            f"({len(args.seq_lens)})."
+        )
+    for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0)):
+        if value < low:
+            raise StudyError(f"{flag}={value} is invalid: expected an integer >= {low}.")
+
+    import torch
+
+    from study.bench import bench_cases, format_table, matmul_peak_tflops, run_case
+    from wt_model import ModelConfig
+
+    device_name = args.device
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device_name)
+    except RuntimeError as exc:
+        raise StudyError(f"--device={args.device!r} is invalid: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StudyError(f"--device={args.device!r} is invalid: CUDA is not available here.")
+
+    batches = args.batch_sizes * len(args.seq_lens) if len(args.batch_sizes) == 1 else args.batch_sizes
+    shapes = list(zip(args.seq_lens, batches, strict=True))
+    base = ModelConfig(
+        vocab_size=args.vocab_size,
+        block_size=max(args.seq_lens),
+        n_embd=args.n_embd,
+        n_head=args.n_head,
+        n_layer=args.n_layer,
+        dropout=args.dropout,
+        worker_interval=args.worker_interval,
+    )
+    cases = bench_cases(base, shapes, args.archs, args.attentions, not args.no_dropout_row)
+    peak = matmul_peak_tflops(device)
+    dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
+    print(
+        f"device {device} ({dtype}, {torch.get_num_threads()} threads), torch {torch.__version__}; "
+        f"model n_embd={base.n_embd} n_layer={base.n_layer} "
+        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} steps after {args.warmup}",
+        flush=True,
+    )
+    results = []
+    for case in cases:
+        peak = max(peak, matmul_peak_tflops(device))
+        results.append(run_case(case, device, args.steps, args.warmup))
+        r = results[-1]
+        print(
+            f"  {case.cfg.arch:8s} {case.cfg.attention:5s} dropout={case.cfg.dropout:g} T={case.seq_len} "
+            f"B={case.batch_size}: {r.step_ms:,.0f} ms/step",
+            file=sys.stderr,
+            flush=True,
+        )
+    peak = max(peak, matmul_peak_tflops(device))
+    print(f"matmul peak (best of {2 + len(cases)} measurements in this run): {peak:.3f} TFLOP/s")
+    print(format_table(results, peak))
+    return 0
