@@ -23,12 +23,16 @@ STANDARD = "standard"
 PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "throughput.png", "interval.png")
 
 
-def _figure(ncols: int = 1, width: float = 7.0, height: float = 4.5) -> tuple[Figure, list]:
+def _figure(n: int = 1, width: float = 7.0, height: float = 4.5, wrap: int = 3) -> tuple[Figure, list]:
+    """A figure with `n` axes, `wrap` per row at most; returns the first n axes (the rest are hidden)."""
+    ncols, nrows = min(n, wrap), -(-n // wrap)
     with sns.axes_style("whitegrid"):
-        fig = Figure(figsize=(width * ncols if ncols > 1 else width, height), layout="constrained")
+        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
         FigureCanvasAgg(fig)
-        axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
+        axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
 
 
 def palette(labels) -> dict:
@@ -116,7 +120,7 @@ def curves_plot(
     data = seed_curves.merge(configs[["config_id", "arm", "seq_len"]], on="config_id", how="inner")
     data = data[np.isfinite(data["mean"])]
     seq_lens = sorted(data["seq_len"].dropna().unique()) or [None]
-    fig, axes = _figure(ncols=len(seq_lens), width=5.0 if len(seq_lens) > 1 else 7.0)
+    fig, axes = _figure(len(seq_lens), width=5.0 if len(seq_lens) > 1 else 7.0)
     colors = palette(configs["arm"])
     for ax, seq_len in zip(axes, seq_lens, strict=True):
         if seq_len is None:
@@ -124,10 +128,13 @@ def curves_plot(
             ax.set(xlabel="train time (s)", ylabel=ylabel, title=title)
             continue
         facet = data[data["seq_len"] == seq_len]
-        for arm, group in facet.groupby("arm", sort=True):
+        for arm in arm_order(facet["arm"]):
+            group = facet[facet["arm"] == arm]
             _thin_lines(ax, _segments(group, "config_id", x, "mean"), colors[arm], 0.5, 0.3)
+            label = f"{arm} (best configuration, mean of {group['n'].max()} seeds)"
             for _, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
-                ax.plot(g[x], g["mean"], color=colors[arm], lw=2, label=f"{arm} (best, n={g['n'].max()})")
+                ax.plot(g[x], g["mean"], color=colors[arm], lw=2, label=label)
+                label = None
                 ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=colors[arm], alpha=0.2, lw=0)
         ax.autoscale_view()
         lo, hi = np.nanpercentile(facet["mean"], [0, 98])
@@ -190,7 +197,7 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
 
 def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
     """Tokens/s and steps/s vs seq_len per arm (colour) and attention implementation (line style)."""
-    fig, axes = _figure(ncols=2, width=5.5)
+    fig, axes = _figure(2, width=5.5)
     if throughput.empty:
         for ax in axes:
             _note(ax, "not enough data: no throughput measurements")
@@ -229,7 +236,7 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
     `losses` has arch, worker_interval, seq_len, mean, ci_low, ci_high; `speedups` comes from
     scaling.speedup_vs_interval.
     """
-    fig, (left, right) = _figure(ncols=2, width=5.5)
+    fig, (left, right) = _figure(2, width=5.5)
     workers = losses[losses["arch"] != STANDARD].dropna(subset=["worker_interval", "mean"])
     seq_lens = sorted(losses["seq_len"].dropna().unique())
     seq_colors = dict(zip(seq_lens, sns.color_palette("viridis", max(len(seq_lens), 1)), strict=True))
@@ -305,7 +312,7 @@ def figures(a) -> dict:
         "curves.png": curves_plot(
             a.seed_curves,
             a.final.drop_duplicates("config_id"),
-            set(best["config_id"]),
+            set(best.sort_values("final_loss").drop_duplicates(["arm", "seq_len", "budget_value"])["config_id"]),
             "train_time_s",
             m,
             f"{name}: {m} vs train time, mean and 95% CI over seeds ({budget})",
