@@ -96,8 +96,32 @@ def _read_dir(fs, root, sub, schema, key, skipped) -> pd.DataFrame:
     if not tables:
         return schema.empty_table().to_pandas()
     frame = pa.concat_tables(tables).to_pandas()
+    if sub == METRICS_DIR:
+        frame = frame[~superseded(frame)]
     # file order then row order is write order, so keep="last" keeps the latest row for each key
     return frame.drop_duplicates(subset=list(key), keep="last").reset_index(drop=True)
+
+
+def superseded(metrics: pd.DataFrame) -> pd.Series:
+    """True for evaluation points that a later attempt of the same trial redid (study.schema's reading rule).
+
+    A trial resumed from a checkpoint at step S (a later `attempt` with `resumed_from_step` S) redoes the
+    training after S, so rows of earlier attempts with step > S describe lost work. They stay in storage and
+    are dropped here. Rows without an attempt (none in practice) are never superseded.
+    """
+    if metrics.empty or metrics["attempt"].isna().all():
+        return pd.Series(False, index=metrics.index)
+    starts = (
+        metrics.dropna(subset=["attempt"])
+        .groupby(["trial_id", "attempt"], sort=True)["resumed_from_step"]
+        .min()
+        .reset_index()
+        .sort_values(["trial_id", "attempt"], ascending=[True, False])
+    )
+    # the lowest resume step among the attempts after each attempt (reverse cumulative min, shifted by one)
+    starts["limit"] = starts.groupby("trial_id")["resumed_from_step"].transform(lambda s: s.cummin().shift(1))
+    limit = metrics.merge(starts[["trial_id", "attempt", "limit"]], on=["trial_id", "attempt"], how="left")["limit"]
+    return pd.Series((metrics["step"].to_numpy() > limit.to_numpy()) & limit.notna().to_numpy(), index=metrics.index)
 
 
 def _is_data_file(name: str) -> bool:

@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     return runner.run_study(plan, address=args.address, ray_temp_dir=args.ray_temp_dir)
 
 
-def print_plan(plan, out=sys.stdout) -> None:
+def print_plan(plan, out=None) -> None:
     from study.space import total_budget
 
+    out = out or sys.stdout
     header = ("trial_id", "arch", "attention", "k", "seq_len", "n_embd", "n_layer", "n_head", "batch", "lr", "seed")
     rows = []
     for t in plan.trials:

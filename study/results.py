@@ -8,7 +8,7 @@ is dropped. Memory stays bounded by the number of trials and attempts, not rows.
 
 When a trial resumes from a checkpoint at step S, evaluation points that an earlier attempt wrote after S are
 kept (nothing is deleted) but superseded: readers drop rows of an earlier attempt whose step is above a later
-attempt's `resumed_from_step` (see `superseded_mask`).
+attempt's `resumed_from_step` (see `analysis.load.superseded`).
 """
 
 from __future__ import annotations

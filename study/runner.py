@@ -111,6 +111,46 @@ def start_ray(address: str | None, temp_dir: str | None) -> bool:
     return False
 
 
+def training_bytes(trial) -> int:
+    """A lower bound on a trial's training memory: fp32 weights, gradients and AdamW moments, plus activations."""
+    from wt_model.flops import count_params
+
+    m, batch = trial.run.model, trial.run.train.batch_size
+    activations = 4 * batch * m.block_size * (m.n_layer * (6 * m.n_embd + m.ffn_hidden) + m.vocab_size)
+    return 16 * count_params(m).total + activations
+
+
+def check_memory(plan_: Plan, available_bytes: float, where: str) -> None:
+    """Refuse trials that cannot fit before anything is allocated (e.g. n_embd 10^6)."""
+    biggest = max(plan_.trials, key=training_bytes)
+    need = training_bytes(biggest)
+    if need > available_bytes:
+        m = biggest.run.model
+        raise StudyError(
+            f"trial {biggest.trial_id} (n_embd={m.n_embd}, n_layer={m.n_layer}, seq_len={m.block_size}, "
+            f"batch_size={biggest.run.train.batch_size}) needs at least {need / 2**30:.1f} GiB to train, more than "
+            f"{where} has ({available_bytes / 2**30:.1f} GiB): make the model or batch smaller."
+        )
+
+
+def check_local_resources(plan_: Plan) -> None:
+    """Before starting Ray on this machine: one trial must fit in its cores, GPUs and memory."""
+    import torch
+
+    spec = plan_.spec
+    cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+    if spec.resources.cpus > cpus or spec.resources.gpus > gpus:
+        raise StudyError(
+            f"resources (cpus={spec.resources.cpus:g}, gpus={spec.resources.gpus:g}) per trial exceed this machine "
+            f"({cpus} CPUs, {gpus} GPUs): lower them, or join a cluster with --address."
+        )
+    if spec.resources.gpus > 0:
+        memory = torch.cuda.get_device_properties(0).total_memory
+        check_memory(plan_, memory, "this machine's GPU")
+    else:
+        check_memory(plan_, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine")
+
+
 def check_cluster(plan_: Plan) -> None:
     """Refuse trials no node can hold, and local storage on a multi-node cluster, before anything starts."""
     import ray
@@ -125,6 +165,7 @@ def check_cluster(plan_: Plan) -> None:
             f"resources (cpus={res.cpus:g}, gpus={res.gpus:g}) per trial do not fit any node of this cluster "
             f"(largest: {most_cpu:g} CPUs, {most_gpu:g} GPUs): lower resources or add nodes."
         )
+    check_memory(plan_, max(n["Resources"].get("memory", 0) for n in fits), "the largest node")
     if len(nodes) > 1 and plan_.location.is_local:
         raise StudyError(
             f"storage={plan_.spec.storage!r} is a local path but the cluster has {len(nodes)} nodes: trials on "
@@ -242,6 +283,8 @@ def _summarise(plan_: Plan, print_fn) -> int:
 
 
 def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print) -> int:
+    if address is None:
+        check_local_resources(plan_)
     started = start_ray(address, ray_temp_dir)
     try:
         check_cluster(plan_)
@@ -290,6 +333,8 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
     if all(s in TERMINAL_OK for s in statuses):
         print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
         return 0
+    if address is None:
+        check_local_resources(plan_)
     started = start_ray(address, ray_temp_dir)
     try:
         from ray import tune

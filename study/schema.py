@@ -5,7 +5,7 @@ Layout under `<storage>/<study_name>/results/`:
   trials/*.parquet  : one row per trial state, keyed by trial_id
 Readers keep the last written row per key (order: file name, then row order). Files are written atomically.
 A trial resumed from a checkpoint at step S redoes the work after S: rows of an earlier `attempt` with a step
-above a later attempt's `resumed_from_step` are superseded and readers drop them (`superseded_mask`).
+above a later attempt's `resumed_from_step` are superseded and readers drop them (analysis.load.superseded).
 
 This module imports nothing heavier than pyarrow so that analysis runs on machines without torch or Ray.
 """
@@ -13,7 +13,6 @@ This module imports nothing heavier than pyarrow so that analysis runs on machin
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 SCHEMA_VERSION = 1
 
@@ -113,29 +112,3 @@ def conform(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Build a table with exactly `schema`'s columns from row dicts (missing keys become nulls)."""
     columns = {name: [row.get(name) for row in rows] for name in schema.names}
     return pa.Table.from_pydict(columns, schema=schema)
-
-
-def superseded_mask(table: pa.Table) -> pa.Array:
-    """True for rows that a later attempt of the same trial redid after resuming from an earlier checkpoint.
-
-    A row of attempt a is superseded when some later attempt b (b > a) of the same trial resumed from a step
-    below the row's step: the training that produced the row was lost with its process and done again.
-    """
-    if table.num_rows == 0:
-        return pa.array([], type=pa.bool_())
-    resumes: dict[str, list[tuple[int, int]]] = {}
-    for trial_id, attempt, resumed in zip(
-        table["trial_id"].to_pylist(),
-        table["attempt"].to_pylist(),
-        table["resumed_from_step"].to_pylist(),
-        strict=True,
-    ):
-        resumes.setdefault(trial_id, [])
-        if (attempt, resumed) not in resumes[trial_id]:
-            resumes[trial_id].append((attempt, resumed))
-    flags = []
-    for trial_id, attempt, step in zip(
-        table["trial_id"].to_pylist(), table["attempt"].to_pylist(), table["step"].to_pylist(), strict=True
-    ):
-        flags.append(any(b > attempt and step > resumed for b, resumed in resumes[trial_id]))
-    return pc.cast(pa.array(flags), pa.bool_())

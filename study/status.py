@@ -62,7 +62,8 @@ def _eta_seconds(spec, trials) -> float | None:
     return remaining * ratio / max(1, concurrency)
 
 
-def print_status(path: str, out=sys.stdout) -> int:
+def print_status(path: str, out=None) -> int:
+    out = out or sys.stdout
     status = study_status(path)
     spec, trials = status["spec"], status["trials"]
     counts = status["counts"]

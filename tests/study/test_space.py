@@ -1,0 +1,75 @@
+"""Trial expansion: grid x seeds, inapplicable axes dropped, stable ids, samples reproducible."""
+
+from __future__ import annotations
+
+import pytest
+
+from study.errors import StudyError
+from study.space import Trial, expand, total_budget
+from study.spec import parse_spec
+from tests.study.conftest import TINY_SPEC, deep_update
+
+
+def spec_with(**changes):
+    return parse_spec(deep_update(TINY_SPEC, changes))
+
+
+def test_standard_model_is_not_repeated_per_interval():
+    spec = spec_with(axes={"arch": ["standard", "worker"], "worker_interval": [2, 4, 8], "seq_len": [32, 64]})
+    trials = expand(spec)
+    archs = [t.run.model.arch for t in trials]
+    assert archs.count("standard") == 2
+    assert archs.count("worker") == 6
+    assert len({t.trial_id for t in trials}) == len(trials)
+
+
+def test_seeds_multiply_trials_and_ids_are_stable():
+    spec = spec_with(seeds=3)
+    first, second = expand(spec), expand(spec)
+    assert len(first) == 2 * 3
+    assert [t.trial_id for t in first] == [t.trial_id for t in second]
+    assert sorted({t.run.train.seed for t in first}) == [0, 1, 2]
+
+
+def test_id_changes_with_any_setting():
+    base = {t.trial_id for t in expand(spec_with())}
+    changed = {t.trial_id for t in expand(spec_with(train={"lr": 0.002}))}
+    assert not base & changed
+
+
+def test_trial_round_trips_through_tune_config():
+    for trial in expand(spec_with()):
+        assert Trial.from_dict(trial.to_dict()) == trial
+
+
+def test_random_worker_phase_variant_and_axis_values_reach_the_config():
+    spec = spec_with(axes={"arch": ["worker-random-phase"], "worker_interval": [3], "seq_len": [48], "lr": [0.01]})
+    (trial,) = expand(spec)
+    assert trial.run.model.random_worker_phase and trial.run.model.worker_interval == 3
+    assert trial.run.model.block_size == 48 and trial.run.train.lr == 0.01
+    assert trial.arch == "worker-random-phase"
+
+
+def test_width_axis_rederives_ffn():
+    spec = spec_with(axes={"arch": ["standard"], "n_embd": [32, 64], "seq_len": [32]})
+    assert sorted(t.run.model.ffn_hidden for t in expand(spec)) == [128, 256]
+
+
+def test_samples_are_reproducible_and_in_range():
+    sample = {"num_samples": 5, "seed": 7, "lr": {"distribution": "loguniform", "low": 1e-4, "high": 1e-2}}
+    spec = spec_with(sample=sample, axes={"arch": ["worker"], "worker_interval": [4], "seq_len": [32]})
+    lrs = [t.run.train.lr for t in expand(spec)]
+    assert lrs == [t.run.train.lr for t in expand(spec)]
+    assert len(set(lrs)) == 5 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+
+
+def test_bad_combination_names_the_trial():
+    spec = spec_with(axes={"arch": ["standard"], "n_embd": [30], "seq_len": [32]})
+    with pytest.raises(StudyError, match="n_embd=30"):
+        expand(spec)
+
+
+def test_total_budget():
+    spec = spec_with(max_concurrent=2)
+    summary = total_budget(spec, 5)
+    assert summary["study_length"] == 3 * 3.0 and summary["concurrency"] == 2

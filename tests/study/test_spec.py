@@ -1,0 +1,150 @@
+"""Specs: parsing, round trips, and every bad spec refused with one line and exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from study.cli import main
+from study.errors import StudyError
+from study.spec import StudySpec, dump_spec, load_preset, parse_spec, preset_names
+from tests.study.conftest import TINY_SPEC
+
+
+def test_presets_parse_and_round_trip():
+    assert {"smoke", "seed-replication", "scaling", "lr-sweep"} <= set(preset_names())
+    for name in preset_names():
+        spec = load_preset(name)
+        assert parse_spec(yaml.safe_load(dump_spec(spec))) == spec
+
+
+def test_seed_replication_matches_the_seed_settings():
+    spec = load_preset("seed-replication")
+    assert spec.axes["seq_len"] == (1024,)
+    assert (spec.model.n_embd, spec.model.n_layer, spec.model.n_head) == (256, 4, 4)
+    assert (spec.train.batch_size, spec.train.lr, spec.train.schedule) == (16, 3e-4, "constant")
+    assert (spec.budget.kind, spec.budget.value) == ("seconds", 300)
+    assert set(spec.axes["attention"]) == {"naive", "sdpa"}
+    assert len(spec.seeds) == 3
+
+
+def test_defaults_fill_missing_sections():
+    spec = parse_spec({"name": "x"})
+    assert spec == StudySpec(name="x")
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"colour": "red"}, "colour is not a known key"),
+        ({"train": {"lr": "fast"}}, "train.lr='fast'"),
+        ({"train": {"momentum": 0.9}}, "train.momentum is not a known key"),
+        ({"axes": {"seq_len": []}}, "axes.seq_len is empty"),
+        ({"axes": {"depth": [1, 2]}}, "axes.depth is not a known axis"),
+        ({"axes": {"arch": ["mamba"]}}, "'mamba'"),
+        ({"budget": {"value": 0}}, "budget.value=0"),
+        ({"budget": {"value": -5}}, "budget.value=-5"),
+        ({"budget": {"kind": "hours"}}, "budget.kind='hours'"),
+        ({"name": "a/b"}, "name='a/b'"),
+        ({"seeds": 0}, "seeds=0"),
+        ({"seeds": [1, 1]}, "repeats a seed"),
+        ({"scheduler": {"kind": "pbt"}}, "scheduler.kind='pbt'"),
+        ({"eval": {"every_s": 1, "every_steps": 5}}, "eval.every_steps"),
+        ({"sample": {"num_samples": 2, "lr": {"distribution": "loguniform", "low": 0, "high": 1}}}, "low=0"),
+        ({"resources": {"cpus": 0}}, "resources.cpus=0"),
+        ({"resources": {"gpus": -1}}, "resources.gpus=-1"),
+        ({"max_concurrent": -1}, "max_concurrent=-1"),
+        ({"model": {"dropout": 1.5}}, "dropout=1.5"),
+    ],
+)
+def test_bad_spec_documents_raise_one_sentence(changes, fragment):
+    from tests.study.conftest import deep_update
+
+    with pytest.raises(StudyError) as info:
+        parse_spec(deep_update(TINY_SPEC, changes))
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def _run_cli(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+BAD_CLI_CASES = {
+    "unknown key": ({"colour": "red"}, "colour is not a known key"),
+    "wrong type": ({"train": {"batch_size": "big"}}, "train.batch_size"),
+    "empty axis": ({"axes": {"worker_interval": []}}, "axes.worker_interval is empty"),
+    "dim not divisible by heads": ({"model": {"n_embd": 30, "n_head": 4}}, "n_head"),
+    "odd head dim in an axis": ({"axes": {"n_embd": [36], "n_head": [4]}}, "even head dimension"),
+    "budget zero": ({"budget": {"value": 0}}, "budget.value=0"),
+    "interval zero": ({"axes": {"worker_interval": [0]}}, "worker_interval=0"),
+    "too many cpus": ({"resources": {"cpus": 4096}}, "exceed this machine"),
+    "gpus on a cpu machine": ({"resources": {"gpus": 1}}, "exceed this machine"),
+    "sequence longer than the data": ({"axes": {"seq_len": [500000]}}, "seq_len"),
+    "unknown corpus": ({"data": {"corpus": "wikitext-9000"}}, "wikitext-9000"),
+    "unsupported storage scheme": ({"storage": "ftp://host/x"}, "unsupported scheme"),
+    "absurd width": ({"model": {"n_embd": 1000000, "n_head": 4}}, "n_embd"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CLI_CASES))
+def test_bad_specs_fail_before_ray_with_exit_2_and_nothing_written(case, write_spec, tmp_path, capsys):
+    changes, fragment = BAD_CLI_CASES[case]
+    storage = tmp_path / "results"
+    changes = dict(changes)
+    path = write_spec(storage=changes.pop("storage", storage), **changes)
+    code, err = _run_cli(["run", str(path)], capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert fragment in lines[0]
+    assert not storage.exists()
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_cli_errors_for_files_and_presets(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    code, err = _run_cli(["run", str(missing)], capsys)
+    assert code == 2 and "does not exist" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    code, err = _run_cli(["run", str(broken)], capsys)
+    assert code == 2 and "not valid YAML" in err and len(err.strip().splitlines()) == 1
+    code, err = _run_cli(["run", "--preset", "nope"], capsys)
+    assert code == 2 and "not a known preset" in err
+    code, err = _run_cli(["run", str(tmp_path)], capsys)
+    assert code == 2 and "is a directory" in err
+    code, err = _run_cli(["resume", str(tmp_path)], capsys)
+    assert code == 2 and "not a study directory" in err
+
+
+def test_unwritable_storage_is_refused(write_spec, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    path = write_spec(storage=blocker / "sub")
+    code, err = _run_cli(["run", str(path)], capsys)
+    assert code == 2 and "not a directory" in err
+
+
+def test_dry_run_prints_trials_and_budget_and_writes_nothing(write_spec, tmp_path, capsys):
+    path = write_spec(axes={"arch": ["standard", "worker"], "worker_interval": [2, 4], "seq_len": [32, 64]})
+    code = main(["run", str(path), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("standard_") == 2 and out.count("worker_k") == 4
+    assert "6 trials x 3s" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_existing_study_is_not_overwritten(write_spec, tmp_path, capsys):
+    path = write_spec()
+    study_dir = tmp_path / "results" / "tiny"
+    study_dir.mkdir(parents=True)
+    (study_dir / "study.yaml").write_text("name: tiny\n")
+    code, err = _run_cli(["run", str(path)], capsys)
+    assert code == 2 and "already exists" in err and "wt-study resume" in err
