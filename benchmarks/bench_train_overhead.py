@@ -26,9 +26,14 @@ def measure(arch: str, args: argparse.Namespace, corpus) -> dict:
     real_step, real_warm_up, real_final = train_module._step, train_module._Run._warm_up, train_module._Run._final_eval
     real_evaluate = train_module._evaluate
 
+    import torch
+
+    sync = torch.cuda.synchronize if args.device != "cpu" and torch.cuda.is_available() else (lambda: None)
+
     def timed_step(*a):
         t0 = time.perf_counter()
         loss = real_step(*a)
+        sync()  # on CUDA the step's work is done only once the GPU has finished it
         step_s.append(time.perf_counter() - t0)
         return loss
 

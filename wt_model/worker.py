@@ -87,7 +87,8 @@ class WorkerTransformer(nn.Module):
             raise ValueError(f"worker_offset={offset} is invalid: expected an integer in [0, {k}).")
         first = (k - 1 - offset) % k
         pos = torch.arange(first, max(first, T), k, device=device)  # empty when first >= T
-        if pos.numel() == 0 or pos[-1].item() != T - 1:
+        last_is_regular = first <= T - 1 and (T - 1 - first) % k == 0  # plain ints: no device sync
+        if not last_is_regular:
             pos = torch.cat([pos, torch.tensor([T - 1], device=device)])
         return pos
 
