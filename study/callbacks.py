@@ -108,6 +108,11 @@ class ResultsCallback(Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         self._flush(force=True)
+        sink = self.sink
+        print(
+            f"Parquet sink: {sink.rows_written} evaluation points in {sink.files_written} files this session, "
+            f"{sink.seconds_spent:.2f} s spent writing"
+        )
 
 
 def _error_text(trial) -> str:
@@ -127,7 +132,8 @@ def _error_text(trial) -> str:
 class ProgressCallback(Callback):
     """One compact line every `every_s` seconds: trials done / running / pending / failed, best loss per arch."""
 
-    def __init__(self, every_s: float = 10.0, print_fn=print):
+    def __init__(self, total: int = 0, every_s: float = 10.0, print_fn=print):
+        self.total = total  # trials in the study (Tune creates them lazily, so its list can be shorter)
         self.every_s = every_s
         self.print_fn = print_fn
         self._start = 0.0
@@ -135,7 +141,7 @@ class ProgressCallback(Callback):
         self._best: dict[str, float] = {}
 
     def __getstate__(self) -> dict:
-        return {"every_s": self.every_s}
+        return {"total": self.total, "every_s": self.every_s}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -162,10 +168,12 @@ class ProgressCallback(Callback):
         counts = {"TERMINATED": 0, "RUNNING": 0, "PENDING": 0, "ERROR": 0, "PAUSED": 0}
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
+        total = max(self.total, len(trials))
+        counts["PENDING"] += total - len(trials)
         elapsed = time.monotonic() - self._start
         best = "  ".join(f"{arch} {loss:.3f}" for arch, loss in sorted(self._best.items())) or "-"
         return (
-            f"[{_clock(elapsed)}] {counts['TERMINATED']}/{len(trials)} done, {counts['RUNNING']} running, "
+            f"[{_clock(elapsed)}] {counts['TERMINATED']}/{total} done, {counts['RUNNING']} running, "
             f"{counts['PENDING'] + counts['PAUSED']} pending, {counts['ERROR']} failed | best val_loss: {best}"
         )
 

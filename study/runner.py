@@ -204,7 +204,10 @@ def _tuner(plan_: Plan, *, restore: bool, print_fn):
         name=TUNE_DIR,
         storage_path=plan_.location.path,
         storage_filesystem=plan_.location.fs,
-        callbacks=[ResultsCallback(plan_.location.uri, spec.name), ProgressCallback(print_fn=print_fn)],
+        callbacks=[
+            ResultsCallback(plan_.location.uri, spec.name),
+            ProgressCallback(total=len(plan_.trials), print_fn=print_fn),
+        ],
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
         verbose=0,
@@ -307,8 +310,7 @@ def load_saved_spec(path: str) -> tuple[StudySpec, Location]:
     except (StudyError, yaml.YAMLError) as exc:
         raise StudyError(f"{path!r} has a damaged {SPEC_FILE}: {exc}") from None
     # The study may have moved (e.g. copied to a bucket): its storage is where it is now.
-    parent = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else "."
-    return spec.replace(storage=parent), location
+    return spec.replace(storage=location.parent.uri), location
 
 
 def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, print_fn=print) -> int:

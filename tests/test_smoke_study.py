@@ -1,0 +1,69 @@
+"""The whole product path on this machine: the smoke preset runs on Ray, then `status` and `analyze` read it.
+
+The preset's budget is cut to 4 s per trial to keep the suite short; everything else is the shipped preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+
+import pytest
+
+from analysis.load import load_study
+from study.cli import main
+from study.spec import dump_spec, load_preset
+
+PLOTS = ("pareto_time", "pareto_flops", "curves", "scaling_params", "throughput", "interval")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("smoke")
+    spec = load_preset("smoke")
+    spec = spec.replace(storage=str(folder / "results"), budget=dataclasses.replace(spec.budget, value=4.0))
+    spec_path = folder / "smoke.yaml"
+    spec_path.write_text(dump_spec(spec))
+    ray_tmp = tempfile.mkdtemp(prefix="wts", dir="/tmp")
+    try:
+        code = main(["run", str(spec_path), "--ray-temp-dir", ray_tmp])
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert code == 0
+    return folder / "results" / "smoke"
+
+
+def test_smoke_study_completes_every_trial(smoke_study):
+    study = load_study(str(smoke_study))
+    assert len(study.trials) == 6 and (study.trials["status"] == "completed").all()
+    assert set(study.trials["arch"]) == {"standard", "worker"}
+    assert not study.partial
+    assert study.metrics.groupby("trial_id")["is_final"].sum().eq(1).all()
+
+
+def test_status_reads_the_study(smoke_study, capsys):
+    assert main(["status", str(smoke_study)]) == 0
+    out = capsys.readouterr().out
+    assert "6 completed" in out and "Best val_loss so far" in out
+
+
+def test_analyze_writes_every_plot_and_a_report_naming_the_fronts(smoke_study, tmp_path, capsys):
+    out_dir = tmp_path / "report"
+    assert main(["analyze", str(smoke_study), "--out", str(out_dir), "--format", "html"]) == 0
+    printed = capsys.readouterr().out
+    assert "worker" in printed
+    for name in PLOTS:
+        data = (out_dir / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
+    report = (out_dir / "report.md").read_text()
+    assert (out_dir / "report.html").exists() and (out_dir / "summary.csv").exists()
+    from analysis.pareto import best_so_far, pareto_front
+
+    study = load_study(str(smoke_study))
+    for x in ("train_time_s", "flops"):
+        front = pareto_front(best_so_far(study.metrics, "val_loss", x), x)
+        assert len(front) >= 1
+        for trial_id in front["trial_id"].unique():
+            assert trial_id in report, (x, trial_id)
