@@ -167,12 +167,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _step(model, optimizer, x, y, lr: float, grad_clip: float, autocast) -> torch.Tensor:
+def _step(model, optimizer, x, y, lr: float, grad_clip: float, autocast, phase: int | None) -> torch.Tensor:
     """One optimisation step (forward, backward, clip, AdamW); returns the loss tensor."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast():
-        _, loss = model(x, targets=y)
+        _, loss = model(x, targets=y, worker_offset=phase)
     loss.backward()
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -219,7 +219,11 @@ class _Run:
 
         _seed_everything(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
-        self.step_model = torch.compile(self.model) if cfg.train.compile else self.model
+        m = cfg.model
+        # The random worker phase is drawn here, exactly as the model would draw it (torch's global RNG, same
+        # call), and passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
+        self.phases = m.worker_interval if m.arch == "worker" and m.random_worker_phase else 0
+        self.step_model = torch.compile(self.model, dynamic=False) if cfg.train.compile else self.model
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.train.lr,
@@ -295,13 +299,14 @@ class _Run:
         ckpt_every = cfg.checkpoint_every_s
         last_ckpt = self._wall()
         tokens_per_step, grad_clip = self.budget.tokens_per_step, cfg.train.grad_clip
-        cuda, clock = self.cuda, time.perf_counter
+        cuda, clock, phases = self.cuda, time.perf_counter, self.phases
         decile = int(10 * self.budget.fraction(c))
         while self.budget.allows(c):
             lr = lr_at(cfg.train, self.budget.schedule_fraction(c))
             t0 = clock()
             x, y = self.sampler.next()
-            loss = _step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast)
+            phase = int(torch.randint(phases, ()).item()) if phases else None
+            loss = _step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast, phase)
             if cuda:
                 torch.cuda.synchronize()
             loss_value = loss.item()
@@ -344,10 +349,15 @@ class _Run:
         if not self.cfg.train.compile:
             return
         rng = capture_rng()
-        windows = self.val_windows[: self.cfg.train.batch_size].long()  # any fixed batch
-        with self.autocast():
-            _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:])
-        loss.backward()
+        sampler = self.sampler
+        starts = torch.arange(sampler.batch_size, device=self.device) % sampler.n_offsets  # any fixed batch
+        windows = sampler.data[starts[:, None] + sampler.span].long()  # (B, T+1), the training shape
+        for phase in (
+            range(self.phases) if self.phases else [None]
+        ):  # each worker phase has its own shapes: compile them all now
+            with self.autocast():
+                _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:], worker_offset=phase)
+            loss.backward()
         self.optimizer.zero_grad(set_to_none=True)
         if self.cuda:
             torch.cuda.synchronize()

@@ -27,8 +27,8 @@ def corpus():
 
 
 def train_cfg(**fields) -> TrainConfig:
-    """One torch thread: on a shared 2-core CPU, two threads per process oversubscribe it badly."""
-    return TrainConfig(threads=1, **fields)
+    """CPU (bit-identical resume is a CPU promise) with one thread: two oversubscribe a shared 2-core CPU."""
+    return TrainConfig(device="cpu", threads=1, **fields)
 
 
 @pytest.fixture(autouse=True)
@@ -316,6 +316,8 @@ def test_loss_drops_clearly_below_the_unigram_entropy(corpus):
 def test_cli_trains_checkpoints_resumes_and_samples(tmp_path, capsys):
     run_dir = tmp_path / "run"
     common = [
+        "--device",
+        "cpu",
         "--threads",
         "1",
         "--seq-len",
