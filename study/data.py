@@ -69,10 +69,7 @@ class Corpus:
 
 def load_corpus(cfg: DataConfig) -> Corpus:
     """Read the corpus `cfg.corpus` names (a known name, downloaded and cached, or a UTF-8 text file)."""
-    if cfg.corpus in KNOWN_CORPORA:
-        raw = _cached_or_downloaded(cfg.corpus, _cache_dir(cfg))
-    else:
-        raw = _read_local(cfg.corpus)
+    raw = _cached_or_downloaded(cfg.corpus, _cache_dir(cfg)) if cfg.corpus in KNOWN_CORPORA else _read_local(cfg.corpus)
     digest = hashlib.sha256(raw).hexdigest()
     try:
         text = raw.decode("utf-8")
