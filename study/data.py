@@ -59,9 +59,7 @@ class Corpus:
         try:
             return [index[ch] for ch in text]
         except KeyError as exc:
-            raise StudyError(
-                f"character {exc.args[0]!r} is not in the vocabulary of corpus {self.name}."
-            ) from None
+            raise StudyError(f"character {exc.args[0]!r} is not in the vocabulary of corpus {self.name}.") from None
 
     def decode(self, ids) -> str:
         return "".join(self.vocab[int(i)] for i in ids)
@@ -75,8 +73,7 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StudyError(
-            f"data.corpus={cfg.corpus!r} is not UTF-8 text (bad byte at offset {exc.start}): "
-            "convert it to UTF-8."
+            f"data.corpus={cfg.corpus!r} is not UTF-8 text (bad byte at offset {exc.start}): convert it to UTF-8."
         ) from None
     if not text:
         raise StudyError(f"data.corpus={cfg.corpus!r} is empty: give a file with text in it.")
