@@ -7,6 +7,7 @@ what is already in storage.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -14,6 +15,8 @@ from ray.tune import Callback
 
 from study.results import METRIC_FIELDS, ParquetSink, utc_now
 from study.storage import resolve
+
+log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 2.0
 TRIAL_INFO_FIELDS = ("node_id", "gpu_ids", "device_name", "torch_version", "ray_version", "restarts")
@@ -49,10 +52,18 @@ class ResultsCallback(Callback):
     def setup(self, **info) -> None:
         _ = self.sink
 
-    def _flush(self, force: bool = False) -> None:
+    def _flush(self, force: bool = False, final: bool = False) -> None:
+        """Write buffered rows when due. A storage error (full disk, lost connection) must not end the study:
+        the sink keeps its rows and they are retried on the next flush; only the last flush of the study
+        raises, since after it nobody would retry."""
         now = time.monotonic()
         if force or now - self._last_flush >= self.flush_every_s:
-            self.sink.flush()
+            try:
+                self.sink.flush()
+            except OSError as exc:  # pyarrow's I/O errors are OSErrors
+                if final:
+                    raise
+                log.warning("could not write results (kept in memory, retried at the next flush): %s", exc)
             self._last_flush = now
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
@@ -106,8 +117,13 @@ class ResultsCallback(Callback):
         if self.sink.pending:
             self._flush()
 
-    def on_experiment_end(self, trials, **info) -> None:
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        # Tune records the checkpoint right after this call; a resume starts from it and never redoes the steps
+        # before it, so the evaluation points up to it must be on storage first (else a killed driver loses them).
         self._flush(force=True)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self._flush(force=True, final=True)
         sink = self.sink
         print(
             f"Parquet sink: {sink.rows_written} evaluation points in {sink.files_written} files this session, "

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.spec and args.preset:
         raise StudyError("give either a spec file or --preset, not both.")
-    spec = load_spec(args.spec) if args.spec else load_preset(args.preset or "smoke")
+    preset = "smoke" if args.preset is None else args.preset  # --preset "" is an error, not the smoke study
+    spec = load_spec(args.spec) if args.spec else load_preset(preset)
     spec = runner.with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
     plan = runner.plan(spec)
     if args.dry_run:
