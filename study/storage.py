@@ -42,6 +42,15 @@ class Location:
         base, sep, query = self.uri.partition("?")
         return Location(self.fs, path, posixpath.join(base, *parts) + (sep + query if sep else ""))
 
+    @property
+    def parent(self) -> Location:
+        """The directory above this one on the same filesystem; a URI keeps its query (endpoint, scheme)."""
+        path = posixpath.dirname(self.path)
+        if self.is_local:
+            return Location(self.fs, path, path)
+        base, sep, query = self.uri.partition("?")
+        return Location(self.fs, path, base.rstrip("/").rsplit("/", 1)[0] + sep + query)
+
     def exists(self) -> bool:
         return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
 
@@ -71,7 +80,8 @@ def resolve(location: str, what: str = "storage") -> Location:
         fs, path = pafs.FileSystem.from_uri(location)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as exc:
         raise StudyError(f"{what}={location!r} cannot be opened: {exc}.") from None
-    return Location(fs, path.rstrip("/"), location.rstrip("/"))
+    base, sep, query = location.partition("?")
+    return Location(fs, path.rstrip("/"), base.rstrip("/") + sep + query)
 
 
 def check_writable(location: Location, what: str = "storage") -> None:
