@@ -176,29 +176,51 @@ class BatchSampler:
     """Random training windows gathered on the device from a token tensor that lives there (no DataLoader).
 
     Offsets come from a private CPU `torch.Generator`, so the batches depend only on the seed (not on the
-    architecture, the device or anything else drawing random numbers); its state goes into checkpoints.
+    architecture, the device or anything else drawing random numbers). They are drawn `CHUNK_STEPS` steps at a
+    time and copied to the device once per chunk, so a step costs one `index_select` on the device. The state
+    (generator state at the start of the current chunk + position in it) goes into checkpoints.
     """
 
+    CHUNK_STEPS = 256
+
     def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int, device: torch.device):
-        self.data = torch.from_numpy(np.ascontiguousarray(ids)).to(device)
+        data = torch.from_numpy(ids.astype(np.int64)).to(device)  # (N,) int64: batches need no cast
+        self.windows = data.unfold(0, seq_len + 1, 1)  # (N - T, T+1) view: row i is the window starting at i
+        self.n_offsets = self.windows.shape[0]
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.device = device
-        self.n_offsets = len(ids) - seq_len  # windows of seq_len + 1 tokens start at 0 .. len - seq_len - 1
         self.generator = torch.Generator().manual_seed(seed)
-        self.span = torch.arange(seq_len + 1, device=device)  # (T+1,)
+        self._chunk_state: torch.Tensor | None = None  # generator state the current chunk was drawn from
+        self._chunk: torch.Tensor | None = None  # (CHUNK_STEPS, B) offsets on the device
+        self._used = 0  # rows of the chunk already handed out
+
+    def _draw_chunk(self) -> None:
+        self._chunk_state = self.generator.get_state()
+        shape = (self.CHUNK_STEPS, self.batch_size)
+        self._chunk = torch.randint(self.n_offsets, shape, generator=self.generator).to(self.device)
+        self._used = 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch: inputs x and next-token targets y, both (B, T) int64 on the device."""
-        starts = torch.randint(self.n_offsets, (self.batch_size,), generator=self.generator)  # (B,)
-        windows = self.data[starts.to(self.device)[:, None] + self.span].long()  # (B, T+1)
+        if self._chunk is None or self._used == self.CHUNK_STEPS:
+            self._draw_chunk()
+        starts = self._chunk[self._used]  # (B,)
+        self._used += 1
+        windows = self.windows.index_select(0, starts)  # (B, T+1)
         return windows[:, :-1], windows[:, 1:]
 
-    def get_state(self) -> torch.Tensor:
-        return self.generator.get_state()
+    def get_state(self) -> dict:
+        if self._chunk is None:
+            return {"generator": self.generator.get_state(), "used": -1}
+        return {"generator": self._chunk_state, "used": self._used}
 
-    def set_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)
+    def set_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._chunk, self._chunk_state, self._used = None, None, 0
+        if state["used"] >= 0:
+            self._draw_chunk()  # the same chunk again, then skip what was already used
+            self._used = state["used"]
 
 
 def stream_window_starts(n_val: int, seq_len: int, val_tokens: int | None) -> np.ndarray:

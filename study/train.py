@@ -224,18 +224,18 @@ class _Run:
         # call), and passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
         self.phases = m.worker_interval if m.arch == "worker" and m.random_worker_phase else 0
         self.step_model = torch.compile(self.model, dynamic=False) if cfg.train.compile else self.model
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=cfg.train.lr,
-            betas=(cfg.train.beta1, cfg.train.beta2),
-            weight_decay=cfg.train.weight_decay,
-            fused=True if self.cuda else None,
-        )
+        self.optimizer = self._adamw(self.model.parameters())
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.cuda else contextlib.nullcontext
         self.sampler = BatchSampler(corpus.train, cfg.train.batch_size, seq_len, cfg.train.seed, self.device)
         self.counters = Counters(next_eval_s=cfg.eval.every_s)
         self.status, self.error = "completed", ""
         self._make_val_windows()
+
+    def _adamw(self, params) -> torch.optim.AdamW:
+        t = self.cfg.train
+        return torch.optim.AdamW(
+            params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay, fused=True if self.cuda else None
+        )
 
     def _make_val_windows(self) -> None:
         seq_len, ev, n_val = self.cfg.seq_len, self.cfg.eval, len(self.corpus.val)
@@ -345,19 +345,31 @@ class _Run:
         return self._result(records, final)
 
     def _warm_up(self) -> None:
-        """Compile (when asked) outside the budget clock, leaving parameters, grads and RNGs untouched."""
-        if not self.cfg.train.compile:
-            return
+        """One-time costs outside the budget clock: torch.compile, and on CUDA the lazy loading of kernels and
+        library handles (sampling, forward/backward, clipping, fused AdamW), which would otherwise land in the
+        first step. Parameters, optimizer state, the sampler and every RNG are left untouched."""
+        if self.cfg.train.compile or self.cuda:
+            self._warm_up_once()
+
+    def _warm_up_once(self) -> None:
         rng = capture_rng()
         sampler = self.sampler
-        starts = torch.arange(sampler.batch_size, device=self.device) % sampler.n_offsets  # any fixed batch
-        windows = sampler.data[starts[:, None] + sampler.span].long()  # (B, T+1), the training shape
-        for phase in (
-            range(self.phases) if self.phases else [None]
-        ):  # each worker phase has its own shapes: compile them all now
+        starts = torch.randint(sampler.n_offsets, (sampler.batch_size,), generator=torch.Generator())  # (B,)
+        windows = sampler.windows.index_select(0, starts.to(self.device))  # (B, T+1), as in next()
+        phases = range(self.phases) if self.phases else [None]  # each worker phase has its own compiled shapes
+        for phase in phases:
             with self.autocast():
                 _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:], worker_offset=phase)
             loss.backward()
+        loss.item()
+        # the clip and the optimizer step run on clones, so the real optimizer state does not move
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clones = [p.detach().clone().requires_grad_() for p in params]
+        for clone, p in zip(clones, params, strict=True):
+            clone.grad = p.grad
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(clones, self.cfg.train.grad_clip)
+        self._adamw(clones).step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.cuda:
             torch.cuda.synchronize()

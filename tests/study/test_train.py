@@ -236,12 +236,26 @@ def test_resume_from_disk_is_bit_identical(corpus, tmp_path, arch):
     for index, slots in end["optimizer"]["state"].items():
         for slot, tensor in slots.items():
             assert torch.equal(tensor, resumed_end["optimizer"]["state"][index][slot])
-    assert torch.equal(end["sampler"], resumed_end["sampler"])
+    assert torch.equal(end["sampler"]["generator"], resumed_end["sampler"]["generator"])
+    assert end["sampler"]["used"] == resumed_end["sampler"]["used"] == 8
     assert resumed.wall_time_s > resumed_states[8]["counters"]["train_time_s"]
 
     # a finished run resumed with the same budget does nothing more
     again = train(cfg, corpus, state=end)
     assert again.records == [] and again.final == straight.final and again.steps == 8
+
+
+def test_warm_up_leaves_the_run_unchanged(corpus):
+    """The compile / CUDA warm-up runs a forward, backward, clip and AdamW step off the clock: no trace."""
+    cfg = tiny("worker", budget=("steps", 4), eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False))
+    plain = train(cfg, corpus)
+    run = train_module._Run(cfg, corpus, time.perf_counter(), fresh=True)
+    before = {name: p.detach().clone() for name, p in run.model.named_parameters()}
+    run._warm_up_once()
+    assert all(torch.equal(p, before[name]) for name, p in run.model.named_parameters())
+    assert not run.optimizer.state and all(p.grad is None for p in run.model.parameters())
+    warmed = run.loop(lambda record, state: None, False, None)
+    assert [(r.train_loss, r.val_loss) for r in warmed.records] == [(r.train_loss, r.val_loss) for r in plain.records]
 
 
 def test_state_files_are_atomic_and_bad_ones_are_user_errors(tmp_path):
