@@ -26,6 +26,9 @@ from study.storage import Location, check_writable, read_text, resolve, write_te
 SPEC_FILE = "study.yaml"
 TUNE_DIR = "tune"
 TERMINAL_OK = ("completed", "diverged")
+# Set to 1 only when every node of the cluster shares this path (e.g. ray.cluster_utils.Cluster in tests, whose
+# nodes all run on one machine, or an NFS mount at the same path everywhere): the local-storage check is skipped.
+ALLOW_LOCAL_MULTINODE = "WT_ALLOW_LOCAL_STORAGE_MULTINODE"
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def check_cluster(plan_: Plan) -> None:
             f"(largest: {most_cpu:g} CPUs, {most_gpu:g} GPUs): lower resources or add nodes."
         )
     check_memory(plan_, max(n["Resources"].get("memory", 0) for n in fits), "the largest node")
-    if len(nodes) > 1 and plan_.location.is_local:
+    if len(nodes) > 1 and plan_.location.is_local and os.environ.get(ALLOW_LOCAL_MULTINODE) != "1":
         raise StudyError(
             f"storage={plan_.spec.storage!r} is a local path but the cluster has {len(nodes)} nodes: trials on "
             "other nodes could not write their checkpoints there; use shared storage such as s3://bucket/prefix."
