@@ -7,7 +7,6 @@ resumed trial that re-reports a step, or a trial row updated from "running" to "
 
 from __future__ import annotations
 
-import os
 import posixpath
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from study.schema import (
     TRIALS_KEY,
     TRIALS_SCHEMA,
 )
+from study.storage import resolve
 
 UNFINISHED_STATUSES = ("pending", "running")
 
@@ -72,12 +72,9 @@ def load_study(path: str) -> Study:
 
 
 def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path:
-        try:
-            return pafs.FileSystem.from_uri(path)
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise StudyError(f"cannot open {path}: {exc}") from exc
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    """The filesystem and its path for a local directory or a URI, resolved as the study wrote it."""
+    location = resolve(path, "PATH")
+    return location.fs, location.path
 
 
 def _read_dir(fs, root, sub, schema, key, skipped) -> pd.DataFrame:
