@@ -43,7 +43,10 @@ def cluster(s3_endpoint):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_local_storage_on_a_multinode_cluster_is_refused_before_anything_starts(cluster, write_spec, tmp_path, capsys):
+def test_local_storage_on_a_multinode_cluster_is_refused_before_anything_starts(
+    cluster, write_spec, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("WT_ALLOW_LOCAL_STORAGE_MULTINODE", raising=False)  # the escape hatch for shared paths
     storage = tmp_path / "results"
     spec = write_spec(str(storage), resources={"cpus": 1, "gpus": 1})
 
