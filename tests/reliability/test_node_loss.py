@@ -50,7 +50,7 @@ def test_lost_node_trial_resumes_on_another_node_from_its_checkpoint(
         try:
             wait_for(lambda: checkpointed_trial_node() is not None, 300, "a running trial with two checkpoints")
             trial_id, node_id = checkpointed_trial_node()
-            node = next(n for n in workers if n.unique_id == node_id)
+            node = next(n for n in workers if n.node_id == node_id)
             removed.update(trial_id=trial_id, node_id=node_id, before=raw_rows(study_dir, "metrics"))
             cluster.remove_node(node, allow_graceful=False)
         except Exception as exc:  # reported by the main thread
