@@ -320,10 +320,10 @@ class _Run:
                 self.status = "diverged"
                 self.error = f"training loss became {loss_value} at step {c.step}"
                 break
+            if not self.budget.allows(c):
+                break  # the final evaluation and checkpoint come in one report below
             record = None
-            if self.budget.allows(c) and (
-                (every_steps and c.step % every_steps == 0) or (every_s and c.train_time_s >= c.next_eval_s)
-            ):
+            if (every_steps and c.step % every_steps == 0) or (every_s and c.train_time_s >= c.next_eval_s):
                 record = self._periodic_eval()
                 records.append(record)
             due = ckpt_every > 0 and self._wall() - last_ckpt >= ckpt_every
@@ -334,7 +334,7 @@ class _Run:
             if progress is not None:
                 if record is not None:
                     progress(self._line(record))
-                elif int(10 * self.budget.fraction(c)) > decile and self.budget.allows(c):
+                elif int(10 * self.budget.fraction(c)) > decile:
                     progress(self._line(None))
                 decile = int(10 * self.budget.fraction(c))
         final = self._final_eval()

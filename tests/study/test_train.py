@@ -212,7 +212,15 @@ def test_resume_from_disk_is_bit_identical(corpus, tmp_path, arch):
         checkpoint_every_s=1e-9,  # a checkpoint at every step boundary
     )
     states = {}
-    straight = train(cfg, corpus, on_report=lambda r, s: states.update({s["step"]: s}))
+    reports = []
+
+    def keep(record, state):
+        reports.append((record, state))
+        states.update({state["step"]: state})
+
+    straight = train(cfg, corpus, on_report=keep)
+    assert [r.step if r else None for r, _ in reports] == [None, 2, None, 4, None, 6, None, 8]  # one call per step
+    assert reports[-1][0].is_final and reports[-1][1]["step"] == 8
 
     path = tmp_path / "state.pt"
 
