@@ -17,7 +17,7 @@ ARCHS = ("standard", "worker", "worker-random-phase")
 # A run that finishes in about a minute on a laptop CPU (used when neither --config nor --resume is given).
 SMALL_CPU_RUN = {
     "model": {"arch": "worker", "block_size": 128, "n_embd": 64, "n_head": 2, "n_layer": 2, "dropout": 0.0},
-    "train": {"batch_size": 16, "lr": 2e-3, "device": "auto"},
+    "train": {"batch_size": 16, "lr": 2e-3, "device": "auto", "threads": 1},  # tiny matmuls: 1 thread is fastest
     "budget": {"kind": "seconds", "value": 45.0},
     "eval": {"every_s": 10.0, "val_tokens": 16384},
 }
