@@ -53,7 +53,8 @@ def test_200_short_trials_complete_with_bounded_driver_memory(ray_tmp, tmp_path)
     assert figures["exit_code"] == 0
     assert figures["trials"] == figures["completed"] == 200
     assert figures["sink_s_per_trial"] < 0.5
-    # Tune keeps a Trial object per trial in the driver, so some growth per trial is expected; rows must not
-    # add to it (a row-sized leak of ~2 kB per row would show as > 2000 bytes per evaluation point).
+    # Tune keeps a Trial object (config, last result) per trial in the driver: ~0.3 MB per trial measured here
+    # (200 trials: 426 -> 474 MB after the first 20%). Rows grow with trials in this study, so their share is
+    # bounded by test_sink_memory_does_not_grow_with_rows; here the driver's total growth must stay modest.
     assert figures["rss_end_mb"] - figures["rss_at_20pct_rows_mb"] < 300
-    assert figures["rss_growth_bytes_per_row_after_20pct"] < 50_000
+    assert figures["rss_growth_bytes_per_trial_after_20pct"] < 1.5 * 2**20
