@@ -31,6 +31,7 @@ from study.schema import (
 from study.storage import resolve
 
 UNFINISHED_STATUSES = ("pending", "running")
+READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,16 @@ def load_study(path: str) -> Study:
     fs, root = _filesystem(path)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         raise StudyError(f"no study at {path}: the directory does not exist.")
-    skipped: list[str] = []
-    metrics = _read_dir(fs, root, METRICS_DIR, METRICS_SCHEMA, METRICS_KEY, skipped)
-    trials = _read_dir(fs, root, TRIALS_DIR, TRIALS_SCHEMA, TRIALS_KEY, skipped)
+    for attempt in range(READ_ATTEMPTS):
+        skipped: list[str] = []
+        try:
+            metrics = _read_dir(fs, root, METRICS_DIR, METRICS_SCHEMA, METRICS_KEY, skipped)
+            trials = _read_dir(fs, root, TRIALS_DIR, TRIALS_SCHEMA, TRIALS_KEY, skipped)
+            break
+        except _Vanished:
+            # A file listed a moment ago is gone: the sink compacted the directory meanwhile. Read again.
+            if attempt == READ_ATTEMPTS - 1:
+                raise StudyError(f"the results at {path} keep changing while being read: try again.") from None
     if trials.empty or metrics.empty:
         missing = "trial rows" if trials.empty else "evaluation points"
         raise StudyError(
@@ -126,11 +134,19 @@ def _is_data_file(name: str) -> bool:
     return name.endswith(".parquet") and not name.startswith((".", "_"))
 
 
+class _Vanished(Exception):
+    """A results file disappeared between listing and reading (compaction)."""
+
+
 def _read_file(fs, file: str, schema: pa.Schema, key, skipped: list[str]) -> pa.Table | None:
     name = posixpath.join(*file.split("/")[-3:])
     try:
         table = pq.read_table(file, filesystem=fs)
+    except FileNotFoundError:
+        raise _Vanished(file) from None
     except (pa.ArrowException, OSError, ValueError) as exc:
+        if fs.get_file_info(file).type == pafs.FileType.NotFound:
+            raise _Vanished(file) from None
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         skipped.append(f"{name}: {reason}")
         warnings.warn(f"skipped unreadable results file {name}: {reason}", stacklevel=3)

@@ -125,9 +125,14 @@ class ResultsCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         self._flush(force=True, final=True)
         sink = self.sink
+        written = sink.files_written
+        try:
+            sink.compact()  # many small files make reading from object storage slow
+        except OSError as exc:
+            log.warning("could not compact the results files (they stay as they are, all valid): %s", exc)
         print(
-            f"Parquet sink: {sink.rows_written} evaluation points in {sink.files_written} files this session, "
-            f"{sink.seconds_spent:.2f} s spent writing"
+            f"Parquet sink: {sink.rows_written} evaluation points in {written} files this session "
+            f"(compacted), {sink.seconds_spent:.2f} s spent writing"
         )
 
 

@@ -123,18 +123,9 @@ def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = 
 
 
 def _read_yaml(path: str) -> dict:
-    import yaml
+    from study.spec import load_yaml
 
-    from study.errors import StudyError
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise StudyError(f"--config {path!r} cannot be read ({exc.strerror}): give a YAML file.") from None
-    try:
-        mapping = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StudyError(f"--config {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    mapping = load_yaml(Path(path), "--config")
     return mapping if mapping is not None else {}
 
 

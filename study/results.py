@@ -14,6 +14,7 @@ attempt's `resumed_from_step` (see `analysis.load.superseded`).
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 import uuid
 from datetime import datetime, timezone
@@ -131,3 +132,31 @@ class ParquetSink:
                 self._dirty = set()
         finally:
             self.seconds_spent += time.perf_counter() - start
+
+    def compact(self, min_files: int = 2) -> int:
+        """Merge each results directory's files into one, in write order, then delete the merged files.
+
+        Every row is kept (superseded rows too), so readers see exactly what they saw before. The merged file
+        sorts right after the last file it contains, before anything written later. A crash between writing it
+        and deleting the originals leaves identical rows twice, which last-row-wins reading makes harmless.
+        Unreadable files are left where they are. Returns the number of files removed.
+        """
+        start, removed = time.perf_counter(), 0
+        try:
+            for directory, schema in ((METRICS_DIR, METRICS_SCHEMA), (TRIALS_DIR, TRIALS_SCHEMA)):
+                readable = []
+                for path in list_parquet(self.results, directory):
+                    table = self._read(path, None)
+                    if table is not None and table.schema.equals(schema):
+                        readable.append((path, table))
+                if len(readable) < min_files:
+                    continue
+                last = posixpath.basename(readable[-1][0]).removesuffix(".parquet")
+                merged = pa.concat_tables([table for _, table in readable])
+                write_parquet_atomic(merged, self.results, directory, f"{last}_compacted")
+                for path, _ in readable:
+                    self.results.fs.delete_file(path)
+                    removed += 1
+        finally:
+            self.seconds_spent += time.perf_counter() - start
+        return removed

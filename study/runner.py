@@ -302,21 +302,16 @@ def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print) -
 
 
 def load_saved_spec(path: str) -> tuple[StudySpec, Location]:
-    import yaml
+    from study.spec import parse_yaml
 
     location = resolve(path, "PATH")
     text = read_text(location, SPEC_FILE)
     if text is None:
         raise StudyError(f"{path!r} is not a study directory: it has no {SPEC_FILE} (made by `wt-study run`).")
     try:
-        spec = parse_spec(yaml.safe_load(text))
+        spec = parse_spec(parse_yaml(text, f"{path!r}/{SPEC_FILE}"))
     except StudyError as exc:
         raise StudyError(f"{path!r} has a damaged {SPEC_FILE}: {exc}") from None
-    except yaml.YAMLError as exc:  # its str() spans several lines: keep the error to one
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise StudyError(f"{path!r} has a damaged {SPEC_FILE}: not valid YAML{where}: {problem}.") from None
     # The study may have moved (e.g. copied to a bucket): its storage is where it is now.
     return spec.replace(storage=location.parent.uri), location
 

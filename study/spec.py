@@ -306,6 +306,32 @@ def _parse_seeds(raw: object) -> tuple:
     return tuple(raw)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, what: str) -> object:
+    """Parse YAML text strictly; any problem becomes one sentence naming `what`, the line and the column."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise StudyError(f"{what} is not valid YAML{where}: {problem}.") from None
+
+
 def load_yaml(path: Path, what: str) -> object:
     """Read a YAML file, turning every way it can fail into one sentence."""
     try:
@@ -316,13 +342,7 @@ def load_yaml(path: Path, what: str) -> object:
         raise StudyError(f"{what} {str(path)!r} is a directory: expected a YAML file.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StudyError(f"{what} {str(path)!r} cannot be read: {exc}.") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise StudyError(f"{what} {str(path)!r} is not valid YAML{where}: {problem}.") from None
+    return parse_yaml(text, f"{what} {str(path)!r}")
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -339,7 +359,7 @@ def load_preset(name: str) -> StudySpec:
     if name not in names:
         raise StudyError(f"--preset {name!r} is not a known preset: expected one of {', '.join(names)}.")
     text = (resources.files("study") / PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8")
-    return parse_spec(yaml.safe_load(text))
+    return parse_spec(parse_yaml(text, f"preset {name!r}"))
 
 
 def dump_spec(spec: StudySpec) -> str:

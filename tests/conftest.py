@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,26 @@ def tinyshakespeare_cache(tmp_path_factory) -> Path:
         os.environ.pop("WT_CACHE_DIR", None)
     else:
         os.environ["WT_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def ray_tmp():
+    """A short temp dir for Ray's sockets (a deep pytest tmp_path can exceed the ~100 character limit).
+
+    Tests may derive siblings from it (e.g. ray_tmp + "b" for a resume); those are removed too.
+    """
+    path = tempfile.mkdtemp(prefix="wtr", dir="/tmp")
+    yield path
+    for folder in glob.glob(path + "*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def fault_env():
+    """Restore WT_FAULTS after a test sets it (trials inherit the driver's environment)."""
+    old = os.environ.get("WT_FAULTS")
+    yield
+    if old is None:
+        os.environ.pop("WT_FAULTS", None)
+    else:
+        os.environ["WT_FAULTS"] = old

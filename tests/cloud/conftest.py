@@ -9,21 +9,18 @@ endpoint itself travels in the storage URI (`?endpoint_override=...&scheme=http`
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.study.conftest import TINY_SPEC, deep_update
+from tests.study.conftest import write_spec  # noqa: F401  (fixture re-exported)
 
 SERVER = Path(__file__).with_name("moto_s3.py")
 AWS_ENV = {
@@ -109,25 +106,3 @@ def bucket(s3_endpoint) -> Bucket:
     name = f"wt-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
     return Bucket(name=name, endpoint=s3_endpoint, client=client)
-
-
-@pytest.fixture
-def write_spec(tmp_path):
-    """write_spec(storage, **changes) -> path of a YAML spec based on tests/study's TINY_SPEC."""
-
-    def write(storage: str, name: str = "spec.yaml", **changes) -> Path:
-        doc = deep_update(TINY_SPEC, changes)
-        doc["storage"] = storage
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(doc))
-        return path
-
-    return write
-
-
-@pytest.fixture
-def ray_tmp():
-    """A short temp dir for Ray's sockets (a deep pytest tmp_path can exceed the ~100 character limit)."""
-    path = tempfile.mkdtemp(prefix="wtc", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.study.conftest import ray_tmp, write_spec  # noqa: F401  (fixtures re-exported for this folder)
-
-
-@pytest.fixture
-def fault_env():
-    """Restore WT_FAULTS after a test sets it (the trials inherit the driver's environment)."""
-    old = os.environ.get("WT_FAULTS")
-    yield
-    if old is None:
-        os.environ.pop("WT_FAULTS", None)
-    else:
-        os.environ["WT_FAULTS"] = old
+from tests.study.conftest import write_spec  # noqa: F401  (fixture re-exported for this folder)
 
 
 @pytest.fixture

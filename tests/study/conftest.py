@@ -1,9 +1,7 @@
-"""Fixtures for the study tests: tiny specs and a short private Ray temp dir."""
+"""Fixtures for the study tests: tiny specs (ray_tmp and fault_env come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,11 +42,3 @@ def write_spec(tmp_path):
         return path
 
     return write
-
-
-@pytest.fixture
-def ray_tmp():
-    """A short temp dir for Ray's sockets (a deep pytest tmp_path can exceed the ~100 character limit)."""
-    path = tempfile.mkdtemp(prefix="wtr", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pyarrow.dataset as ds
-import pytest
 
 from study.cli import main
 from study.schema import METRICS_SCHEMA, TRIALS_SCHEMA
@@ -41,16 +40,6 @@ def final_trials(study_dir: Path):
 def check_budget_respected(trial, budget_s: float):
     step_s = trial.train_time_s / max(1, trial.steps)
     assert budget_s <= trial.train_time_s <= budget_s + 3 * step_s + 0.05, (trial.train_time_s, step_s)
-
-
-@pytest.fixture
-def fault_env():
-    old = os.environ.get("WT_FAULTS")
-    yield
-    if old is None:
-        os.environ.pop("WT_FAULTS", None)
-    else:
-        os.environ["WT_FAULTS"] = old
 
 
 def test_study_end_to_end_with_faults(write_spec, tmp_path, ray_tmp, fault_env, capsys):

@@ -148,3 +148,10 @@ def test_existing_study_is_not_overwritten(write_spec, tmp_path, capsys):
     (study_dir / "study.yaml").write_text("name: tiny\n")
     code, err = _run_cli(["run", str(path)], capsys)
     assert code == 2 and "already exists" in err and "wt-study resume" in err
+
+
+def test_a_key_given_twice_is_refused(tmp_path, capsys):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\nbudget: {kind: steps, value: 5}\nname: b\n")
+    code, err = _run_cli(["run", str(path)], capsys)
+    assert code == 2 and "the key 'name' is given twice" in err and "line 3" in err
