@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 
 from study.config import DataConfig
 from study.errors import StudyError
+from study.storage import write_local_atomic
 
 CACHE_ENV = "WT_CACHE_DIR"
 
@@ -154,22 +154,8 @@ def _cached_or_downloaded(name: str, cache: Path) -> bytes:
             f"the download of {name} from {known.url} has SHA-256 {digest[:12]}..., expected "
             f"{known.sha256[:12]}...; nothing was written: retry, or put a verified copy at {path}."
         )
-    _write_atomic(path, raw)
+    write_local_atomic(path, lambda f: f.write(raw))
     return raw
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class BatchSampler:

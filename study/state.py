@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from study.errors import StudyError
+from study.storage import write_local_atomic
 
 
 @dataclass
@@ -70,19 +70,8 @@ def restore_rng(rng: dict) -> None:
 
 
 def save_state(state: dict, path: str | os.PathLike) -> None:
-    """Write `state` to `path` atomically: a temp file in the same folder, fsynced, then `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `state` to `path` atomically (complete or absent, see study.storage.write_local_atomic)."""
+    write_local_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_state(path: str | os.PathLike) -> dict:

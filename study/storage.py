@@ -10,8 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -175,3 +179,20 @@ def write_text_atomic(location: Location, name: str, text: str) -> None:
     with location.fs.open_output_stream(temp) as f:
         f.write(text.encode("utf-8"))
     location.fs.move(temp, path)
+
+
+def write_local_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Write a local file so that it is either complete or absent: `write(f)` fills a temp file in the same
+    folder, which is fsynced and then renamed over `path`. On failure the temp file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
