@@ -323,13 +323,16 @@ class _StrictLoader(yaml.SafeLoader):
 
 def parse_yaml(text: str, what: str) -> object:
     """Parse YAML text strictly; any problem becomes one sentence naming `what`, the line and the column."""
+    loader = _StrictLoader(text)  # what yaml.safe_load does, with the stricter loader
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise StudyError(f"{what} is not valid YAML{where}: {problem}.") from None
+    finally:
+        loader.dispose()
 
 
 def load_yaml(path: Path, what: str) -> object:
