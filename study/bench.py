@@ -2,20 +2,37 @@
 
 For each setting: forward + backward + AdamW step time (median over timed steps after warm-up), tokens/s, and
 model FLOP utilisation = analytic training FLOPs per second (`wt_model.flops`, the study's convention) over a
-matmul peak measured in the same run (best of a few large `torch.mm`). fp32 on CPU; bf16 autocast on CUDA, with
-a synchronize before every clock read.
+matmul peak measured in the same run (best of a few large `torch.mm`). fp32 on CPU; bf16 autocast on CUDA.
+
+Two clocks:
+- `wall`: `time.perf_counter()`, with a synchronize before every read on CUDA. The GPU clock.
+- `cpu`: `time.process_time()`, the CPU time of this process, for steps and for the matmul peak alike. On a
+  shared CPU machine, other processes stretch wall-clock time but hardly this process's CPU time, so MFU
+  (FLOPs per CPU-second over the peak's FLOPs per CPU-second) stays stable. Meant for 1 thread, where CPU
+  time is the time of the one thread doing the work.
+
+A second copy of `wt_model` (e.g. a `git worktree` of an older commit) can be timed alongside: its steps
+alternate with this copy's on the same case, so a busy moment hits both and the before/after ratio is fair.
 """
 
 from __future__ import annotations
 
+import importlib
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
+from torch import nn
 
 from wt_model import ModelConfig, build_model
 from wt_model.flops import training_flops_per_sequence
+
+CLOCKS = ("wall", "cpu")
+ModelBuilder = Callable[[ModelConfig], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,7 @@ class BenchResult:
     step_ms: float  # median over the timed steps
     tokens_per_s: float
     tflops_per_s: float  # analytic training FLOPs / step time
+    version: str = ""  # "" for this copy of wt_model; "before" for the baseline copy
 
 
 def _sync(device: torch.device) -> None:
@@ -38,9 +56,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak_tflops(device: torch.device, size: int = 2048, reps: int = 5) -> float:
-    """Best observed TFLOP/s of a size x size matmul (fp32 on CPU, bf16 on CUDA). The bench measures it
-    before every case and keeps the best, so a busy moment on a shared machine does not deflate the peak."""
+def _now(clock: str, device: torch.device) -> float:
+    """Seconds on `clock`; synchronises CUDA first so queued kernels are counted."""
+    _sync(device)
+    return time.process_time() if clock == "cpu" else time.perf_counter()
+
+
+def matmul_peak_tflops(device: torch.device, size: int = 2048, reps: int = 5, clock: str = "wall") -> float:
+    """Best observed TFLOP/s of a size x size matmul (fp32 on CPU, bf16 on CUDA) on `clock`. The bench measures
+    it before every case and keeps the best, so a busy moment on a shared machine does not deflate the peak."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if device.type == "cuda":
         size = max(size, 8192)
@@ -49,48 +73,98 @@ def matmul_peak_tflops(device: torch.device, size: int = 2048, reps: int = 5) ->
     torch.mm(a, b)  # warm-up
     best = float("inf")
     for _ in range(reps):
-        _sync(device)
-        start = time.perf_counter()
+        start = _now(clock, device)
         torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, _now(clock, device) - start)
     return 2 * size**3 / best / 1e12
 
 
-def time_training_steps(case: BenchCase, device: torch.device, steps: int, warmup: int, seed: int = 0) -> float:
-    """Median seconds of one forward + backward + AdamW step on random tokens."""
+def training_step(case: BenchCase, device: torch.device, build: ModelBuilder = build_model, seed: int = 0):
+    """A closure running one forward + backward + AdamW step of a fresh model on fixed random tokens."""
     torch.manual_seed(seed)
-    model = build_model(case.cfg).to(device).train()
+    model = build(case.cfg).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     shape = (case.batch_size, case.seq_len)
     x = torch.randint(0, case.cfg.vocab_size, shape, device=device)
     y = torch.randint(0, case.cfg.vocab_size, shape, device=device)
     use_autocast = device.type == "cuda"
-    times = []
-    for step in range(warmup + steps):
-        _sync(device)
-        start = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
             _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        _sync(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return step
 
 
-def run_case(case: BenchCase, device: torch.device, steps: int, warmup: int) -> BenchResult:
-    step_s = time_training_steps(case, device, steps, warmup)
+def time_steps(
+    steps: list[Callable[[], None]], device: torch.device, n: int, warmup: int, clock: str = "wall"
+) -> list[float]:
+    """Median seconds per call of each step function; the functions take turns (A, B, A, B, ...)."""
+    times: list[list[float]] = [[] for _ in steps]
+    for i in range(warmup + n):
+        for step, samples in zip(steps, times, strict=True):
+            start = _now(clock, device)
+            step()
+            if i >= warmup:
+                samples.append(_now(clock, device) - start)
+    return [statistics.median(samples) for samples in times]
+
+
+def make_result(case: BenchCase, step_s: float, version: str = "") -> BenchResult:
     flops = case.batch_size * training_flops_per_sequence(case.cfg, case.seq_len)
-    tflops = flops / step_s / 1e12
     return BenchResult(
         case=case,
         step_ms=1e3 * step_s,
         tokens_per_s=case.batch_size * case.seq_len / step_s,
-        tflops_per_s=tflops,
+        tflops_per_s=flops / step_s / 1e12,
+        version=version,
     )
+
+
+def run_case(
+    case: BenchCase,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    clock: str = "wall",
+    baseline: ModelBuilder | None = None,
+) -> list[BenchResult]:
+    """This copy's result for `case`, then, with a `baseline` builder, the baseline's (steps interleaved)."""
+    step_fns = [training_step(case, device)]
+    if baseline is not None:
+        step_fns.append(training_step(case, device, build=baseline))
+    seconds = time_steps(step_fns, device, steps, warmup, clock)
+    return [make_result(case, s, version) for s, version in zip(seconds, ("", "before"), strict=False)]
+
+
+def import_build_model(src: Path) -> ModelBuilder:
+    """`build_model` of the `wt_model` package under `src` (e.g. `git worktree add /tmp/before <sha>`),
+    imported as a separate module tree; this process's own `wt_model` modules are restored afterwards.
+    Models built by it keep running the old code: functions hold their own module's globals."""
+    src = src.resolve()
+    if not (src / "wt_model" / "__init__.py").is_file():
+        raise FileNotFoundError(f"baseline source {src} has no wt_model/__init__.py")
+
+    def ours(name: str) -> bool:
+        return name == "wt_model" or name.startswith("wt_model.")
+
+    saved = {name: module for name, module in sys.modules.items() if ours(name)}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(src))
+    try:
+        package = importlib.import_module("wt_model")
+        if not Path(package.__file__).resolve().is_relative_to(src):
+            raise FileNotFoundError(f"baseline source {src}: imported {package.__file__} instead")
+        return package.build_model
+    finally:
+        sys.path.remove(str(src))
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def bench_cases(
@@ -115,35 +189,42 @@ def bench_cases(
 
 def format_table(results: list[BenchResult], peak_tflops: float) -> str:
     """Aligned text table. MFU = TFLOP/s over `peak_tflops`. `vs std` is the standard-sdpa step time at the
-    same shape and dropout over this row's, measured side by side (the fair speed ratio on a shared machine)."""
+    same shape, dropout and version over this row's, measured side by side (the fair speed ratio on a shared
+    machine). With baseline rows, `version` and `vs before` (the baseline's step time over this row's) appear."""
     reference = {
-        (r.case.seq_len, r.case.batch_size, r.case.cfg.dropout): r.step_ms
+        (r.version, r.case.seq_len, r.case.batch_size, r.case.cfg.dropout): r.step_ms
         for r in results
         if r.case.cfg.arch == "standard" and r.case.cfg.attention == "sdpa"
     }
+    before = {r.case: r.step_ms for r in results if r.version == "before"}
     header = ("arch", "attention", "dropout", "T", "batch", "ms/step", "tokens/s", "TFLOP/s", "MFU", "vs std")
+    if before:
+        header = ("version", *header, "vs before")
     rows = [header]
     for r in results:
         c = r.case
-        ref = reference.get((c.seq_len, c.batch_size, c.cfg.dropout))
-        rows.append(
-            (
-                c.cfg.arch,
-                c.cfg.attention,
-                f"{c.cfg.dropout:g}",
-                str(c.seq_len),
-                str(c.batch_size),
-                f"{r.step_ms:,.0f}",
-                f"{r.tokens_per_s:,.0f}",
-                f"{r.tflops_per_s:.3f}",
-                f"{100 * r.tflops_per_s / peak_tflops:.0f}%",
-                f"{ref / r.step_ms:.2f}x" if ref else "-",
-            )
+        ref = reference.get((r.version, c.seq_len, c.batch_size, c.cfg.dropout))
+        row = (
+            c.cfg.arch,
+            c.cfg.attention,
+            f"{c.cfg.dropout:g}",
+            str(c.seq_len),
+            str(c.batch_size),
+            f"{r.step_ms:,.0f}",
+            f"{r.tokens_per_s:,.0f}",
+            f"{r.tflops_per_s:.3f}",
+            f"{100 * r.tflops_per_s / peak_tflops:.0f}%",
+            f"{ref / r.step_ms:.2f}x" if ref else "-",
         )
+        if before:
+            speedup = f"{before[c] / r.step_ms:.2f}x" if r.version == "" and c in before else "-"
+            row = (r.version or "after", *row, speedup)
+        rows.append(row)
+    n_left = 3 if before else 2  # text columns, left-aligned
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):
-        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [c.ljust(w) if i < n_left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

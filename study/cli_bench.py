@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -23,6 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--clock",
+        choices=["auto", "cpu", "wall"],
+        default="auto",
+        help="cpu: this process's CPU time (stable on a shared machine); wall: perf_counter. auto: cpu on a CPU "
+        "device, wall on CUDA",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads; 0: 1 with the cpu clock, torch's default otherwise"
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also time the wt_model package under DIR (e.g. `git worktree add DIR <sha>`), its steps "
+        "alternating with this copy's; rows labelled 'before'",
+    )
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the timed models (seed: 0.1)")
     parser.add_argument("--no-dropout-row", action="store_true", help="skip the extra dropout-0 rows")
     parser.add_argument("--n-embd", type=int, default=256)
@@ -40,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
             f"--batch-sizes={args.batch_sizes} is invalid: expected one value or one per --seq-lens "
             f"({len(args.seq_lens)})."
         )
-    for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0)):
+    for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--threads", args.threads, 0)):
         if value < low:
             raise StudyError(f"{flag}={value} is invalid: expected an integer >= {low}.")
 
     import torch
 
-    from study.bench import bench_cases, format_table, matmul_peak_tflops, run_case
+    from study.bench import bench_cases, format_table, import_build_model, matmul_peak_tflops, run_case
     from wt_model import ModelConfig
 
     device_name = args.device
@@ -58,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
         raise StudyError(f"--device={args.device!r} is invalid: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StudyError(f"--device={args.device!r} is invalid: CUDA is not available here.")
+    clock = args.clock if args.clock != "auto" else ("cpu" if device.type == "cpu" else "wall")
+    if clock == "cpu" and device.type != "cpu":
+        raise StudyError(f"--clock=cpu is invalid with --device={device}: GPU work is not CPU time; use wall.")
+    if args.threads or clock == "cpu":
+        torch.set_num_threads(args.threads or 1)
+    baseline = None
+    if args.baseline_src is not None:
+        try:
+            baseline = import_build_model(args.baseline_src)
+        except (FileNotFoundError, ImportError) as exc:
+            raise StudyError(f"--baseline-src={str(args.baseline_src)!r} is invalid: {exc}") from None
 
     batches = args.batch_sizes * len(args.seq_lens) if len(args.batch_sizes) == 1 else args.batch_sizes
     shapes = list(zip(args.seq_lens, batches, strict=True))
@@ -71,26 +101,28 @@ def run(args: argparse.Namespace) -> int:
         worker_interval=args.worker_interval,
     )
     cases = bench_cases(base, shapes, args.archs, args.attentions, not args.no_dropout_row)
-    peak = matmul_peak_tflops(device)
+    peak = matmul_peak_tflops(device, clock=clock)
     dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
     print(
-        f"device {device} ({dtype}, {torch.get_num_threads()} threads), torch {torch.__version__}; "
+        f"device {device} ({dtype}, {torch.get_num_threads()} threads, {clock} clock), torch {torch.__version__}; "
         f"model n_embd={base.n_embd} n_layer={base.n_layer} "
-        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} steps after {args.warmup}",
+        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} steps after {args.warmup}"
+        + (f"; 'before' = {args.baseline_src}, steps alternating" if baseline else ""),
         flush=True,
     )
     results = []
     for case in cases:
-        peak = max(peak, matmul_peak_tflops(device))
-        results.append(run_case(case, device, args.steps, args.warmup))
-        r = results[-1]
-        print(
-            f"  {case.cfg.arch:8s} {case.cfg.attention:5s} dropout={case.cfg.dropout:g} T={case.seq_len} "
-            f"B={case.batch_size}: {r.step_ms:,.0f} ms/step",
-            file=sys.stderr,
-            flush=True,
-        )
-    peak = max(peak, matmul_peak_tflops(device))
-    print(f"matmul peak (best of {2 + len(cases)} measurements in this run): {peak:.3f} TFLOP/s")
+        peak = max(peak, matmul_peak_tflops(device, clock=clock))
+        for r in run_case(case, device, args.steps, args.warmup, clock, baseline):
+            results.append(r)
+            version = (r.version or "after") if baseline else ""
+            print(
+                f"  {version:6s} {case.cfg.arch:8s} {case.cfg.attention:5s} dropout={case.cfg.dropout:g} "
+                f"T={case.seq_len} B={case.batch_size}: {r.step_ms:,.0f} ms/step",
+                file=sys.stderr,
+                flush=True,
+            )
+    peak = max(peak, matmul_peak_tflops(device, clock=clock))
+    print(f"matmul peak (best of {2 + len(cases)} measurements in this run, {clock} clock): {peak:.3f} TFLOP/s")
     print(format_table(results, peak))
     return 0

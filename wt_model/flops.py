@@ -9,7 +9,9 @@ FLOP convention (the study's `flops` column, the bench's utilisation and the Flo
   matmul, 2 * L * S * head_dim FLOPs each per head, regardless of the causal mask (neither the naive path nor
   SDPA's kernels skip masked blocks in what the counter sees). Standard: L = S = T. Worker: L = W workers,
   S = T. FlopCounterMode has no formula for SDPA's fused CPU kernel (it reports 0 for it); the test registers
-  torch's own SDPA formula for that kernel, which counts the same full L x S products.
+  torch's own SDPA formula for that kernel, which counts the same full L x S products. SDPA's fused causal
+  kernels skip fully masked key blocks, and so does `sdpa`'s CPU training path with dropout
+  (`fused.dropout_attention`); both are still counted at the full L x S, like the naive path.
 - the worker model is charged only for what it computes: Q, gate, output projection, FFN and LM head on the
   W worker rows; K, V and the depthwise conv (2 * kernel FLOPs per channel per position) on all T rows.
 - a training step is forward + backward = 3x the forward FLOPs (the backward of every matmul computes the

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wt_model.config import ModelConfig
+from wt_model.fused import dropout_attention, rms_norm, rope
 
 RMS_EPS = 1e-6
 
@@ -26,19 +27,23 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return rms_norm(x, self.weight, self.eps)  # same math; autograd through F.rms_norm is slow on CPU
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 class Rotary(nn.Module):
-    """RoPE tables for positions 0..block_size-1 (rotate-half convention, pairs (i, i + head_dim/2))."""
+    """RoPE tables for positions 0..block_size-1 (rotate-half convention, pairs (i, i + head_dim/2)).
+
+    cos and sin are duplicated to the full head dim, and sin's first half is negated, so the rotation is
+    x * cos + swap_halves(x) * sin."""
 
     def __init__(self, head_dim: int, block_size: int, base: float) -> None:
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (block_size, D/2)
-        # cos/sin are duplicated to the full head dim so rotation is two multiplies and an add.
         self.register_buffer("cos", torch.cat([angles.cos(), angles.cos()], dim=-1), persistent=False)
-        self.register_buffer("sin", torch.cat([angles.sin(), angles.sin()], dim=-1), persistent=False)
+        self.register_buffer("sin", torch.cat([-angles.sin(), angles.sin()], dim=-1), persistent=False)
 
     def tables(self, positions: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin of shape (T, D) for the first `positions` positions or for an index tensor of them."""
@@ -48,10 +53,8 @@ class Rotary(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, H, T, D) by the angles of its true positions; cos, sin are (T, D)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (B, H, T, D)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    """Rotate x (B, H, T, D) by the angles of its true positions; cos, sin are (T, D) from `Rotary`."""
+    return rope(x, cos, sin)
 
 
 def attention(
@@ -65,13 +68,19 @@ def attention(
     """Softmax attention of q (B, H, L, D) over k, v (B, H, S, D); returns (B, H, L, D).
 
     mask: boolean (L, S), True where attention is allowed; None means the standard causal mask (L == S),
-    which lets `sdpa` take its fused causal path. `naive` materialises the (B, H, L, S) scores, as the
-    seed's baseline does.
+    which lets `sdpa` take its fused causal path. Every row of a mask must allow a prefix of the keys (causal
+    and worker masks do). `naive` materialises the (B, H, L, S) scores, as the seed's baseline does.
     """
+    L, S = q.shape[-2], k.shape[-2]
     if impl == "sdpa":
+        if dropout_p > 0 and q.device.type == "cpu":
+            # SDPA has no fused CPU kernel with dropout: it falls back to an unfused math path, slower than
+            # `naive`. The same math (softmax, then dropout on the weights) in fewer passes, skipping fully
+            # masked blocks as the fused kernel does:
+            n_keys = list(range(1, L + 1)) if mask is None else mask.sum(-1).tolist()  # row i sees [0, n_keys[i])
+            return dropout_attention(q, k, v, n_keys, dropout_p)
         causal = mask is None
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
-    L, S = q.shape[-2], k.shape[-2]
     if mask is None:
         mask = torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, L, S)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wt_model.config import ModelConfig
+from wt_model.fused import dropout_add
 from wt_model.layers import FeedForward, GatedAttention, RMSNorm, Rotary, init_weights
 
 
@@ -17,12 +18,12 @@ class StandardBlock(nn.Module):
         self.attn = GatedAttention(cfg)
         self.norm2 = RMSNorm(cfg.n_embd)
         self.ffn = FeedForward(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         h = self.norm1(x)  # (B, T, C)
-        x = x + self.drop(self.attn(h, h, rope, rope, mask=None))  # mask=None: causal
-        return x + self.drop(self.ffn(self.norm2(x)))
+        x = dropout_add(x, self.attn(h, h, rope, rope, mask=None), self.dropout, self.training)  # mask=None: causal
+        return dropout_add(x, self.ffn(self.norm2(x)), self.dropout, self.training)
 
 
 class StandardTransformer(nn.Module):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wt_model.fused import dropout_add, dropout_attention, rms_norm, rope
+from wt_model.fused import causal_depthwise_conv, dropout_add, dropout_attention, rms_norm, rope
 from wt_model.layers import Rotary
 
 
@@ -124,3 +124,16 @@ def test_dropout_attention_gradients_match_finite_differences():
 
     inputs = [t.requires_grad_(True) for t in (q, k, v)]
     assert torch.autograd.gradcheck(seeded, inputs)
+
+
+def _conv_reference(x, weight, bias):
+    """nn.functional.conv1d, channels-first, left padding K - 1."""
+    K = weight.shape[1]
+    y = F.conv1d(F.pad(x.transpose(1, 2), (K - 1, 0)), weight[:, None, :], bias, groups=x.shape[-1])
+    return y.transpose(1, 2)
+
+
+@pytest.mark.parametrize(("T", "K"), [(11, 3), (2, 3), (1, 3), (9, 1), (7, 5)])
+def test_causal_depthwise_conv_matches_conv1d(T, K):
+    x, weight, bias = torch.randn(2, T, 6), torch.randn(6, K), torch.randn(6)
+    _assert_same(causal_depthwise_conv, _conv_reference, x, weight, bias)
