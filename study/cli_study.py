@@ -87,6 +87,11 @@ def print_plan(plan, out=None) -> None:
     )
     if b["budget_kind"] == "seconds":
         line += f" ({b['study_length'] / 3600:.2f} h wall clock, before evaluation and start-up)"
-        line += f"; {b['gpu_hours']:.2f} GPU-hours, {b['cpu_hours']:.2f} CPU-hours"
+        gpu_hours = (
+            "GPU-hours: one GPU per trial where there are GPUs"
+            if b["gpu_hours"] is None
+            else (f"{b['gpu_hours']:.2f} GPU-hours")
+        )
+        line += f"; {gpu_hours}, {b['cpu_hours']:.2f} CPU-hours"
     print(line, file=out)
     print(f"Results would go to {plan.location.uri}", file=out)

@@ -65,7 +65,7 @@ def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
     trials = expand(spec)
     for seq_len in sorted({t.run.seq_len for t in trials}):
         check_corpus_fits(corpus, seq_len, what="axes.seq_len")
-    if spec.budget.kind == "seconds" and 0 < spec.resources.gpus < 1:
+    if spec.budget.kind == "seconds" and 0 < (spec.resources.gpus or 0) < 1:
         warnings.warn(
             f"resources.gpus={spec.resources.gpus} shares GPUs between trials in a wall-clock study: contention "
             "skews every trial's clock; use gpus: 1 for timed comparisons.",
@@ -136,6 +136,12 @@ def check_memory(plan_: Plan, available_bytes: float, where: str) -> None:
         )
 
 
+def with_resolved_gpus(plan_: Plan, available_gpus: float) -> Plan:
+    """The plan with `resources.gpus: null` (auto) resolved for the GPUs at hand; study.yaml records the result."""
+    resources = plan_.spec.resources.with_gpus_for(available_gpus)
+    return dataclasses.replace(plan_, spec=plan_.spec.replace(resources=resources))
+
+
 def check_local_resources(plan_: Plan) -> None:
     """Before starting Ray on this machine: one trial must fit in its cores, GPUs and memory."""
     import torch
@@ -187,7 +193,7 @@ def _tuner(plan_: Plan, *, restore: bool, print_fn):
 
     spec = plan_.spec
     fn = tune.with_resources(
-        tune.with_parameters(trainable, corpus=plan_.corpus, cpus=spec.resources.cpus),
+        tune.with_parameters(trainable, corpus=plan_.corpus, cpus=spec.resources.cpus, gpus=spec.resources.gpus),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
     tune_loc = plan_.tune_location
@@ -288,12 +294,28 @@ def _summarise(plan_: Plan, print_fn) -> int:
     return 0 if not [s for s in statuses if s in ("pending", "running")] else 1
 
 
-def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print) -> int:
+def _start(plan_: Plan, address, ray_temp_dir) -> tuple[Plan, bool]:
+    """Resolve auto GPUs, check the machine (local) or cluster, start or join Ray. Nothing is written."""
     if address is None:
+        import torch
+
+        plan_ = with_resolved_gpus(plan_, torch.cuda.device_count())
         check_local_resources(plan_)
     started = start_ray(address, ray_temp_dir)
     try:
+        import ray
+
+        plan_ = with_resolved_gpus(plan_, ray.cluster_resources().get("GPU", 0))
         check_cluster(plan_)
+    except BaseException:
+        _stop_ray(started)
+        raise
+    return plan_, started
+
+
+def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print) -> int:
+    plan_, started = _start(plan_, address, ray_temp_dir)
+    try:
         _record_study(plan_)
         print_fn(f"Study {plan_.spec.name}: {len(plan_.trials)} trials -> {plan_.location.uri}")
         return _execute(plan_, restore=False, print_fn=print_fn)
@@ -324,7 +346,9 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
     if spec_file is not None:
         given = load_spec(spec_file)
         given = given.replace(
-            storage=spec.storage, model=dataclasses.replace(given.model, vocab_size=spec.model.vocab_size)
+            storage=spec.storage,
+            model=dataclasses.replace(given.model, vocab_size=spec.model.vocab_size),  # set from the corpus
+            resources=given.resources.with_gpus_for(spec.resources.gpus or 0),  # auto, resolved as it was
         )
         if dump_spec(given) != dump_spec(spec):
             raise StudyError(
@@ -338,13 +362,10 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
     if all(s in TERMINAL_OK for s in statuses):
         print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
         return 0
-    if address is None:
-        check_local_resources(plan_)
-    started = start_ray(address, ray_temp_dir)
+    plan_, started = _start(plan_, address, ray_temp_dir)
     try:
         from ray import tune
 
-        check_cluster(plan_)
         restore = tune.Tuner.can_restore(plan_.tune_location.path, storage_filesystem=plan_.tune_location.fs)
         _record_study(plan_)
         done = sum(s in TERMINAL_OK for s in statuses)

@@ -125,6 +125,7 @@ def total_budget(spec: StudySpec, n_trials: int) -> dict:
         "study_length": waves * spec.budget.value,
     }
     if spec.budget.kind == "seconds":
-        out["gpu_hours"] = n_trials * spec.budget.value * spec.resources.gpus / 3600
+        gpus = spec.resources.gpus
+        out["gpu_hours"] = None if gpus is None else n_trials * spec.budget.value * gpus / 3600
         out["cpu_hours"] = n_trials * spec.budget.value * spec.resources.cpus / 3600
     return out

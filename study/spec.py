@@ -81,13 +81,19 @@ class ResourcesSpec:
     """What one trial reserves. Fractions are allowed (but GPUs shared in a timed study skew the clock)."""
 
     cpus: float = 1.0  # CPU cores per trial; also the trial's torch thread count (rounded down, at least 1)
-    gpus: float = 0.0  # GPUs per trial
+    gpus: float | None = None  # GPUs per trial; null (auto): 1 when the cluster has GPUs, else 0
 
     def __post_init__(self) -> None:
         if not (self.cpus > 0 and math.isfinite(self.cpus)):
             raise StudyError(f"resources.cpus={self.cpus!r} is invalid: expected a number > 0.")
-        if not (self.gpus >= 0 and math.isfinite(self.gpus)):
-            raise StudyError(f"resources.gpus={self.gpus!r} is invalid: expected a number >= 0.")
+        if self.gpus is not None and not (self.gpus >= 0 and math.isfinite(self.gpus)):
+            raise StudyError(f"resources.gpus={self.gpus!r} is invalid: expected a number >= 0, or null for auto.")
+
+    def with_gpus_for(self, available_gpus: float) -> ResourcesSpec:
+        """Resolve `gpus: null`: one GPU per trial where there are GPUs (timed trials must not share one)."""
+        if self.gpus is not None:
+            return self
+        return dataclasses.replace(self, gpus=1.0 if available_gpus >= 1 else 0.0)
 
 
 @dataclass(frozen=True)

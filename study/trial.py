@@ -18,10 +18,16 @@ STATE_FILE = "state.pt"
 META_FILE = "trial.json"
 
 
-def trainable(config: dict, corpus, cpus: float = 1.0) -> None:
+def trainable(config: dict, corpus, cpus: float = 1.0, gpus: float = 0.0) -> None:
+    import dataclasses
+
     from study.space import Trial
 
     trial = Trial.from_dict(config["trial"])
+    if gpus == 0 and trial.run.train.device == "auto":
+        # A trial that reserved no GPU must not use one it can see: it would share it with timed trials.
+        train_cfg = dataclasses.replace(trial.run.train, device="cpu")
+        trial = dataclasses.replace(trial, run=dataclasses.replace(trial.run, train=train_cfg))
     if trial.run.train.threads == 0:
         import torch
 

@@ -35,6 +35,12 @@ def smoke_study(tmp_path_factory):
     return folder / "results" / "smoke"
 
 
+def test_resume_with_the_same_spec_is_accepted_and_a_finished_study_says_so(smoke_study, capsys):
+    spec_path = smoke_study.parent.parent / "smoke.yaml"
+    assert main(["resume", str(smoke_study), "--spec", str(spec_path)]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
 def test_smoke_study_completes_every_trial(smoke_study):
     study = load_study(str(smoke_study))
     assert len(study.trials) == 6 and (study.trials["status"] == "completed").all()
