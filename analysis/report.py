@@ -168,26 +168,13 @@ def covers(a: Analysis) -> str:
 def verdict_table(a: Analysis) -> pd.DataFrame:
     v = a.verdicts
     keys = varying(v, CELL_KEYS) if len(v) > 1 else ["seq_len"]
-    out = v[
-        keys
-        + [
-            "arch",
-            "worker_interval",
-            "n_worker",
-            "n_standard",
-            "worker_mean",
-            "standard_mean",
-            "diff",
-            "diff_ci_low",
-            "diff_ci_high",
-            "p_value",
-            "verdict",
-        ]
-    ].copy()
+    out = v[keys + [c for c in stats.VERDICT_COLUMNS if c not in CELL_KEYS]].copy()
     out["p_value"] = [f"{p:.2g}" if pd.notna(p) else "—" for p in out["p_value"]]
     return out.rename(
         columns={
             "worker_interval": "k",
+            "worker_lr": "lr (w)",
+            "standard_lr": "lr (std)",
             "n_worker": "seeds (w)",
             "n_standard": "seeds (std)",
             "diff": "worker − std",
