@@ -279,12 +279,17 @@ def _execute(plan_: Plan, *, restore: bool, print_fn) -> int:
     return _summarise(plan_, print_fn)
 
 
-def _summarise(plan_: Plan, print_fn) -> int:
+def trial_statuses(plan_: Plan) -> list[str]:
+    """Each trial's status as the results say now ("pending" for a trial with no row yet)."""
     from study.results import ParquetSink
 
     sink = ParquetSink(plan_.location, plan_.spec.name)
     sink.load_existing()
-    statuses = [(sink.trial_row(t.trial_id) or {}).get("status", "pending") for t in plan_.trials]
+    return [(sink.trial_row(t.trial_id) or {}).get("status", "pending") for t in plan_.trials]
+
+
+def _summarise(plan_: Plan, print_fn) -> int:
+    statuses = trial_statuses(plan_)
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     print_fn("Trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     unfinished = [s for s in statuses if s not in TERMINAL_OK]
@@ -339,7 +344,6 @@ def load_saved_spec(path: str) -> tuple[StudySpec, Location]:
 
 
 def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, print_fn=print) -> int:
-    from study.results import ParquetSink
     from study.spec import load_spec
 
     spec, location = load_saved_spec(path)
@@ -356,9 +360,7 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
                 f"{SPEC_FILE}): resume without --spec, or run the new spec as a new study."
             )
     plan_ = plan(spec, for_resume=True)
-    sink = ParquetSink(plan_.location, spec.name)
-    sink.load_existing()
-    statuses = [(sink.trial_row(t.trial_id) or {}).get("status", "pending") for t in plan_.trials]
+    statuses = trial_statuses(plan_)
     if all(s in TERMINAL_OK for s in statuses):
         print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
         return 0
