@@ -1,6 +1,6 @@
 """The only reader: a study's Parquet results (local path or URI) -> tidy pandas frames.
 
-Layout (study.schema): `<study>/results/metrics/*.parquet` and `<study>/results/trials/*.parquet`, many small
+Layout (study.results.schema): `<study>/results/metrics/*.parquet` and `<study>/results/trials/*.parquet`, many small
 files whose names sort in write order. The last written row per key wins (file name, then row order), so a
 resumed trial that re-reports a step, or a trial row updated from "running" to "completed", counts once.
 """
@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study.errors import StudyError
-from study.schema import (
+from study.results.schema import (
     METRICS_DIR,
     METRICS_KEY,
     METRICS_SCHEMA,
@@ -28,7 +28,7 @@ from study.schema import (
     TRIALS_KEY,
     TRIALS_SCHEMA,
 )
-from study.storage import resolve
+from study.results.storage import resolve
 
 UNFINISHED_STATUSES = ("pending", "running")
 READ_ATTEMPTS = 3
@@ -108,7 +108,7 @@ def _read_dir(fs, root, sub, schema, key, skipped) -> pd.DataFrame:
 
 
 def superseded(metrics: pd.DataFrame) -> pd.Series:
-    """True for evaluation points that a later attempt of the same trial redid (study.schema's reading rule).
+    """True for evaluation points that a later attempt of the same trial redid (study.results.schema's reading rule).
 
     A trial resumed from a checkpoint at step S (a later `attempt` with `resumed_from_step` S) redoes the
     training after S, so rows of earlier attempts with step > S describe lost work. They stay in storage and

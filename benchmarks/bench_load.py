@@ -52,15 +52,16 @@ def run_load(
     ray_temp_dir: str | None = None,
     data: str | None = None,
 ) -> dict:
-    from study import callbacks, runner
-    from study.spec import parse_spec
+    from study.config.spec import parse_spec
+    from study.tune import callbacks, runner
+    from study.tune.plan import plan
 
     storage = storage or tempfile.mkdtemp(prefix="wt-load-")
     doc = {**TINY_LOAD_SPEC, "storage": storage, "seeds": trials, "max_concurrent": max_concurrent}
     doc["budget"] = {"kind": "seconds", "value": budget_s}
     if data:
         doc["data"] = {"corpus": os.path.abspath(data)}
-    plan = runner.plan(parse_spec(doc))
+    plan = plan(parse_spec(doc))
 
     sinks: list = []
     original_setup = callbacks.ResultsCallback.setup

@@ -1,7 +1,7 @@
-"""Training-loop overhead of `study.train.train`: time inside the loop outside forward/backward/optimizer.
+"""Training-loop overhead of `study.train.loop.train`: time inside the loop outside forward/backward/optimizer.
 
 The loop is timed from the end of setup (after compile warm-up) to the start of the final evaluation; the
-forward/backward/clip/optimizer work is the time spent in `study.train._step`. What remains (batch sampling,
+forward/backward/clip/optimizer work is the time spent in `study.train.loop._step`. What remains (batch sampling,
 the loss read-back, the budget/eval/checkpoint checks, counters) is the overhead, reported as a percentage of
 the `_step` time; periodic evaluation is off here and timed separately per 1K validation tokens.
 
@@ -16,8 +16,8 @@ import time
 
 
 def measure(arch: str, args: argparse.Namespace, corpus) -> dict:
-    import study.train as train_module
-    from study.config import BudgetConfig, EvalConfig, RunConfig, TrainConfig
+    import study.train.loop as train_module
+    from study.config.run import BudgetConfig, EvalConfig, RunConfig, TrainConfig
     from wt_model import ModelConfig
 
     marks: dict[str, float] = {}
@@ -93,8 +93,8 @@ def main() -> None:
     parser.add_argument("--data", default="tinyshakespeare", help="corpus name or text file")
     args = parser.parse_args()
 
-    from study.config import DataConfig
-    from study.data import load_corpus
+    from study.config.run import DataConfig
+    from study.train.data import load_corpus
 
     corpus = load_corpus(DataConfig(corpus=args.data))
     print(f"seed model (n_embd 256, 4 layers, 4 heads), T={args.seq_len}, batch {args.batch_size}, {args.steps} steps")

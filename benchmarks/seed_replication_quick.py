@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from study.config import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
-from study.data import load_corpus
-from study.train import train
+from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
+from study.train.data import load_corpus
+from study.train.loop import train
 from wt_model.config import ModelConfig
 from wt_model.flops import count_params
 

@@ -13,7 +13,7 @@ import pytest
 
 from analysis.load import load_study
 from study.cli import main
-from study.spec import dump_spec, load_preset
+from study.config.spec import dump_spec, load_preset
 
 PLOTS = ("pareto_time", "pareto_flops", "curves", "scaling_params", "throughput", "interval")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""A synthetic study writer: valid Parquet results (via study.schema.conform) with known structure.
+"""A synthetic study writer: valid Parquet results (via study.results.schema.conform) with known structure.
 
 Loss follows a smooth curve in steps plus a size term, the worker model runs 1.5x more steps per second and
 ends a little lower, each seed adds its own small offset. Files are split like the sink's flushes (trial rows
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from study.schema import (
+from study.results.schema import (
     METRICS_DIR,
     METRICS_SCHEMA,
     RESULTS_DIR,

@@ -10,7 +10,7 @@ from synth import write_study
 
 from analysis.load import load_study
 from study.errors import StudyError
-from study.schema import METRICS_SCHEMA, SCHEMA_VERSION, conform
+from study.results.schema import METRICS_SCHEMA, SCHEMA_VERSION, conform
 
 
 def test_last_row_per_key_wins_and_duplicates_change_nothing(tmp_path):

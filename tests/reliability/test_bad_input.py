@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study import runner
 from study.cli import main
-from study.spec import dump_spec, parse_spec
-from study.storage import write_text_atomic
+from study.config.spec import dump_spec, parse_spec
+from study.results.storage import write_text_atomic
+from study.tune import plan as runner
 from tests.study.conftest import TINY_SPEC, deep_update
 
 

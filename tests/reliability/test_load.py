@@ -11,8 +11,8 @@ import tracemalloc
 
 import pytest
 
-from study.results import ParquetSink
-from study.storage import resolve
+from study.results.sink import ParquetSink
+from study.results.storage import resolve
 from tests.reliability.helpers import REPO
 from tests.reliability.test_storage_faults import _metric
 

@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import study.results
+import study.results.sink
 from analysis.load import load_study
-from study import runner
 from study.cli import main
-from study.results import ParquetSink
-from study.spec import dump_spec, parse_spec
-from study.storage import resolve, write_text_atomic
-from study.trial_rows import pending_row
+from study.config.spec import dump_spec, parse_spec
+from study.results.sink import ParquetSink
+from study.results.storage import resolve, write_text_atomic
+from study.tune import plan as runner
+from study.tune.rows import pending_row
 from tests.study.conftest import TINY_SPEC, deep_update
 
 STEPS = (10, 20, 30)
@@ -163,8 +163,8 @@ def test_failed_flush_keeps_earlier_files_and_its_rows_for_the_next_flush(tmp_pa
         assert sink.add_metric(_metric(trial_id, step, attempt=2))
     sink.update_trial(trial_id, status="running")
 
-    real = study.results.write_parquet_atomic
-    monkeypatch.setattr(study.results, "write_parquet_atomic", _disk_full)
+    real = study.results.sink.write_parquet_atomic
+    monkeypatch.setattr(study.results.sink, "write_parquet_atomic", _disk_full)
     with pytest.raises(OSError, match="No space left"):
         sink.flush()
     assert sink.pending and _digests(study_dir) == before  # nothing changed, nothing half-written
@@ -180,12 +180,12 @@ def test_failed_flush_keeps_earlier_files_and_its_rows_for_the_next_flush(tmp_pa
             _disk_full()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(study.results, "write_parquet_atomic", fail_second)
+    monkeypatch.setattr(study.results.sink, "write_parquet_atomic", fail_second)
     with pytest.raises(OSError):
         sink.flush()
     assert calls == ["metrics", "trials"] and sink.pending
 
-    monkeypatch.setattr(study.results, "write_parquet_atomic", real)
+    monkeypatch.setattr(study.results.sink, "write_parquet_atomic", real)
     sink.flush()
     assert not sink.pending
     assert all(_digests(study_dir)[p] == d for p, d in before.items())
@@ -202,20 +202,20 @@ class _Trial:
 
 def test_callback_survives_a_failing_flush_and_writes_the_rows_later(tmp_path, monkeypatch, caplog):
     """A full disk during the study must not end it: the driver keeps the rows and retries."""
-    from study.callbacks import ResultsCallback
+    from study.tune.callbacks import ResultsCallback
 
     study_dir = make_study(tmp_path / "results")
     before = _digests(study_dir)
     callback = ResultsCallback(str(study_dir), "tiny", flush_every_s=0.0)
     callback.setup()
     trial = _Trial(callback.sink.trial_ids()[0])
-    real = study.results.write_parquet_atomic
-    monkeypatch.setattr(study.results, "write_parquet_atomic", _disk_full)
+    real = study.results.sink.write_parquet_atomic
+    monkeypatch.setattr(study.results.sink, "write_parquet_atomic", _disk_full)
     callback.on_trial_result(0, [], trial, {**_metric(trial.config["trial"]["trial_id"], 40, 2), "is_eval": True})
     callback.on_trial_complete(0, [], trial)
     assert "No space left" in caplog.text
     assert callback.sink.pending and _digests(study_dir) == before
-    monkeypatch.setattr(study.results, "write_parquet_atomic", real)
+    monkeypatch.setattr(study.results.sink, "write_parquet_atomic", real)
     callback.on_step_end(0, [])
     assert not callback.sink.pending
     metrics = load_study(str(study_dir)).metrics
@@ -223,13 +223,13 @@ def test_callback_survives_a_failing_flush_and_writes_the_rows_later(tmp_path, m
 
 
 def test_flush_still_failing_at_the_end_of_the_study_is_an_error(tmp_path, monkeypatch):
-    from study.callbacks import ResultsCallback
+    from study.tune.callbacks import ResultsCallback
 
     study_dir = make_study(tmp_path / "results")
     callback = ResultsCallback(str(study_dir), "tiny", flush_every_s=0.0)
     callback.setup()
     trial = _Trial(callback.sink.trial_ids()[0])
-    monkeypatch.setattr(study.results, "write_parquet_atomic", _disk_full)
+    monkeypatch.setattr(study.results.sink, "write_parquet_atomic", _disk_full)
     callback.on_trial_result(0, [], trial, {**_metric(trial.config["trial"]["trial_id"], 40, 2), "is_eval": True})
     with pytest.raises(OSError):
         callback.on_experiment_end([])

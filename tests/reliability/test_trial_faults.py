@@ -10,8 +10,8 @@ import os
 import pytest
 
 from study.cli import main
-from study.space import expand
-from study.spec import load_spec
+from study.config.space import expand
+from study.config.spec import load_spec
 from tests.reliability.helpers import check_budget, check_study_guarantees, final_trials, raw_rows
 
 BUDGET_S = 3.0

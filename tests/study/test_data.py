@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from study.config import DataConfig
-from study.data import (
+from study.config.run import DataConfig
+from study.errors import StudyError
+from study.train.data import (
     KNOWN_CORPORA,
     BatchSampler,
     check_corpus_fits,
@@ -21,7 +22,6 @@ from study.data import (
     seed_window_starts,
     stream_window_starts,
 )
-from study.errors import StudyError
 
 CPU = torch.device("cpu")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 
 from study.cli import main
-from study.schema import METRICS_SCHEMA, TRIALS_SCHEMA
-from study.space import expand
-from study.spec import load_spec
+from study.config.space import expand
+from study.config.spec import load_spec
+from study.results.schema import METRICS_SCHEMA, TRIALS_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 

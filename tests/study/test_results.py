@@ -5,8 +5,8 @@ from __future__ import annotations
 from pandas.testing import assert_frame_equal
 
 from analysis.load import load_study
-from study.results import ParquetSink
-from study.storage import list_parquet, resolve
+from study.results.sink import ParquetSink
+from study.results.storage import list_parquet, resolve
 
 
 def _metric(trial_id: str, attempt: int, step: int, resumed: int = 0) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from study.config.space import Trial, expand, total_budget
+from study.config.spec import parse_spec
 from study.errors import StudyError
-from study.space import Trial, expand, total_budget
-from study.spec import parse_spec
 from tests.study.conftest import TINY_SPEC, deep_update
 
 

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from study.cli import main
+from study.config.spec import StudySpec, dump_spec, load_preset, parse_spec, preset_names
 from study.errors import StudyError
-from study.spec import StudySpec, dump_spec, load_preset, parse_spec, preset_names
 from tests.study.conftest import TINY_SPEC
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import study.train as train_module
+import study.train.loop as train_module
 from study.cli import main
-from study.config import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
-from study.data import load_corpus
+from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
 from study.errors import StudyError
-from study.schema import METRICS_SCHEMA
-from study.train import EvalRecord, load_state, lr_at, save_state, train
+from study.results.schema import METRICS_SCHEMA
+from study.train.data import load_corpus
+from study.train.loop import EvalRecord, load_state, lr_at, save_state, train
 from wt_model import ModelConfig
 from wt_model.flops import training_flops_per_token
 

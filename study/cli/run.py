@@ -31,21 +31,24 @@ def run(args: argparse.Namespace) -> int:
 
     warnings.formatwarning = lambda message, *a, **k: f"wt-study: warning: {message}\n"
     if args.command == "status":
-        from study.status import print_status
+        from study.results.status import print_status
 
         return print_status(args.path)
-    from study import runner
+    from study.tune import runner
 
     if args.command == "resume":
         return runner.resume_study(args.path, spec_file=args.spec, address=args.address, ray_temp_dir=args.ray_temp_dir)
-    from study.spec import load_preset, load_spec
+    from study.config.spec import load_preset, load_spec
 
     if args.spec and args.preset:
         raise StudyError("give either a spec file or --preset, not both.")
     preset = "smoke" if args.preset is None else args.preset  # --preset "" is an error, not the smoke study
     spec = load_spec(args.spec) if args.spec else load_preset(preset)
-    spec = runner.with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
-    plan = runner.plan(spec)
+    from study.tune.plan import plan as make_plan
+    from study.tune.plan import with_overrides
+
+    spec = with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
+    plan = make_plan(spec)
     if args.dry_run:
         print_plan(plan)
         return 0
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_plan(plan, out=None) -> None:
-    from study.space import total_budget
+    from study.config.space import total_budget
 
     out = out or sys.stdout
     header = ("trial_id", "arch", "attention", "k", "seq_len", "n_embd", "n_layer", "n_head", "batch", "lr", "seed")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import sys
 
-from study.runner import load_saved_spec
+from study.tune.plan import load_saved_spec
 
 BUDGET_COLUMN = {"seconds": "train_time_s", "steps": "steps", "tokens": "tokens", "flops": "flops"}
 

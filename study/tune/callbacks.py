@@ -13,8 +13,8 @@ import time
 
 from ray.tune import Callback
 
-from study.results import METRIC_FIELDS, ParquetSink, utc_now
-from study.storage import resolve
+from study.results.sink import METRIC_FIELDS, ParquetSink, utc_now
+from study.results.storage import resolve
 
 log = logging.getLogger(__name__)
 

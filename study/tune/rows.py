@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from study.space import Trial
+from study.config.space import Trial
 
 
 @functools.cache

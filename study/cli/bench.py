@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from study.bench import bench_cases, format_table, import_build_model, matmul_peak_tflops, run_case
+    from study.train.bench import bench_cases, format_table, import_build_model, matmul_peak_tflops, run_case
     from wt_model import ModelConfig
 
     device_name = args.device

@@ -1,4 +1,4 @@
-"""The Ray Tune trainable: a thin wrapper around `study.train.train`.
+"""The Ray Tune trainable: a thin wrapper around `study.train.loop.train`.
 
 It turns Tune's config into a `Trial` on its first line, resumes from `ray.tune.get_checkpoint()` with the
 budget already used, reports every evaluation record (and checkpoints when due) through `ray.tune.report`, and
@@ -21,7 +21,7 @@ META_FILE = "trial.json"
 def trainable(config: dict, corpus, cpus: float = 1.0, gpus: float = 0.0) -> None:
     import dataclasses
 
-    from study.space import Trial
+    from study.config.space import Trial
 
     trial = Trial.from_dict(config["trial"])
     if gpus == 0 and trial.run.train.device == "auto":
@@ -59,9 +59,9 @@ def run_trial(trial, corpus) -> None:
     from ray import tune
 
     from study.faults import fault_for, maybe_fire
-    from study.train import load_state, save_state, train
+    from study.train.loop import load_state, save_state, train
 
-    attempt = time.time_ns() // 1000  # identifies this process lifetime of the trial (see study.results)
+    attempt = time.time_ns() // 1000  # identifies this process lifetime of the trial (see study.results.sink)
     checkpoint = tune.get_checkpoint()
     state, restarts = None, 0
     if checkpoint is not None:

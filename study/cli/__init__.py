@@ -14,12 +14,12 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "run": ("study.cli_study", "run a study (the smoke preset when no spec is given)"),
-    "resume": ("study.cli_study", "finish an interrupted study"),
-    "status": ("study.cli_study", "trials done / running / failed, budget used, ETA"),
+    "run": ("study.cli.run", "run a study (the smoke preset when no spec is given)"),
+    "resume": ("study.cli.run", "finish an interrupted study"),
+    "status": ("study.cli.run", "trials done / running / failed, budget used, ETA"),
     "analyze": ("analysis.cli", "plots and a report from a study's Parquet results"),
-    "train": ("study.cli_train", "one training run without Ray"),
-    "bench": ("study.cli_bench", "throughput of both architectures and attention implementations"),
+    "train": ("study.cli.train", "one training run without Ray"),
+    "bench": ("study.cli.bench", "throughput of both architectures and attention implementations"),
 }
 
 
@@ -57,7 +57,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nwt-study {args.command}: interrupted.", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

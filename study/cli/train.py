@@ -8,7 +8,6 @@ and at the end); `--resume` continues from it with the budget already used. Top-
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 STATE_FILE = "state.pt"
@@ -97,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str = "train") -> None:
 
 def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = None):
     """The RunConfig from `base` (a RunConfig mapping) with the flags that were given applied on top."""
-    from study.config import RunConfig
+    from study.config.run import RunConfig
 
     mapping = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
     model = mapping.setdefault("model", {})
@@ -123,16 +122,16 @@ def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = 
 
 
 def _read_yaml(path: str) -> dict:
-    from study.spec import load_yaml
+    from study.config.spec import load_yaml
 
     mapping = load_yaml(Path(path), "--config")
     return mapping if mapping is not None else {}
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.data import DataConfig, load_corpus
     from study.errors import StudyError
-    from study.train import load_state, save_state, train
+    from study.train.data import DataConfig, load_corpus
+    from study.train.loop import load_state, save_state, train
 
     state_path = Path(args.checkpoint_dir) / STATE_FILE if args.checkpoint_dir else None
     state = None
@@ -195,9 +194,3 @@ def _sample(cfg, corpus, weights: dict, n_chars: int) -> str:
     generator = torch.Generator().manual_seed(cfg.train.seed)
     out = generate(model, idx, n_chars, generator=generator)  # (1, 1 + n_chars)
     return corpus.decode(out[0, 1:].tolist())
-
-
-if __name__ == "__main__":
-    from study.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from study.config import DataConfig
+from study.config.run import DataConfig
 from study.errors import StudyError
-from study.storage import write_local_atomic
+from study.results.storage import write_local_atomic
 
 CACHE_ENV = "WT_CACHE_DIR"
 

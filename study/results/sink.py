@@ -1,6 +1,6 @@
 """The Parquet sink: evaluation points and trial states written under `<study>/results/` as the study runs.
 
-`ParquetSink` buffers rows and writes each flush as new, atomically written files (see `study.storage`), so a
+`ParquetSink` buffers rows and writes each flush as new, atomically written files (see `study.results.storage`), so a
 killed driver never leaves a half file and earlier files are never rewritten. It does not write duplicates:
 within one attempt of a trial (one process lifetime, identified by `attempt`) steps only grow, so a row whose
 step is not above the attempt's last written step is a re-report (Ray Tune repeats results after a restore) and
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.schema import (
+from study.results.schema import (
     METRICS_DIR,
     METRICS_SCHEMA,
     RESULTS_DIR,
@@ -31,7 +31,7 @@ from study.schema import (
     TRIALS_SCHEMA,
     conform,
 )
-from study.storage import Location, list_parquet, write_parquet_atomic
+from study.results.storage import Location, list_parquet, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from study.config import (
+from study.config.run import (
     BudgetConfig,
     DataConfig,
     EvalConfig,
@@ -359,7 +359,7 @@ def load_spec(path: str | Path) -> StudySpec:
 
 
 def preset_names() -> list[str]:
-    folder = resources.files("study") / PRESET_DIR
+    folder = resources.files("study.config") / PRESET_DIR
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -367,7 +367,7 @@ def load_preset(name: str) -> StudySpec:
     names = preset_names()
     if name not in names:
         raise StudyError(f"--preset {name!r} is not a known preset: expected one of {', '.join(names)}.")
-    text = (resources.files("study") / PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+    text = (resources.files("study.config") / PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8")
     return parse_spec(parse_yaml(text, f"preset {name!r}"))
 
 

@@ -1,0 +1,98 @@
+"""A study's plan: every check that needs no cluster (spec, storage, data, trials), made before anything is
+written, and the saved spec of an existing study.
+
+Layout of a study directory `<storage>/<name>/`:
+  study.yaml    the resolved spec (resume reads it; a different spec is refused)
+  results/      the Parquet results (study.results.schema)
+  tune/         Ray Tune's experiment state and trial checkpoints
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from dataclasses import dataclass
+
+from study.config.run import DataConfig
+from study.config.spec import StudySpec, parse_spec
+from study.errors import StudyError
+from study.results.storage import Location, check_writable, read_text, resolve
+
+SPEC_FILE = "study.yaml"
+TUNE_DIR = "tune"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated study, ready to start: its corpus is loaded, nothing has been written yet."""
+
+    spec: StudySpec
+    trials: list  # list[study.config.space.Trial]
+    location: Location  # the study directory
+    corpus: object  # study.train.data.Corpus
+
+    @property
+    def tune_location(self) -> Location:
+        return self.location.join(TUNE_DIR)
+
+
+def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
+    """Validate a spec, load its corpus and expand its trials, without touching the cluster or writing anything.
+
+    The vocabulary size comes from the corpus, so the spec's model.vocab_size is set from it.
+    """
+    from study.config.space import expand
+    from study.train.data import check_corpus_fits, load_corpus
+
+    location = resolve(spec.storage, "storage").join(spec.name)
+    check_writable(location, "storage")
+    if not for_resume and read_text(location, SPEC_FILE) is not None:
+        raise StudyError(
+            f"a study named {spec.name!r} already exists at {location.uri}: finish it with "
+            f"`wt-study resume {location.uri}` or choose another --name."
+        )
+    corpus = load_corpus(spec.data)
+    spec = spec.replace(model=dataclasses.replace(spec.model, vocab_size=len(corpus.vocab)))
+    trials = expand(spec)
+    for seq_len in sorted({t.run.seq_len for t in trials}):
+        check_corpus_fits(corpus, seq_len, what="axes.seq_len")
+    if spec.budget.kind == "seconds" and 0 < (spec.resources.gpus or 0) < 1:
+        warnings.warn(
+            f"resources.gpus={spec.resources.gpus} shares GPUs between trials in a wall-clock study: contention "
+            "skews every trial's clock; use gpus: 1 for timed comparisons.",
+            stacklevel=2,
+        )
+    return Plan(spec=spec, trials=trials, location=location, corpus=corpus)
+
+
+def with_overrides(spec: StudySpec, *, storage=None, data=None, name=None) -> StudySpec:
+    """Apply CLI overrides, re-validating the result."""
+    doc = spec.to_dict()
+    if storage is not None:
+        doc["storage"] = storage
+    if data is not None:
+        doc["data"] = dataclasses.asdict(DataConfig(**{**doc["data"], "corpus": _data_path(data)}))
+    if name is not None:
+        doc["name"] = name
+    return parse_spec(doc)
+
+
+def _data_path(data: str) -> str:
+    """A local file becomes an absolute path (the driver reads it; trials get the tokens from Ray)."""
+    return os.path.abspath(os.path.expanduser(data)) if os.path.sep in data or os.path.exists(data) else data
+
+
+def load_saved_spec(path: str) -> tuple[StudySpec, Location]:
+    from study.config.spec import parse_yaml
+
+    location = resolve(path, "PATH")
+    text = read_text(location, SPEC_FILE)
+    if text is None:
+        raise StudyError(f"{path!r} is not a study directory: it has no {SPEC_FILE} (made by `wt-study run`).")
+    try:
+        spec = parse_spec(parse_yaml(text, f"{path!r}/{SPEC_FILE}"))
+    except StudyError as exc:
+        raise StudyError(f"{path!r} has a damaged {SPEC_FILE}: {exc}") from None
+    # The study may have moved (e.g. copied to a bucket): its storage is where it is now.
+    return spec.replace(storage=location.parent.uri), location

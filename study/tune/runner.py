@@ -1,0 +1,155 @@
+"""Run and resume studies on Ray Tune.
+
+`plan.plan()` does every check that needs no cluster and writes nothing; `run_study` and `resume_study` then
+start or join Ray, check the machine or cluster (`checks`), record the study (study.yaml + pending trial rows)
+and hand the trials to a Tuner (`tuner`) whose driver-side callbacks stream results to Parquet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+from study.config.spec import dump_spec
+from study.errors import StudyError
+from study.results.storage import write_text_atomic
+from study.tune.checks import check_cluster, check_local_resources, with_resolved_gpus
+from study.tune.plan import SPEC_FILE, Plan, load_saved_spec, plan
+from study.tune.tuner import make_tuner
+
+TERMINAL_OK = ("completed", "diverged")
+
+
+def start_ray(address: str | None, temp_dir: str | None) -> bool:
+    """Start Ray in-process (address None) or join a cluster. Returns True when this process started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    temp_dir = temp_dir or os.environ.get("WT_RAY_TMPDIR")
+    if address is None:
+        if temp_dir:
+            kwargs["_temp_dir"] = os.path.abspath(temp_dir)
+        ray.init(**kwargs)
+        return True
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise StudyError(f"--address {address!r}: cannot join a Ray cluster there: {exc}") from None
+    return False
+
+
+def _record_study(plan_: Plan) -> None:
+    """study.yaml and a pending row per trial, written once the study is certain to start."""
+    from study.results.sink import ParquetSink
+    from study.tune.rows import pending_row
+
+    write_text_atomic(plan_.location, SPEC_FILE, dump_spec(plan_.spec))
+    sink = ParquetSink(plan_.location, plan_.spec.name)
+    sink.load_existing()
+    for trial in plan_.trials:
+        if sink.trial_row(trial.trial_id) is None:
+            sink.update_trial(trial.trial_id, **pending_row(trial))
+    sink.flush()
+
+
+def _execute(plan_: Plan, *, restore: bool, print_fn) -> int:
+    tuner = make_tuner(plan_, restore=restore, print_fn=print_fn)
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        print_fn(f"Interrupted. Finish the study with: wt-study resume {plan_.location.uri}")
+        return 130
+    return _summarise(plan_, print_fn)
+
+
+def trial_statuses(plan_: Plan) -> list[str]:
+    """Each trial's status as the results say now ("pending" for a trial with no row yet)."""
+    from study.results.sink import ParquetSink
+
+    sink = ParquetSink(plan_.location, plan_.spec.name)
+    sink.load_existing()
+    return [(sink.trial_row(t.trial_id) or {}).get("status", "pending") for t in plan_.trials]
+
+
+def _summarise(plan_: Plan, print_fn) -> int:
+    statuses = trial_statuses(plan_)
+    counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+    print_fn("Trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    unfinished = [s for s in statuses if s not in TERMINAL_OK]
+    if unfinished:
+        print_fn(f"Not finished. Resume with: wt-study resume {plan_.location.uri}")
+    print_fn(f"Results: {plan_.location.uri}   Analyze with: wt-study analyze {plan_.location.uri}")
+    return 0 if not [s for s in statuses if s in ("pending", "running")] else 1
+
+
+def _start(plan_: Plan, address, ray_temp_dir) -> tuple[Plan, bool]:
+    """Resolve auto GPUs, check the machine (local) or cluster, start or join Ray. Nothing is written."""
+    if address is None:
+        import torch
+
+        plan_ = with_resolved_gpus(plan_, torch.cuda.device_count())
+        check_local_resources(plan_)
+    started = start_ray(address, ray_temp_dir)
+    try:
+        import ray
+
+        plan_ = with_resolved_gpus(plan_, ray.cluster_resources().get("GPU", 0))
+        check_cluster(plan_)
+    except BaseException:
+        _stop_ray(started)
+        raise
+    return plan_, started
+
+
+def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print) -> int:
+    plan_, started = _start(plan_, address, ray_temp_dir)
+    try:
+        _record_study(plan_)
+        print_fn(f"Study {plan_.spec.name}: {len(plan_.trials)} trials -> {plan_.location.uri}")
+        return _execute(plan_, restore=False, print_fn=print_fn)
+    finally:
+        _stop_ray(started)
+
+
+def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, print_fn=print) -> int:
+    from study.config.spec import load_spec
+
+    spec, location = load_saved_spec(path)
+    if spec_file is not None:
+        given = load_spec(spec_file)
+        given = given.replace(
+            storage=spec.storage,
+            model=dataclasses.replace(given.model, vocab_size=spec.model.vocab_size),  # set from the corpus
+            resources=given.resources.with_gpus_for(spec.resources.gpus or 0),  # auto, resolved as it was
+        )
+        if dump_spec(given) != dump_spec(spec):
+            raise StudyError(
+                f"--spec {spec_file!r} differs from the spec this study was started with ({location.uri}/"
+                f"{SPEC_FILE}): resume without --spec, or run the new spec as a new study."
+            )
+    plan_ = plan(spec, for_resume=True)
+    statuses = trial_statuses(plan_)
+    if all(s in TERMINAL_OK for s in statuses):
+        print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
+        return 0
+    plan_, started = _start(plan_, address, ray_temp_dir)
+    try:
+        from ray import tune
+
+        restore = tune.Tuner.can_restore(plan_.tune_location.path, storage_filesystem=plan_.tune_location.fs)
+        _record_study(plan_)
+        done = sum(s in TERMINAL_OK for s in statuses)
+        print_fn(f"Resuming study {spec.name}: {done}/{len(statuses)} trials finished -> {location.uri}")
+        return _execute(plan_, restore=restore, print_fn=print_fn)
+    finally:
+        _stop_ray(started)
+
+
+def _stop_ray(started: bool) -> None:
+    if started:
+        import ray
+
+        ray.shutdown()

@@ -1,0 +1,78 @@
+"""The Ray Tune objects of a study: the Tuner (new or restored), its scheduler and trial names."""
+
+from __future__ import annotations
+
+import os
+
+from study.config.spec import StudySpec
+from study.tune.plan import TUNE_DIR, Plan
+
+
+def make_tuner(plan_: Plan, *, restore: bool, print_fn):
+    from ray import tune
+
+    from study.tune.callbacks import ProgressCallback, ResultsCallback
+    from study.tune.trainable import trainable
+
+    spec = plan_.spec
+    fn = tune.with_resources(
+        tune.with_parameters(trainable, corpus=plan_.corpus, cpus=spec.resources.cpus, gpus=spec.resources.gpus),
+        {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
+    )
+    tune_loc = plan_.tune_location
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # keep Tune's own experiment state fresh
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # checkpoint-only reports have no loss
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing, our callback reports
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if restore:
+        return tune.Tuner.restore(
+            tune_loc.path,
+            trainable=fn,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=tune_loc.fs,
+        )
+    run_config = tune.RunConfig(
+        name=TUNE_DIR,
+        storage_path=plan_.location.path,
+        storage_filesystem=plan_.location.fs,
+        callbacks=[
+            ResultsCallback(plan_.location.uri, spec.name),
+            ProgressCallback(total=len(plan_.trials), print_fn=print_fn),
+        ],
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
+        verbose=0,
+    )
+    tune_config = tune.TuneConfig(
+        max_concurrent_trials=spec.max_concurrent or None,
+        scheduler=_scheduler(spec),
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
+    )
+    return tune.Tuner(
+        fn,
+        param_space={"trial": tune.grid_search([t.to_dict() for t in plan_.trials])},
+        tune_config=tune_config,
+        run_config=run_config,
+    )
+
+
+def _trial_name(trial) -> str:
+    return trial.config["trial"]["trial_id"]
+
+
+def _scheduler(spec: StudySpec):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.kind == "fifo":
+        return FIFOScheduler()
+    time_attr = {"seconds": "train_time_s", "steps": "step", "tokens": "tokens", "flops": "flops"}[spec.budget.kind]
+    return ASHAScheduler(
+        time_attr=time_attr,
+        metric=spec.scheduler.metric,
+        mode="min",
+        max_t=spec.budget.value,
+        grace_period=spec.scheduler.grace_period_s,
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
