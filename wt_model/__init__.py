@@ -16,7 +16,8 @@ from wt_model.worker import WorkerTransformer
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The model `cfg.arch` names, initialised like nanoGPT (seed torch yourself for reproducibility)."""
+    """The model `cfg.arch` names, initialised as `cfg.init` says: PyTorch's module defaults (the seed's, the
+    default) or nanoGPT's scheme. Seed torch yourself for reproducibility."""
     if cfg.arch == "worker":
         return WorkerTransformer(cfg)
     return StandardTransformer(cfg)

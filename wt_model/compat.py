@@ -17,9 +17,11 @@ def InplaceWorkerTransformer(  # noqa: N802 - the seed's class name, kept for dr
     ffn_hidden: int = 0,
     attention: str = "sdpa",
     random_worker_phase: bool = False,
+    init: str = "torch",
 ) -> WorkerTransformer:
     """Build the worker model with the seed's argument names; `model(idx, targets)` then returns
-    (logits at worker rows, mean CE at worker positions) as the seed's model does."""
+    (logits at worker rows, mean CE at worker positions) as the seed's model does. `init` is `ModelConfig.init`;
+    its default, PyTorch's module defaults, is the seed's initialisation."""
     cfg = ModelConfig(
         arch="worker",
         vocab_size=vocab_size,
@@ -32,5 +34,6 @@ def InplaceWorkerTransformer(  # noqa: N802 - the seed's class name, kept for dr
         worker_interval=worker_interval,
         attention=attention,
         random_worker_phase=random_worker_phase,
+        init=init,
     )
     return WorkerTransformer(cfg)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 ARCHS = ("standard", "worker")
 ATTENTIONS = ("sdpa", "naive")
+INITS = ("torch", "nanogpt")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ModelConfig:
     worker_interval: int = 4  # k: positions k-1, 2k-1, ... (and always the last) are workers; worker only
     random_worker_phase: bool = False  # worker only: draw the worker phase at random per training batch
     attention: str = "sdpa"  # "sdpa" (fused scaled_dot_product_attention) or "naive" (materialised scores)
+    init: str = "torch"  # "torch" (PyTorch's module defaults, as the seed) or "nanogpt" (N(0, 0.02), scaled residuals)
     conv_kernel: int = 3  # worker only: width of the causal depthwise token mixer (the seed uses 3)
     rope_base: float = 10000.0  # RoPE frequency base
 
@@ -34,6 +36,7 @@ class ModelConfig:
             object.__setattr__(self, "ffn_hidden", 4 * self.n_embd)
         _check(self.arch in ARCHS, "arch", self.arch, f"one of {', '.join(ARCHS)}")
         _check(self.attention in ATTENTIONS, "attention", self.attention, f"one of {', '.join(ATTENTIONS)}")
+        _check(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         for name in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer", "ffn_hidden", "conv_kernel"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, value, "an integer >= 1")

@@ -142,15 +142,25 @@ class FeedForward(nn.Module):
         return self.down(F.gelu(self.up(x)))
 
 
-def init_weights(model: nn.Module, n_layer: int) -> None:
-    """nanoGPT's init: Linear and Embedding weights N(0, 0.02), biases zero, residual output projections
-    N(0, 0.02 / sqrt(2 * n_layer)). Norm weights stay one; the worker's conv keeps PyTorch's default init."""
+def init_weights(model: nn.Module, cfg: ModelConfig) -> None:
+    """Initialise `model` by `cfg.init`; call it once its modules are built.
+
+    "torch": every module keeps what its own `reset_parameters()` drew at construction, as in the seed: Embedding
+    N(0, 1); Linear and Conv1d weights kaiming-uniform (a=sqrt(5)), i.e. U(+-1/sqrt(fan_in)), biases
+    U(+-1/sqrt(fan_in)); RMSNorm weights one. The worker model is sensitive to this choice.
+    "nanogpt": Linear and Embedding weights N(0, 0.02), biases zero, residual output projections
+    N(0, 0.02 / sqrt(2 * n_layer)); norm weights stay one and the worker's conv keeps PyTorch's default.
+    The worker marker `worker_emb` is not a module's parameter: the worker model draws it itself, N(0, 0.02)
+    under either scheme.
+    """
+    if cfg.init == "torch":
+        return
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
-    residual_std = 0.02 / math.sqrt(2 * n_layer)
+    residual_std = 0.02 / math.sqrt(2 * cfg.n_layer)
     for name, param in model.named_parameters():
         if name.endswith("attn.out.weight") or name.endswith("ffn.down.weight"):
             nn.init.normal_(param, mean=0.0, std=residual_std)

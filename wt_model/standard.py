@@ -37,7 +37,7 @@ class StandardTransformer(nn.Module):
         self.blocks = nn.ModuleList(StandardBlock(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.n_embd)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        init_weights(self, cfg.n_layer)
+        init_weights(self, cfg)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, worker_offset: int | None = None

@@ -71,8 +71,8 @@ class WorkerTransformer(nn.Module):
         self.blocks = nn.ModuleList(WorkerBlock(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.n_embd)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        init_weights(self, cfg.n_layer)
-        nn.init.normal_(self.worker_emb, mean=0.0, std=0.02)
+        init_weights(self, cfg)
+        nn.init.normal_(self.worker_emb, mean=0.0, std=0.02)  # the seed's marker init, under either scheme
 
     def worker_positions(self, T: int, offset: int = 0, device: torch.device | None = None) -> torch.Tensor:
         """Sorted worker positions for phase `offset`: p % k == (k - 1 - offset) % k, plus always T - 1."""
