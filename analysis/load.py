@@ -170,7 +170,8 @@ def _check_version(table: pa.Table, name: str) -> None:
     if len(table) == 0:
         return
     versions = pc.unique(table.column("schema_version")).to_pylist()
-    unknown = sorted({v for v in versions if v != SCHEMA_VERSION}, key=lambda v: (v is None, v or 0))
+    # older versions lack some columns, which read as nulls; newer ones may mean something this reader can't know
+    unknown = sorted({v for v in versions if v is None or v > SCHEMA_VERSION}, key=lambda v: (v is None, v or 0))
     if unknown:
         raise StudyError(
             f"results file {name} has schema_version {unknown[0]}, but this analysis reads version "

@@ -24,7 +24,7 @@ from study.config.run import (
     from_mapping,
 )
 from study.errors import StudyError
-from wt_model.config import ModelConfig
+from wt_model.config import INITS, ModelConfig
 
 # Axis label -> (ModelConfig.arch, random_worker_phase).
 ARCH_LABELS = {
@@ -36,12 +36,14 @@ ARCH_LABELS = {
 AXES = {
     "arch": ("model", "arch", str),
     "attention": ("model", "attention", str),
+    "init": ("model", "init", str),
     "worker_interval": ("model", "worker_interval", int),
     "seq_len": ("model", "block_size", int),
     "n_embd": ("model", "n_embd", int),
     "n_layer": ("model", "n_layer", int),
     "n_head": ("model", "n_head", int),
     "ffn_hidden": ("model", "ffn_hidden", int),
+    "conv_kernel": ("model", "conv_kernel", int),
     "dropout": ("model", "dropout", float),
     "lr": ("train", "lr", float),
     "batch_size": ("train", "batch_size", int),
@@ -50,7 +52,7 @@ AXES = {
     "warmup_frac": ("train", "warmup_frac", float),
 }
 # Axes that only mean something for the worker model: dropped (not repeated) for the standard model.
-WORKER_ONLY_AXES = ("worker_interval",)
+WORKER_ONLY_AXES = ("worker_interval", "conv_kernel")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 SCHEDULERS = ("fifo", "asha")
 PRESET_DIR = "presets"
@@ -247,6 +249,8 @@ def _axis_value(name: str, value: object, path: str):
         raise StudyError(f"{path} value {value!r} has the wrong type: expected {expected}.")
     if name == "arch" and value not in ARCH_LABELS:
         raise StudyError(f"{path} value {value!r} is invalid: expected one of {', '.join(ARCH_LABELS)}.")
+    if name == "init" and value not in INITS:
+        raise StudyError(f"{path} value {value!r} is invalid: expected one of {', '.join(INITS)}.")
     if name == "seq_len" and value < 1:
         raise StudyError(f"{path} value {value!r} is invalid: expected an integer >= 1.")
     return value

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: init, conv_kernel, weight_decay, warmup_frac, seed_role, equivalence_margin, epochs,
+# train_eval_loss, train_minus_val, status "stopped". Readers accept older versions (new columns are null there).
 
 METRICS_DIR = "metrics"
 TRIALS_DIR = "trials"
@@ -23,7 +24,8 @@ RESULTS_DIR = "results"
 METRICS_KEY = ("trial_id", "step")
 TRIALS_KEY = ("trial_id",)
 
-TRIAL_STATUSES = ("pending", "running", "completed", "diverged", "failed")
+TRIAL_STATUSES = ("pending", "running", "completed", "stopped", "diverged", "failed")
+# "stopped": ended early by a scheduler (ASHA); its last loss is never a final loss.
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -40,6 +42,9 @@ METRICS_SCHEMA = pa.schema(
         ("val_loss", pa.float64()),  # mean next-token loss over all validation positions (the fair metric)
         ("val_loss_seed", pa.float64()),  # the seed's metric: worker positions only for the worker model
         ("val_bpc", pa.float64()),  # val_loss in bits per character
+        ("train_eval_loss", pa.float64()),  # loss on fixed training windows, eval mode, same positions as val_loss
+        ("train_minus_val", pa.float64()),  # train_eval_loss - val_loss: below 0 when the model overfits
+        ("epochs", pa.float64()),  # passes over the training split so far (training tokens / split length)
         ("val_tokens", pa.int64()),  # validation positions this evaluation covered
         ("tokens_per_s", pa.float64()),  # training tokens per second of train_time_s since the last evaluation
         ("is_final", pa.bool_()),  # the end-of-run evaluation (whole validation split)
@@ -58,6 +63,7 @@ TRIALS_SCHEMA = pa.schema(
         # configuration (the axes and the defaults they override)
         ("arch", pa.string()),  # axis label: "standard", "worker" or "worker-random-phase"
         ("attention", pa.string()),
+        ("init", pa.string()),  # "torch" (PyTorch module defaults, the seed's) or "nanogpt"
         ("worker_interval", pa.int64()),  # null for the standard model
         ("random_worker_phase", pa.bool_()),
         ("seq_len", pa.int64()),
@@ -65,11 +71,16 @@ TRIALS_SCHEMA = pa.schema(
         ("n_layer", pa.int64()),
         ("n_head", pa.int64()),
         ("ffn_hidden", pa.int64()),
+        ("conv_kernel", pa.int64()),  # null for the standard model
         ("dropout", pa.float64()),
         ("batch_size", pa.int64()),
         ("lr", pa.float64()),
+        ("weight_decay", pa.float64()),
         ("schedule", pa.string()),
+        ("warmup_frac", pa.float64()),
         ("seed", pa.int64()),
+        ("seed_role", pa.string()),  # "test" (verdicts) or "tune" (only chooses tuned settings, spec tune_seeds)
+        ("equivalence_margin", pa.float64()),  # nats: |worker - standard| below it counts as equivalent (TOST)
         ("budget_kind", pa.string()),
         ("budget_value", pa.float64()),
         ("count_eval_in_budget", pa.bool_()),

@@ -63,6 +63,9 @@ class EvalRecord:
     val_loss: float  # mean next-token loss over all validation positions (the fair metric)
     val_loss_seed: float  # the seed's metric (worker positions of phase 0 for the worker model)
     val_bpc: float  # val_loss in bits per character
+    train_eval_loss: float  # the same evaluation on fixed training windows (eval mode, all positions)
+    train_minus_val: float  # train_eval_loss - val_loss: below 0 when the model starts to overfit
+    epochs: float  # passes over the training split so far (training tokens / its length)
     val_tokens: int  # validation positions covered
     tokens_per_s: float  # training tokens per train second since the previous evaluation
     is_final: bool  # the end-of-run evaluation
@@ -196,6 +199,9 @@ class _Run:
             final_starts = stream_window_starts(n_val, seq_len, None) if ev.final_full else starts
         self.val_windows = gather_windows(self.corpus.val, starts, seq_len, self.device)
         self.final_windows = gather_windows(self.corpus.val, final_starts, seq_len, self.device)
+        # the train-split counterpart of the periodic validation windows (overfitting shows as their gap)
+        train_starts = stream_window_starts(len(self.corpus.train), seq_len, ev.val_tokens)
+        self.train_windows = gather_windows(self.corpus.train, train_starts, seq_len, self.device)
 
     # -- state --------------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -327,8 +333,9 @@ class _Run:
     def _periodic_eval(self) -> EvalRecord:
         c = self.counters
         t0 = time.perf_counter()
-        record = self._record(self.val_windows, is_final=False)
-        c.eval_time_s += time.perf_counter() - t0
+        val_loss, val_loss_seed = _evaluate(self.model, self.val_windows, self.cfg.train.batch_size, self.autocast)
+        c.eval_time_s += time.perf_counter() - t0  # validation only: what the seed's in-budget evaluation did
+        record = self._make_record(val_loss, val_loss_seed, len(self.val_windows) * self.cfg.seq_len, is_final=False)
         every_s = self.cfg.eval.every_s
         if every_s:
             c.next_eval_s = (math.floor(c.train_time_s / every_s) + 1) * every_s
@@ -343,8 +350,14 @@ class _Run:
         val_loss, val_loss_seed = _evaluate(self.model, windows, self.cfg.train.batch_size, self.autocast)
         return self._make_record(val_loss, val_loss_seed, len(windows) * self.cfg.seq_len, is_final)
 
+    def _train_eval_loss(self) -> float:
+        """Loss on the fixed training windows (not counted as evaluation time for the budget: the seed's
+        in-budget evaluation covered the validation data only)."""
+        return _evaluate(self.model, self.train_windows, self.cfg.train.batch_size, self.autocast)[0]
+
     def _make_record(self, val_loss: float, val_loss_seed: float, val_tokens: int, is_final: bool) -> EvalRecord:
         c = self.counters
+        train_eval_loss = self._train_eval_loss() if math.isfinite(val_loss) else math.nan
         window_s = c.train_time_s - c.train_time_at_eval
         record = EvalRecord(
             step=c.step,
@@ -357,6 +370,9 @@ class _Run:
             val_loss=val_loss,
             val_loss_seed=val_loss_seed,
             val_bpc=val_loss / math.log(2),
+            train_eval_loss=train_eval_loss,
+            train_minus_val=train_eval_loss - val_loss,
+            epochs=c.tokens / len(self.corpus.train),
             val_tokens=val_tokens,
             tokens_per_s=(c.tokens - c.tokens_at_eval) / window_s if window_s > 0 else 0.0,
             is_final=is_final,

@@ -73,3 +73,20 @@ def test_total_budget():
     spec = spec_with(max_concurrent=2)
     summary = total_budget(spec, 5)
     assert summary["study_length"] == 3 * 3.0 and summary["concurrency"] == 2
+
+
+def test_init_and_conv_kernel_are_axes_and_reach_the_trial_rows():
+    from study.tune.rows import pending_row
+
+    spec = spec_with(axes={"arch": ["standard", "worker"], "init": ["torch", "nanogpt"], "conv_kernel": [3, 5]})
+    trials = expand(spec)
+    assert sorted((t.arch, t.run.model.init) for t in trials).count(("standard", "torch")) == 1  # no conv repeats
+    assert len(trials) == 2 + 4
+    rows = [pending_row(t) for t in trials]
+    assert {(r["arch"], r["init"], r["conv_kernel"]) for r in rows} == {
+        ("standard", "torch", None),
+        ("standard", "nanogpt", None),
+        *(("worker", i, k) for i in ("torch", "nanogpt") for k in (3, 5)),
+    }
+    with pytest.raises(StudyError, match="axes.init value 'xavier' is invalid: expected one of torch, nanogpt"):
+        spec_with(axes={"init": ["xavier"]})

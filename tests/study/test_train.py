@@ -92,10 +92,11 @@ def test_seconds_budget_ends_within_one_step_and_excludes_slow_evaluation(corpus
     cfg = tiny(budget=("seconds", 2.0), eval=EvalConfig(every_steps=10, val_tokens=256, final_full=False))
     result = train(cfg, corpus)
     periodic = [r for r in result.records if not r.is_final]
-    assert len(periodic) >= 2 and len(evals) == len(periodic) + 1
+    # every record evaluates the validation windows, then the training windows (the overfitting gap)
+    assert len(periodic) >= 2 and len(evals) == 2 * (len(periodic) + 1)
     assert len(before_step) == result.steps
     assert before_step[-1][1] < 2.0 <= result.train_time_s  # the last step started inside the budget
-    eval_s = sum(seconds for _, seconds in evals[:-1])  # periodic evaluations, sleep included
+    eval_s = sum(seconds for _, seconds in evals[:-2])  # periodic evaluations, sleep included
     step_s = sum(seconds for _, seconds in steps)  # forward/backward/optimizer
     assert step_s <= result.train_time_s < step_s + 0.5 * eval_s  # the clock holds steps, not evaluation
     assert result.wall_time_s >= result.train_time_s + eval_s
@@ -204,8 +205,10 @@ def test_same_seed_gives_the_same_batches_and_validation_stream_for_every_arch(c
     for i in range(3):
         assert torch.equal(batches[i][0], batches[3 + i][0]) and torch.equal(batches[i][1], batches[3 + i][1])
     assert not torch.equal(batches[0][0], batches[6][0])  # another seed, other batches
-    windows = [args[1] for args, _ in evals]  # periodic + final per run, identical across archs and seeds
-    assert len(windows) == 6 and all(torch.equal(windows[i % 2], w) for i, w in enumerate(windows))
+    # periodic + final per run, each as (validation, training) windows, identical across archs and seeds
+    windows = [args[1] for args, _ in evals]
+    assert len(windows) == 12 and all(torch.equal(windows[i % 2], w) for i, w in enumerate(windows))
+    assert not torch.equal(windows[0], windows[1])  # the training windows are not the validation windows
     assert windows[0].shape == (8, 33)
 
 
@@ -426,3 +429,12 @@ def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
     config.write_text("model: {arch: standard, n_embed: 32}\n")
     assert main(["train", "--config", str(config)]) == 2
     assert "model.n_embed is not a known key" in capsys.readouterr().err
+
+
+def test_records_carry_epochs_and_the_train_minus_val_gap(corpus):
+    result = train(tiny(budget=("steps", 4), eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False)), corpus)
+    for record in result.records:
+        assert record.epochs == pytest.approx(record.tokens / len(corpus.train))
+        assert record.train_minus_val == pytest.approx(record.train_eval_loss - record.val_loss)
+        assert math.isfinite(record.train_eval_loss) and record.train_eval_loss != record.val_loss
+    assert [r.epochs for r in result.records] == sorted(r.epochs for r in result.records)
