@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ BUDGET_KINDS = ("seconds", "steps", "tokens", "flops")
 SCHEDULES = ("constant", "linear", "cosine")
 EVAL_PROTOCOLS = ("stream", "seed")
 DEVICES = ("auto", "cpu", "cuda")
+_YAML11_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE]\d+$")
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ def _coerce(hint: object, value: object, path: str):
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML11_EXPONENT.match(value):
+            return float(value)  # PyYAML reads YAML 1.1, where 3.0e12 (no exponent sign) is text, not a number
     elif hint is str:
         if isinstance(value, str):
             return value

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from study.cli import main
-from study.config.spec import StudySpec, dump_spec, load_preset, parse_spec, preset_names
+from study.config.spec import StudySpec, dump_spec, load_preset, parse_spec, parse_yaml, preset_names
 from study.errors import StudyError
 from tests.study.conftest import TINY_SPEC
 
@@ -155,3 +155,11 @@ def test_a_key_given_twice_is_refused(tmp_path, capsys):
     path.write_text("name: a\nbudget: {kind: steps, value: 5}\nname: b\n")
     code, err = _run_cli(["run", str(path)], capsys)
     assert code == 2 and "the key 'name' is given twice" in err and "line 3" in err
+
+
+def test_yaml11_exponent_without_sign_is_a_number():
+    # PyYAML reads YAML 1.1, where `3.0e12` is a string; a float field takes it as the number it means
+    spec = parse_spec(parse_yaml("name: x\nbudget: {kind: flops, value: 3.0e12}\n", "spec"))
+    assert spec.budget.value == 3.0e12
+    with pytest.raises(StudyError, match="budget.value='3.0e12x' has the wrong type"):
+        parse_spec(parse_yaml("name: x\nbudget: {kind: flops, value: 3.0e12x}\n", "spec"))
