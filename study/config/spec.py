@@ -137,12 +137,25 @@ class StudySpec:
     max_concurrent: int = 0  # trials at once; 0 lets Ray fill the cluster
     max_failures: int = 2  # retries of a trial that crashed (from its last checkpoint)
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    tune_seeds: tuple = ()  # seeds whose trials only choose tuned settings (e.g. lr per width); never verdicts
+    equivalence_margin: float = 0.01  # nats: |worker - standard| below it counts as equivalent (rows carry it)
+    budget_by_arch: dict = field(default_factory=dict)  # arch label -> budget value, overriding budget.value
+    allow_shared_device: bool = False  # seconds budgets: let trials share a GPU or a core (the report says so)
+
+    def __post_init__(self) -> None:
+        _check_tune_seeds(self.tune_seeds, self.seeds)
+        if not (self.equivalence_margin > 0 and math.isfinite(self.equivalence_margin)):
+            raise StudyError(
+                f"equivalence_margin={self.equivalence_margin!r} is invalid: expected a number > 0 (nats)."
+            )
+        _check_budgets(self)
 
     def to_dict(self) -> dict:
         """A plain mapping that `parse_spec` turns back into an equal spec (used for study.yaml)."""
         out = dataclasses.asdict(self)
         out["axes"] = {name: list(values) for name, values in self.axes.items()}
         out["seeds"] = list(self.seeds)
+        out["tune_seeds"] = list(self.tune_seeds)
         out["sample"] = {
             "num_samples": self.sample.num_samples,
             "seed": self.sample.seed,
@@ -173,7 +186,8 @@ def parse_spec(document: object) -> StudySpec:
     simple = {
         key: document[key] for key in ("data", "budget", "eval", "train", "resources", "scheduler") if key in document
     }
-    for key in ("name", "storage", "checkpoint_every_s", "max_concurrent", "max_failures"):
+    keys = ("name", "storage", "checkpoint_every_s", "max_concurrent", "max_failures")
+    for key in (*keys, "equivalence_margin", "allow_shared_device"):
         if key in document:
             simple[key] = document[key]
     partial = from_mapping(_Scalars, simple, "")
@@ -195,6 +209,8 @@ def parse_spec(document: object) -> StudySpec:
     kwargs["axes"] = _parse_axes(document.get("axes", {}))
     kwargs["sample"] = _parse_sample(document.get("sample", {}))
     kwargs["seeds"] = _parse_seeds(document.get("seeds", [0]))
+    kwargs["tune_seeds"] = _parse_tune_seeds(document.get("tune_seeds", []))
+    kwargs["budget_by_arch"] = _parse_budget_by_arch(document.get("budget_by_arch", {}))
     overlap = sorted(set(kwargs["axes"]) & set(kwargs["sample"].axes))
     if overlap:
         raise StudyError(f"axes.{overlap[0]} is also a sample axis: give each axis in one place only.")
@@ -216,6 +232,8 @@ class _Scalars:
     max_concurrent: int = StudySpec.max_concurrent
     max_failures: int = StudySpec.max_failures
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    equivalence_margin: float = StudySpec.equivalence_margin
+    allow_shared_device: bool = StudySpec.allow_shared_device
 
 
 def _parse_model_defaults(mapping: object) -> ModelConfig:
@@ -314,6 +332,49 @@ def _parse_seeds(raw: object) -> tuple:
     if len(set(raw)) != len(raw):
         raise StudyError(f"seeds={raw!r} repeats a seed: list each seed once.")
     return tuple(raw)
+
+
+def _parse_tune_seeds(raw: object) -> tuple:
+    if not isinstance(raw, list):
+        raise StudyError(f"tune_seeds={raw!r} is invalid: expected a list of integer seeds such as [100, 101].")
+    return tuple(raw)
+
+
+def _parse_budget_by_arch(raw: object) -> dict:
+    if not isinstance(raw, dict):
+        raise StudyError(f"budget_by_arch={raw!r} is invalid: expected a mapping such as {{standard: 966}}.")
+    bad = [label for label, v in raw.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
+    if bad:
+        raise StudyError(f"budget_by_arch.{bad[0]}={raw[bad[0]]!r} has the wrong type: expected a number.")
+    return {label: float(value) for label, value in raw.items()}
+
+
+def _check_tune_seeds(tune_seeds: tuple, seeds: tuple) -> None:
+    """Tuning seeds choose settings, test seeds judge them: the two sets must not share a seed."""
+    for seed in tune_seeds:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise StudyError(f"tune_seeds value {seed!r} is invalid: expected an integer >= 0.")
+        if seed in seeds:
+            raise StudyError(f"tune_seeds value {seed} is also in seeds: a seed either tunes or tests, never both.")
+    if len(set(tune_seeds)) != len(tune_seeds):
+        raise StudyError(f"tune_seeds={list(tune_seeds)!r} repeats a seed: list each seed once.")
+
+
+def _check_budgets(spec: StudySpec) -> None:
+    """budget_by_arch: known labels, positive values; ASHA's grace period below every trial's budget."""
+    for label, value in spec.budget_by_arch.items():
+        if label not in ARCH_LABELS:
+            raise StudyError(
+                f"budget_by_arch.{label} is not an architecture: expected one of {', '.join(ARCH_LABELS)}."
+            )
+        if not (value > 0 and math.isfinite(value)):
+            raise StudyError(f"budget_by_arch.{label}={value!r} is invalid: expected a finite number > 0.")
+    shortest = min([spec.budget.value, *spec.budget_by_arch.values()])
+    if spec.scheduler.kind == "asha" and spec.scheduler.grace_period_s >= shortest:
+        raise StudyError(
+            f"scheduler.grace_period_s={spec.scheduler.grace_period_s!r} is invalid with asha: expected a number "
+            f"below the shortest trial budget, {shortest:g} ({spec.budget.kind})."
+        )
 
 
 class _StrictLoader(yaml.SafeLoader):
