@@ -76,16 +76,17 @@ def print_plan(plan, out=None) -> None:
                 m.n_head,
                 tr.batch_size,
                 f"{tr.lr:.3g}",
-                tr.seed,
+                f"{tr.seed} (tune)" if tr.seed in plan.spec.tune_seeds else tr.seed,
             )
         )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip(), file=out)
-    b = total_budget(plan.spec, len(plan.trials))
+    b = total_budget(plan.spec, plan.trials)
     unit = {"seconds": "s", "steps": " steps", "tokens": " tokens", "flops": " FLOPs"}[b["budget_kind"]]
+    per_trial = " or ".join(f"{v:g}" for v in b["budget_values"])
     line = (
-        f"\n{b['trials']} trials x {b['budget_per_trial']:g}{unit} ({b['budget_kind']} budget), "
+        f"\n{b['trials']} trials x {per_trial}{unit} ({b['budget_kind']} budget), "
         f"{b['concurrency']} at a time -> about {b['study_length']:g}{unit} of training"
     )
     if b["budget_kind"] == "seconds":

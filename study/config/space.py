@@ -40,13 +40,21 @@ class Trial:
 
 
 def expand(spec: StudySpec) -> list[Trial]:
-    """All trials of a spec, in a stable order, each validated."""
+    """All trials of a spec, in a stable order, each validated: the tuning seeds' trials first (they choose the
+    tuned settings), then the test seeds'."""
     trials: dict[str, Trial] = {}
-    for point in _points(spec):
-        for seed in spec.seeds:
-            trial = _make_trial(spec, point, seed)
-            trials.setdefault(trial.trial_id, trial)
+    points = _points(spec)
+    for seeds in (spec.tune_seeds, spec.seeds):
+        for point in points:
+            for seed in seeds:
+                trial = _make_trial(spec, point, seed)
+                trials.setdefault(trial.trial_id, trial)
     return list(trials.values())
+
+
+def seed_role(spec: StudySpec, seed: int) -> str:
+    """ "tune" for a seed that only chooses tuned settings (spec.tune_seeds), "test" for one behind verdicts."""
+    return "tune" if seed in spec.tune_seeds else "test"
 
 
 def _points(spec: StudySpec) -> list[dict]:
@@ -93,10 +101,13 @@ def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
         train = dataclasses.replace(spec.train, **train_changes)
     except ValueError as exc:
         raise StudyError(f"trial with {where}: {exc}") from None
+    budget = spec.budget
+    if label in spec.budget_by_arch:
+        budget = dataclasses.replace(budget, value=spec.budget_by_arch[label])
     run = RunConfig(
         model=model,
         train=train,
-        budget=spec.budget,
+        budget=budget,
         eval=spec.eval,
         data=spec.data,
         checkpoint_every_s=spec.checkpoint_every_s,
@@ -113,19 +124,24 @@ def trial_id(label: str, run: RunConfig) -> str:
     return f"{label}_{interval}T{m.block_size}_d{m.n_embd}_s{run.train.seed}_{digest}"
 
 
-def total_budget(spec: StudySpec, n_trials: int) -> dict:
-    """Trials, budget per trial and the study's length in the budget's unit (trials x budget / concurrency)."""
-    concurrency = spec.max_concurrent or n_trials
-    waves = math.ceil(n_trials / max(1, min(concurrency, n_trials)))
+def total_budget(spec: StudySpec, trials: list[Trial]) -> dict:
+    """Trials, budgets per trial and the study's length in the budget's unit: the trials' budgets spread over
+    `concurrency` slots, longest first, each to the least loaded slot (trials x budget / concurrency when every
+    trial has the same budget)."""
+    budgets = sorted((t.run.budget.value for t in trials), reverse=True)
+    concurrency = max(1, min(spec.max_concurrent or len(trials), len(trials)))
+    slots = [0.0] * concurrency
+    for value in budgets:
+        slots[slots.index(min(slots))] += value
     out = {
-        "trials": n_trials,
+        "trials": len(trials),
         "budget_kind": spec.budget.kind,
-        "budget_per_trial": spec.budget.value,
-        "concurrency": min(concurrency, n_trials),
-        "study_length": waves * spec.budget.value,
+        "budget_values": sorted(set(budgets)),
+        "concurrency": concurrency,
+        "study_length": max(slots),
     }
     if spec.budget.kind == "seconds":
         gpus = spec.resources.gpus
-        out["gpu_hours"] = None if gpus is None else n_trials * spec.budget.value * gpus / 3600
-        out["cpu_hours"] = n_trials * spec.budget.value * spec.resources.cpus / 3600
+        out["gpu_hours"] = None if gpus is None else sum(budgets) * gpus / 3600
+        out["cpu_hours"] = sum(budgets) * spec.resources.cpus / 3600
     return out

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: init, conv_kernel, weight_decay, warmup_frac, seed_role, equivalence_margin, epochs,
-# train_eval_loss, train_minus_val, status "stopped". Readers accept older versions (new columns are null there).
+SCHEMA_VERSION = 2  # 2: init, conv_kernel, weight_decay, warmup_frac, seed_role, equivalence_margin,
+# allow_shared_device, epochs, train_eval_loss, train_minus_val, status "stopped". Readers accept older versions
+# (new columns are null there).
 
 METRICS_DIR = "metrics"
 TRIALS_DIR = "trials"
@@ -81,6 +82,7 @@ TRIALS_SCHEMA = pa.schema(
         ("seed", pa.int64()),
         ("seed_role", pa.string()),  # "test" (verdicts) or "tune" (only chooses tuned settings, spec tune_seeds)
         ("equivalence_margin", pa.float64()),  # nats: |worker - standard| below it counts as equivalent (TOST)
+        ("allow_shared_device", pa.bool_()),  # seconds budgets: trials were allowed to share a GPU or a core
         ("budget_kind", pa.string()),
         ("budget_value", pa.float64()),
         ("count_eval_in_budget", pa.bool_()),

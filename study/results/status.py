@@ -11,6 +11,7 @@ import sys
 from study.tune.plan import load_saved_spec
 
 BUDGET_COLUMN = {"seconds": "train_time_s", "steps": "steps", "tokens": "tokens", "flops": "flops"}
+FINISHED = ("completed", "stopped", "diverged")  # never run again; stopped: ended early by the scheduler (ASHA)
 
 
 def study_status(path: str) -> dict:
@@ -27,8 +28,8 @@ def study_status(path: str) -> dict:
         trials["used"] = trials["trial_id"].map(spent).fillna(0.0) if spent is not None else 0.0
     else:
         trials["used"] = trials[BUDGET_COLUMN[kind]].fillna(0.0)
-    trials["used_frac"] = (trials["used"] / spec.budget.value).clip(upper=1.0)
-    done = trials["status"].isin(["completed", "diverged"])
+    trials["used_frac"] = (trials["used"] / trials["budget_value"].fillna(spec.budget.value)).clip(upper=1.0)
+    done = trials["status"].isin(FINISHED)
     trials.loc[done, "used_frac"] = 1.0
     best = {}
     if len(metrics):
@@ -52,7 +53,8 @@ def _eta_seconds(spec, trials) -> float | None:
     """Remaining budget x (wall / train time of finished trials) / concurrency; seconds budgets only."""
     if spec.budget.kind != "seconds":
         return None
-    remaining = ((1.0 - trials["used_frac"]) * spec.budget.value)[~trials["status"].isin(["failed"])].sum()
+    budgets = trials["budget_value"].fillna(spec.budget.value)
+    remaining = ((1.0 - trials["used_frac"]) * budgets)[~trials["status"].isin(["failed"])].sum()
     finished = trials[trials["status"] == "completed"]
     ratio = 1.3
     if len(finished) and finished["train_time_s"].sum() > 0:
@@ -67,13 +69,14 @@ def print_status(path: str, out=None) -> int:
     status = study_status(path)
     spec, trials = status["spec"], status["trials"]
     counts = status["counts"]
-    order = ("completed", "running", "pending", "diverged", "failed")
+    order = ("completed", "stopped", "running", "pending", "diverged", "failed")
     print(
         f"Study {spec.name}: {len(trials)} trials | " + ", ".join(f"{counts.get(s, 0)} {s}" for s in order),
         file=out,
     )
     unit = {"seconds": "s", "steps": " steps", "tokens": " tokens", "flops": " FLOPs"}[spec.budget.kind]
-    print(f"Budget per trial: {spec.budget.value:g}{unit} ({spec.budget.kind})", file=out)
+    by_arch = "".join(f", {arch} {value:g}{unit}" for arch, value in spec.budget_by_arch.items())
+    print(f"Budget per trial: {spec.budget.value:g}{unit} ({spec.budget.kind}){by_arch}", file=out)
     width = max(len(t) for t in trials["trial_id"])
     for row in trials.sort_values(["status", "trial_id"]).itertuples():
         bar = "#" * round(row.used_frac * 20)
@@ -82,7 +85,7 @@ def print_status(path: str, out=None) -> int:
         print(f"  {row.trial_id:<{width}}  {row.status:<9}  [{bar:<20}] {row.used_frac:6.1%}{loss}{error}", file=out)
     if status["best"]:
         print("Best val_loss so far: " + ", ".join(f"{a} {v:.4f}" for a, v in sorted(status["best"].items())), file=out)
-    if status["eta_s"] is not None and counts.get("completed", 0) + counts.get("diverged", 0) < len(trials):
+    if status["eta_s"] is not None and sum(counts.get(s, 0) for s in FINISHED) < len(trials):
         print(f"ETA: about {status['eta_s'] / 60:.1f} min of wall clock (if resumed / still running)", file=out)
     for name in status["skipped_files"]:
         print(f"warning: skipped unreadable results file {name}", file=out)

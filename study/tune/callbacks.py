@@ -97,12 +97,7 @@ class ResultsCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         trial_id = _trial_id(trial)
         row = self.sink.trial_row(trial_id) or {}
-        status = row.get("status") if row.get("status") in ("completed", "diverged") else None
-        note = ""
-        if status is None:
-            # Tune ended the trial before our trainable reported its end: the scheduler stopped it early.
-            status, note = "completed", "stopped early by the scheduler"
-        self.sink.update_trial(trial_id, status=status, note=note, finished_at=utc_now())
+        self.sink.update_trial(trial_id, **end_fields(row), finished_at=utc_now())
         self._flush(force=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -134,6 +129,20 @@ class ResultsCallback(Callback):
             f"Parquet sink: {sink.rows_written} evaluation points in {written} files this session "
             f"(compacted), {sink.seconds_spent:.2f} s spent writing"
         )
+
+
+def end_fields(row: dict) -> dict:
+    """The status (and why) of a trial Tune has ended, from its row. The trainable's last report sets completed or
+    diverged; a trial ended after its final evaluation but before that report (ASHA stops a trial that reaches
+    max_t) finished all the same; one ended before its final evaluation was stopped early by the scheduler."""
+    if row.get("status") in ("completed", "diverged"):
+        return {"status": row["status"]}
+    final_loss = row.get("val_loss")  # set only by the final evaluation (NaN when the run diverged)
+    if final_loss is None:
+        return {"status": "stopped", "note": "stopped early by the scheduler"}
+    if math.isfinite(final_loss):
+        return {"status": "completed"}
+    return {"status": "diverged", "error": "the final evaluation's loss is not finite"}
 
 
 def _error_text(trial) -> str:
@@ -189,14 +198,21 @@ class ProgressCallback(Callback):
         counts = {"TERMINATED": 0, "RUNNING": 0, "PENDING": 0, "ERROR": 0, "PAUSED": 0}
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
+        stopped = sum(t.status == "TERMINATED" and not _reached_its_end(t.last_result or {}) for t in trials)
         total = max(self.total, len(trials))
         counts["PENDING"] += total - len(trials)
         elapsed = time.monotonic() - self._start
         best = "  ".join(f"{arch} {loss:.3f}" for arch, loss in sorted(self._best.items())) or "-"
+        early = f" ({stopped} stopped early)" if stopped else ""
         return (
-            f"[{_clock(elapsed)}] {counts['TERMINATED']}/{total} done, {counts['RUNNING']} running, "
+            f"[{_clock(elapsed)}] {counts['TERMINATED']}/{total} done{early}, {counts['RUNNING']} running, "
             f"{counts['PENDING'] + counts['PAUSED']} pending, {counts['ERROR']} failed | best val_loss: {best}"
         )
+
+
+def _reached_its_end(result: dict) -> bool:
+    """A trial's last result shows it ran to its end (its final evaluation or the trainable's last report)."""
+    return bool(result.get("is_final")) or "done_status" in result
 
 
 def _clock(seconds: float) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from dataclasses import dataclass
 
 from study.config.run import DataConfig
@@ -57,13 +56,29 @@ def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
     trials = expand(spec)
     for seq_len in sorted({t.run.seq_len for t in trials}):
         check_corpus_fits(corpus, seq_len, what="axes.seq_len")
-    if spec.budget.kind == "seconds" and 0 < (spec.resources.gpus or 0) < 1:
-        warnings.warn(
-            f"resources.gpus={spec.resources.gpus} shares GPUs between trials in a wall-clock study: contention "
-            "skews every trial's clock; use gpus: 1 for timed comparisons.",
-            stacklevel=2,
-        )
+    check_shared_device(spec)
     return Plan(spec=spec, trials=trials, location=location, corpus=corpus)
+
+
+def check_shared_device(spec: StudySpec) -> None:
+    """A seconds budget measures training time, so trials must not share a device: with a fraction of a GPU (or
+    of a core: a trial runs at least one thread) the clock would measure contention. Ray packs trials by their
+    reserved resources, so whole GPUs and cores per trial never oversubscribe a node. Steps, tokens and FLOPs
+    budgets may pack many small trials per device; `allow_shared_device: true` permits it for seconds too (the
+    trial rows record it and the report says so)."""
+    if spec.budget.kind != "seconds" or spec.allow_shared_device:
+        return
+    gpus, cpus = spec.resources.gpus or 0, spec.resources.cpus
+    if gpus % 1:
+        raise StudyError(
+            f"resources.gpus={gpus:g} shares a GPU between trials of a seconds budget, so the clock would measure "
+            "contention: use whole GPUs, a steps, tokens or flops budget, or allow_shared_device: true."
+        )
+    if cpus < 1:
+        raise StudyError(
+            f"resources.cpus={cpus:g} shares a core between trials of a seconds budget, so the clock would measure "
+            "contention: use cpus >= 1, a steps, tokens or flops budget, or allow_shared_device: true."
+        )
 
 
 def with_overrides(spec: StudySpec, *, storage=None, data=None, name=None) -> StudySpec:

@@ -7,7 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from study.config.space import Trial
+from study.config.space import Trial, seed_role
+from study.config.spec import StudySpec
 
 
 @functools.cache
@@ -27,8 +28,8 @@ def git_sha() -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def pending_row(trial: Trial) -> dict:
-    """Everything known about a trial before it runs (the sink adds trial_id and study)."""
+def pending_row(trial: Trial, spec: StudySpec) -> dict:
+    """Everything known about a trial of `spec` before it runs (the sink adds trial_id and study)."""
     from wt_model.flops import count_params, training_flops_per_token
 
     run = trial.run
@@ -54,6 +55,9 @@ def pending_row(trial: Trial) -> dict:
         "schedule": run.train.schedule,
         "warmup_frac": run.train.warmup_frac,
         "seed": run.train.seed,
+        "seed_role": seed_role(spec, run.train.seed),
+        "equivalence_margin": spec.equivalence_margin,
+        "allow_shared_device": spec.allow_shared_device,
         "budget_kind": run.budget.kind,
         "budget_value": run.budget.value,
         "count_eval_in_budget": run.budget.count_eval_in_budget,

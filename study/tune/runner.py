@@ -18,7 +18,7 @@ from study.tune.checks import check_cluster, check_local_resources, with_resolve
 from study.tune.plan import SPEC_FILE, Plan, load_saved_spec, plan
 from study.tune.tuner import make_tuner
 
-TERMINAL_OK = ("completed", "diverged")
+TERMINAL_OK = ("completed", "stopped", "diverged")  # finished: never run again (stopped: by ASHA)
 
 
 def start_ray(address: str | None, temp_dir: str | None) -> bool:
@@ -51,7 +51,7 @@ def _record_study(plan_: Plan) -> None:
     sink.load_existing()
     for trial in plan_.trials:
         if sink.trial_row(trial.trial_id) is None:
-            sink.update_trial(trial.trial_id, **pending_row(trial))
+            sink.update_trial(trial.trial_id, **pending_row(trial, plan_.spec))
     sink.flush()
 
 

@@ -63,16 +63,18 @@ def _trial_name(trial) -> str:
 
 
 def _scheduler(spec: StudySpec):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    """FIFO, or ASHA with one bracket per arm (architecture and worker interval): see study.tune.schedulers."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    from study.tune.schedulers import PerArmASHA
 
     if spec.scheduler.kind == "fifo":
         return FIFOScheduler()
     time_attr = {"seconds": "train_time_s", "steps": "step", "tokens": "tokens", "flops": "flops"}[spec.budget.kind]
-    return ASHAScheduler(
+    return PerArmASHA(
         time_attr=time_attr,
         metric=spec.scheduler.metric,
         mode="min",
-        max_t=spec.budget.value,
         grace_period=spec.scheduler.grace_period_s,
         reduction_factor=spec.scheduler.reduction_factor,
     )

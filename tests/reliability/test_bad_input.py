@@ -106,7 +106,12 @@ CASES = {
     # resources
     "cpus negative": (lambda t: ["run", _spec(t, resources={"cpus": -2})], "resources.cpus=-2"),
     "cpus a word": (lambda t: ["run", _spec(t, resources={"cpus": "many"})], "resources.cpus"),
-    "half a gpu on a cpu machine": (lambda t: ["run", _spec(t, resources={"gpus": 0.5})], "exceed this machine"),
+    "half a gpu on a cpu machine": (
+        lambda t: ["run", _spec(t, budget={"kind": "steps", "value": 3}, resources={"gpus": 0.5})],
+        "exceed this machine",
+    ),
+    "half a gpu, seconds budget": (lambda t: ["run", _spec(t, resources={"gpus": 0.5})], "allow_shared_device"),
+    "half a core, seconds budget": (lambda t: ["run", _spec(t, resources={"cpus": 0.5})], "allow_shared_device"),
     "zero budget via steps": (lambda t: ["run", _spec(t, budget={"kind": "steps", "value": 0})], "budget.value=0"),
     # absurd sizes, caught before anything is allocated
     "width 10^6 on an axis": (lambda t: ["run", _spec(t, axes={"n_embd": [1_000_000]})], "n_embd=1000000"),

@@ -59,7 +59,7 @@ def make_study(storage: Path) -> Path:
     write_text_atomic(plan.location, runner.SPEC_FILE, dump_spec(plan.spec))
     sink = ParquetSink(plan.location, spec.name)
     for trial in plan.trials:
-        sink.update_trial(trial.trial_id, **pending_row(trial))
+        sink.update_trial(trial.trial_id, **pending_row(trial, plan.spec))
     sink.flush()
     for trial in plan.trials:
         for step in STEPS:

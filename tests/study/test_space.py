@@ -70,9 +70,11 @@ def test_bad_combination_names_the_trial():
 
 
 def test_total_budget():
-    spec = spec_with(max_concurrent=2)
-    summary = total_budget(spec, 5)
-    assert summary["study_length"] == 3 * 3.0 and summary["concurrency"] == 2
+    spec = spec_with(max_concurrent=2, axes={"arch": ["standard", "worker"], "worker_interval": [2, 4, 8]})
+    summary = total_budget(spec, expand(spec))  # 4 trials of 3 s, 2 at a time
+    assert summary["study_length"] == 2 * 3.0 and summary["concurrency"] == 2
+    summary = total_budget(spec, expand(spec.replace(seeds=(0, 1))))  # 8 trials, 2 at a time
+    assert summary["study_length"] == 4 * 3.0 and summary["budget_values"] == [3.0]
 
 
 def test_init_and_conv_kernel_are_axes_and_reach_the_trial_rows():
@@ -82,7 +84,7 @@ def test_init_and_conv_kernel_are_axes_and_reach_the_trial_rows():
     trials = expand(spec)
     assert sorted((t.arch, t.run.model.init) for t in trials).count(("standard", "torch")) == 1  # no conv repeats
     assert len(trials) == 2 + 4
-    rows = [pending_row(t) for t in trials]
+    rows = [pending_row(t, spec) for t in trials]
     assert {(r["arch"], r["init"], r["conv_kernel"]) for r in rows} == {
         ("standard", "torch", None),
         ("standard", "nanogpt", None),

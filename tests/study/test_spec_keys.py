@@ -1,0 +1,137 @@
+"""The spec keys behind verdicts and fair clocks: tune_seeds, equivalence_margin, budget_by_arch and
+allow_shared_device, from YAML to trials to trial rows; and `wt-study status` with stopped trials."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from study.config.space import expand, total_budget
+from study.config.spec import parse_spec
+from study.errors import StudyError
+from study.tune.plan import check_shared_device
+from study.tune.rows import pending_row
+from tests.study.conftest import TINY_SPEC, deep_update
+
+
+def spec_with(**changes):
+    return parse_spec(deep_update(TINY_SPEC, changes))
+
+
+def test_tune_seeds_expand_first_with_their_own_ids_and_role():
+    spec = spec_with(seeds=[0, 1], tune_seeds=[100])
+    trials = expand(spec)
+    assert [t.run.train.seed for t in trials] == [100, 100, 0, 1, 0, 1]  # the tuning stage first
+    assert len({t.trial_id for t in trials}) == 6
+    rows = [pending_row(t, spec) for t in trials]
+    assert [r["seed_role"] for r in rows] == ["tune"] * 2 + ["test"] * 4
+    assert {r["equivalence_margin"] for r in rows} == {0.01}
+    assert {r["allow_shared_device"] for r in rows} == {False}
+
+
+def test_spec_with_the_new_keys_round_trips_through_yaml():
+    from study.config.spec import dump_spec, parse_yaml
+
+    spec = spec_with(
+        tune_seeds=[100, 101], equivalence_margin=0.02, budget_by_arch={"worker": 5}, allow_shared_device=True
+    )
+    assert parse_spec(parse_yaml(dump_spec(spec), "dumped")) == spec
+    (row,) = [pending_row(t, spec) for t in expand(spec) if t.arch == "worker" and t.run.train.seed == 100]
+    assert row["equivalence_margin"] == 0.02 and row["allow_shared_device"] and row["budget_value"] == 5.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seeds": [0, 1], "tune_seeds": [1]}, "tune_seeds value 1 is also in seeds"),
+        ({"tune_seeds": [100, 100]}, "tune_seeds=[100, 100] repeats a seed"),
+        ({"tune_seeds": [-3]}, "tune_seeds value -3 is invalid: expected an integer >= 0"),
+        ({"tune_seeds": 2}, "tune_seeds=2 is invalid: expected a list"),
+        ({"equivalence_margin": -0.01}, "equivalence_margin=-0.01 is invalid: expected a number > 0"),
+        ({"equivalence_margin": 0}, "equivalence_margin=0.0 is invalid"),
+        ({"budget_by_arch": {"transformer": 10}}, "budget_by_arch.transformer is not an architecture"),
+        ({"budget_by_arch": {"worker": -1}}, "budget_by_arch.worker=-1.0 is invalid"),
+        ({"budget_by_arch": {"worker": "long"}}, "budget_by_arch.worker='long' has the wrong type"),
+        ({"budget_by_arch": [966]}, "budget_by_arch=[966] is invalid: expected a mapping"),
+        ({"allow_shared_device": "yes"}, "allow_shared_device='yes' has the wrong type"),
+        ({"scheduler": {"kind": "asha", "grace_period_s": 3}}, "scheduler.grace_period_s=3.0 is invalid with asha"),
+    ],
+)
+def test_bad_values_get_one_sentence(changes, message):
+    with pytest.raises(StudyError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        spec_with(**changes)
+
+
+def test_budget_by_arch_sets_each_trials_budget_and_the_study_length():
+    spec = spec_with(
+        budget={"kind": "steps", "value": 100},
+        budget_by_arch={"standard": 30, "worker": 80},
+        axes={"arch": ["standard", "worker"], "worker_interval": [4, 8], "seq_len": [32]},
+        max_concurrent=2,
+    )
+    trials = expand(spec)
+    assert sorted((t.arch, t.run.budget.value) for t in trials) == [
+        ("standard", 30.0),
+        ("worker", 80.0),
+        ("worker", 80.0),
+    ]
+    summary = total_budget(spec, trials)  # two slots: 80 | 80 + 30
+    assert summary["study_length"] == 110 and summary["budget_values"] == [30.0, 80.0]
+    # Without an entry the arch keeps budget.value.
+    partial = spec.replace(budget_by_arch={"worker": 80.0})
+    assert {t.run.budget.value for t in expand(partial) if t.arch == "standard"} == {100.0}
+
+
+@pytest.mark.parametrize(
+    ("kind", "resources", "allowed", "refused"),
+    [
+        ("seconds", {"cpus": 1, "gpus": 0.5}, False, "resources.gpus=0.5 shares a GPU"),
+        ("seconds", {"cpus": 0.5, "gpus": 0}, False, "resources.cpus=0.5 shares a core"),
+        ("seconds", {"cpus": 0.5}, False, "resources.cpus=0.5 shares a core"),
+        ("seconds", {"cpus": 1, "gpus": 0.5}, True, None),  # allowed: the rows say so
+        ("seconds", {"cpus": 1.5, "gpus": 1}, False, None),  # a thread per whole core: no sharing
+        ("steps", {"cpus": 0.25, "gpus": 0.25}, False, None),  # clocks do not decide a steps budget
+        ("flops", {"cpus": 1, "gpus": 0.1}, False, None),
+    ],
+)
+def test_shared_devices_only_where_the_clock_does_not_decide(kind, resources, allowed, refused):
+    spec = spec_with(budget={"kind": kind, "value": 3}, resources=resources, allow_shared_device=allowed)
+    if refused is None:
+        check_shared_device(spec)
+        return
+    with pytest.raises(StudyError, match=refused) as info:
+        check_shared_device(spec)
+    assert "allow_shared_device: true" in str(info.value)
+
+
+def test_status_counts_stopped_trials_as_finished(tmp_path):
+    """A stopped trial is finished (no ETA for it, no resume hint); a running one is not."""
+    from study.config.spec import dump_spec
+    from study.results.sink import ParquetSink
+    from study.results.status import print_status
+    from study.results.storage import write_text_atomic
+    from study.tune import plan as planning
+
+    spec = spec_with(storage=str(tmp_path), budget={"kind": "steps", "value": 10})
+    plan = planning.plan(spec)
+    write_text_atomic(plan.location, planning.SPEC_FILE, dump_spec(plan.spec))
+    sink = ParquetSink(plan.location, spec.name)
+    first, second = plan.trials
+    for trial in plan.trials:
+        sink.update_trial(trial.trial_id, **pending_row(trial, plan.spec))
+    sink.add_metric({"trial_id": first.trial_id, "step": 10, "attempt": 1, "val_loss": 2.0})
+    sink.update_trial(first.trial_id, status="completed", steps=10, val_loss=2.0)
+    sink.update_trial(second.trial_id, status="stopped", steps=4, note="stopped early by the scheduler")
+    sink.flush()
+    out = io.StringIO()
+    print_status(plan.location.path, out=out)
+    text = out.getvalue()
+    assert "1 completed, 1 stopped, 0 running, 0 pending" in text
+    assert "Not finished" not in text
+
+    sink.update_trial(second.trial_id, status="running")
+    sink.flush()
+    out = io.StringIO()
+    print_status(plan.location.path, out=out)
+    assert "Not finished" in out.getvalue()
