@@ -28,9 +28,10 @@ from study.results.schema import (
     TRIALS_KEY,
     TRIALS_SCHEMA,
 )
-from study.results.storage import resolve
+from study.results.storage import Location, list_parquet, resolve
 
 UNFINISHED_STATUSES = ("pending", "running")
+EARLY_STOP_NOTE = "stopped early by the scheduler"  # the note of a scheduler-stopped trial (study.tune.callbacks)
 READ_ATTEMPTS = 3
 
 
@@ -48,14 +49,15 @@ class Study:
 
 def load_study(path: str) -> Study:
     """Read a study directory `<storage>/<study_name>` (a local path or a URI such as s3://bucket/study)."""
-    fs, root = _filesystem(path)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
+    location = resolve(path, "PATH")  # the filesystem and its path, resolved as the study wrote it
+    if not location.is_dir():
         raise StudyError(f"no study at {path}: the directory does not exist.")
+    results = location.join(RESULTS_DIR)
     for attempt in range(READ_ATTEMPTS):
         skipped: list[str] = []
         try:
-            metrics = _read_dir(fs, root, METRICS_DIR, METRICS_SCHEMA, METRICS_KEY, skipped)
-            trials = _read_dir(fs, root, TRIALS_DIR, TRIALS_SCHEMA, TRIALS_KEY, skipped)
+            metrics = _read_dir(results, METRICS_DIR, METRICS_SCHEMA, METRICS_KEY, skipped)
+            trials = _read_dir(results, TRIALS_DIR, TRIALS_SCHEMA, TRIALS_KEY, skipped)
             break
         except _Vanished:
             # A file listed a moment ago is gone: the sink compacted the directory meanwhile. Read again.
@@ -68,7 +70,7 @@ def load_study(path: str) -> Study:
             f"holds no {missing} yet."
         )
     names = trials["study"].dropna().unique()
-    name = str(names[0]) if len(names) == 1 else posixpath.basename(root.rstrip("/"))
+    name = str(names[0]) if len(names) == 1 else posixpath.basename(location.path.rstrip("/"))
     return Study(
         name=name,
         path=path,
@@ -79,23 +81,11 @@ def load_study(path: str) -> Study:
     )
 
 
-def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and its path for a local directory or a URI, resolved as the study wrote it."""
-    location = resolve(path, "PATH")
-    return location.fs, location.path
-
-
-def _read_dir(fs, root, sub, schema, key, skipped) -> pd.DataFrame:
+def _read_dir(results: Location, sub, schema, key, skipped) -> pd.DataFrame:
     """All readable files of one results directory, the last row per key kept."""
-    directory = posixpath.join(root, RESULTS_DIR, sub)
-    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
-    files = sorted(
-        (i.path for i in infos if i.type == pafs.FileType.File and _is_data_file(i.base_name)),
-        key=posixpath.basename,
-    )
     tables = []
-    for file in files:
-        table = _read_file(fs, file, schema, key, skipped)
+    for file in list_parquet(results, sub):
+        table = _read_file(results.fs, file, schema, key, skipped)
         if table is not None:
             tables.append(table)
     if not tables:
@@ -127,11 +117,6 @@ def superseded(metrics: pd.DataFrame) -> pd.Series:
     starts["limit"] = starts.groupby("trial_id")["resumed_from_step"].transform(lambda s: s.cummin().shift(1))
     limit = metrics.merge(starts[["trial_id", "attempt", "limit"]], on=["trial_id", "attempt"], how="left")["limit"]
     return pd.Series((metrics["step"].to_numpy() > limit.to_numpy()) & limit.notna().to_numpy(), index=metrics.index)
-
-
-def _is_data_file(name: str) -> bool:
-    # temp files of atomic writes start with "." or "_" and are never read
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
 
 
 class _Vanished(Exception):
@@ -187,8 +172,14 @@ def _tidy_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def _tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     trials = trials.sort_values(list(TRIALS_KEY), kind="stable").reset_index(drop=True)
-    for column in ("worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "batch_size", "seed"):
+    for column in ("worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "conv_kernel"):
         trials[column] = trials[column].astype("Int64")
+    for column in ("batch_size", "seed"):
+        trials[column] = trials[column].astype("Int64")
+    # Before schema version 2 a trial the scheduler stopped early was written "completed" with this note; its
+    # last loss is no final loss, so it reads as "stopped".
+    stopped = trials["status"].eq("completed") & trials["note"].fillna("").str.startswith(EARLY_STOP_NOTE)
+    trials.loc[stopped, "status"] = "stopped"
     for column in ("random_worker_phase", "count_eval_in_budget"):
         trials[column] = trials[column].astype("boolean")
     return trials

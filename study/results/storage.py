@@ -8,13 +8,12 @@ variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). Imports nothing heavier th
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import posixpath
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
@@ -112,46 +111,71 @@ def check_writable(location: Location, what: str = "storage") -> None:
         raise StudyError(f"{what}={location.uri!r} cannot be reached: {exc}.") from None
 
 
-def write_parquet_atomic(table: pa.Table, location: Location, directory: str, stem: str) -> str:
-    """Write `table` as `<directory>/<stem>.parquet` so that readers never see a partial file.
+TEMP_PREFIX = ".tmp-"  # temp files of atomic writes; hidden from every reader (see is_data_file)
 
-    Local: write a hidden temporary file in the same directory, then rename it. Object stores: a single object
-    upload, which becomes visible only once complete. Returns the final path. On failure nothing is left behind
-    (the temporary file is removed) and the exception propagates.
+
+def write_atomic(location: Location, name: str, write: Callable[[BinaryIO], object]) -> str:
+    """Write the file `<location>/<name>` so that readers see it complete or not at all; returns its path.
+
+    `write(f)` fills a binary file object. Local: a hidden temp file in the same folder, fsynced, then renamed
+    over the name. Object stores: the bytes are built in memory and sent as one upload, which becomes visible
+    only once complete. On failure nothing is left behind (the temp file is removed) and the exception propagates.
     """
-    folder = posixpath.join(location.path, directory)
-    final = posixpath.join(folder, f"{stem}.parquet")
-    location.fs.create_dir(folder, recursive=True)
+    final = posixpath.join(location.path, name)
+    folder = posixpath.dirname(final)
     if not location.is_local:
+        buffer = io.BytesIO()
+        write(buffer)
+        location.fs.create_dir(folder, recursive=True)
         with location.fs.open_output_stream(final) as out:
-            pq.write_table(table, out)
+            out.write(buffer.getvalue())
         return final
-    temp = posixpath.join(folder, f".tmp-{uuid.uuid4().hex}.parquet")
+    os.makedirs(folder, exist_ok=True)
+    temp = posixpath.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
     try:
-        with location.fs.open_output_stream(temp) as out:
-            pq.write_table(table, out)
-        location.fs.move(temp, final)
+        with open(temp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)
     except BaseException:
         with contextlib.suppress(OSError):
-            location.fs.delete_file(temp)
+            os.remove(temp)
         raise
     return final
 
 
+def write_parquet_atomic(table: pa.Table, location: Location, directory: str, stem: str) -> str:
+    """Write `table` as `<directory>/<stem>.parquet` with `write_atomic`; returns the final path."""
+    return write_atomic(location, posixpath.join(directory, f"{stem}.parquet"), lambda f: pq.write_table(table, f))
+
+
+def write_text_atomic(location: Location, name: str, text: str) -> str:
+    """Write UTF-8 `text` as `<location>/<name>` with `write_atomic`; returns the final path."""
+    return write_atomic(location, name, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_local_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> str:
+    """`write_atomic` for a local file path (checkpoints, the corpus cache)."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return write_atomic(Location(pafs.LocalFileSystem(), folder, folder), name, write)
+
+
+def is_data_file(name: str) -> bool:
+    """A Parquet data file: not a temp file of an atomic write (".tmp-...") and no other hidden (".") or
+    metadata ("_") name either, the rule Arrow datasets use."""
+    return name.endswith(".parquet") and not name.startswith((".", "_"))
+
+
 def list_parquet(location: Location, directory: str) -> list[str]:
-    """Visible Parquet files of a results directory, sorted by name (= write order). Temp files are hidden."""
+    """The data files of a results directory (see `is_data_file`), sorted by name (= write order). A missing
+    directory lists as empty; one that cannot be listed is a StudyError."""
     folder = posixpath.join(location.path, directory)
     try:
         infos = location.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
     except OSError as exc:
         raise StudyError(f"cannot list {folder!r}: {exc}.") from None
-    names = [
-        info.path
-        for info in infos
-        if info.type == pafs.FileType.File
-        and info.base_name.endswith(".parquet")
-        and not info.base_name.startswith(".")
-    ]
+    names = [info.path for info in infos if info.type == pafs.FileType.File and is_data_file(info.base_name)]
     return sorted(names, key=posixpath.basename)
 
 
@@ -166,33 +190,3 @@ def read_text(location: Location, name: str) -> str | None:
         if location.fs.get_file_info(path).type == pafs.FileType.NotFound:
             return None
         raise StudyError(f"cannot read {path!r}: {exc}.") from None
-
-
-def write_text_atomic(location: Location, name: str, text: str) -> None:
-    path = posixpath.join(location.path, name)
-    location.fs.create_dir(location.path, recursive=True)
-    if not location.is_local:
-        with location.fs.open_output_stream(path) as f:
-            f.write(text.encode("utf-8"))
-        return
-    temp = posixpath.join(location.path, f".tmp-{uuid.uuid4().hex}")
-    with location.fs.open_output_stream(temp) as f:
-        f.write(text.encode("utf-8"))
-    location.fs.move(temp, path)
-
-
-def write_local_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Write a local file so that it is either complete or absent: `write(f)` fills a temp file in the same
-    folder, which is fsynced and then renamed over `path`. On failure the temp file is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

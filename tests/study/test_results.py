@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
+
+import pytest
 from pandas.testing import assert_frame_equal
 
 from analysis.load import load_study
 from study.results.sink import ParquetSink
-from study.results.storage import list_parquet, resolve
+from study.results.storage import list_parquet, resolve, write_atomic, write_local_atomic, write_text_atomic
 
 
 def _metric(trial_id: str, attempt: int, step: int, resumed: int = 0) -> dict:
@@ -64,3 +67,33 @@ def test_compaction_keeps_every_row_and_what_readers_see(tmp_path):
     sink.update_trial("b", status="completed")
     sink.flush()
     assert load_study(str(tmp_path / "study")).trials.set_index("trial_id").loc["b", "status"] == "completed"
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(tmp_path):
+    location = resolve(str(tmp_path / "study"))
+    write_text_atomic(location, "study.yaml", "old")
+
+    def fail_halfway(f):
+        f.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(location, "study.yaml", fail_halfway)
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["study.yaml"]
+    assert (tmp_path / "study" / "study.yaml").read_text() == "old"
+    write_local_atomic(tmp_path / "study" / "state.pt", lambda f: f.write(b"new"))
+    assert (tmp_path / "study" / "state.pt").read_bytes() == b"new"
+
+
+def test_sink_and_analysis_list_the_same_files(tmp_path):
+    """One lister: temp files of atomic writes and other hidden or metadata names are never read."""
+    sink = _sink(tmp_path)
+    sink.add_metric(_metric("a", 1, 10))
+    sink.flush()
+    metrics = tmp_path / "study" / "results" / "metrics"
+    for junk in (".tmp-0123-x.parquet", "_metadata.parquet", "notes.txt"):
+        (metrics / junk).write_bytes(b"not parquet")
+    listed = list_parquet(sink.results, "metrics")
+    assert [posixpath.basename(p) for p in listed] == [p.name for p in metrics.glob("0*.parquet")]
+    study = load_study(str(tmp_path / "study"))  # would skip (and name) an unreadable file it listed
+    assert study.skipped_files == [] and len(study.metrics) == 1
