@@ -29,8 +29,7 @@ def study_status(path: str) -> dict:
     else:
         trials["used"] = trials[BUDGET_COLUMN[kind]].fillna(0.0)
     trials["used_frac"] = (trials["used"] / trials["budget_value"].fillna(spec.budget.value)).clip(upper=1.0)
-    done = trials["status"].isin(FINISHED)
-    trials.loc[done, "used_frac"] = 1.0
+    trials.loc[trials["status"].isin(["completed", "diverged"]), "used_frac"] = 1.0  # stopped: what it used
     best = {}
     if len(metrics):
         finite = metrics[metrics["val_loss"].map(lambda v: v is not None and math.isfinite(v))]
@@ -54,7 +53,7 @@ def _eta_seconds(spec, trials) -> float | None:
     if spec.budget.kind != "seconds":
         return None
     budgets = trials["budget_value"].fillna(spec.budget.value)
-    remaining = ((1.0 - trials["used_frac"]) * budgets)[~trials["status"].isin(["failed"])].sum()
+    remaining = ((1.0 - trials["used_frac"]) * budgets)[~trials["status"].isin([*FINISHED, "failed"])].sum()
     finished = trials[trials["status"] == "completed"]
     ratio = 1.3
     if len(finished) and finished["train_time_s"].sum() > 0:

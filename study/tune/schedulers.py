@@ -4,6 +4,9 @@ One ASHA bracket over a whole study would rank the two architectures together: t
 (whatever it does later) would lose most of its trials at the first rung. `PerArmASHA` keeps one
 `ASHAScheduler` per arm (the architecture label and worker interval of the trial) and hands each Ray Tune
 hook to the arm's scheduler, so ASHA only ever stops a trial for being worse than trials of its own arm.
+
+With `tune_seeds` in the spec, only the tuning seeds' trials are ranked and stopped: the test seeds' trials
+carry the verdicts, so each runs its whole budget and ends with a final loss.
 """
 
 from __future__ import annotations
@@ -25,11 +28,21 @@ class PerArmASHA(FIFOScheduler):
     """ASHA within each arm; trials start in submission order (FIFO), as with Ray's own ASHA.
 
     Each arm's `max_t` is its trials' budget (`budget_by_arch` may give arms different budgets), read from the
-    first trial of the arm that Tune adds.
+    first trial of the arm that Tune adds. Trials whose seed is in `full_budget_seeds` are never stopped.
     """
 
-    def __init__(self, *, time_attr: str, metric: str, mode: str, grace_period: float, reduction_factor: float):
+    def __init__(
+        self,
+        *,
+        time_attr: str,
+        metric: str,
+        mode: str,
+        grace_period: float,
+        reduction_factor: float,
+        full_budget_seeds: tuple = (),
+    ):
         super().__init__()
+        self._full_budget_seeds = tuple(full_budget_seeds)
         self._time_attr = time_attr
         self._metric = metric
         self._mode = mode
@@ -41,8 +54,10 @@ class PerArmASHA(FIFOScheduler):
         """Metric and mode come from the study spec; Tune may only repeat them."""
         return metric in (None, self._metric) and mode in (None, self._mode)
 
-    def _arm(self, trial) -> ASHAScheduler:
+    def _arm(self, trial) -> ASHAScheduler | FIFOScheduler:
         trial_dict = trial.config["trial"]
+        if trial_dict["run"]["train"]["seed"] in self._full_budget_seeds:
+            return FIFOScheduler()  # a test seed's trial: never ranked, never stopped
         arm = arm_of(trial_dict)
         if arm not in self._arms:
             self._arms[arm] = ASHAScheduler(

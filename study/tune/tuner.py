@@ -63,7 +63,8 @@ def _trial_name(trial) -> str:
 
 
 def _scheduler(spec: StudySpec):
-    """FIFO, or ASHA with one bracket per arm (architecture and worker interval): see study.tune.schedulers."""
+    """FIFO, or ASHA with one bracket per arm (architecture and worker interval), ranking only the tuning seeds'
+    trials when there are tuning seeds: see study.tune.schedulers."""
     from ray.tune.schedulers import FIFOScheduler
 
     from study.tune.schedulers import PerArmASHA
@@ -77,4 +78,5 @@ def _scheduler(spec: StudySpec):
         mode="min",
         grace_period=spec.scheduler.grace_period_s,
         reduction_factor=spec.scheduler.reduction_factor,
+        full_budget_seeds=spec.seeds if spec.tune_seeds else (),  # test seeds run to the end when others tune
     )

@@ -76,6 +76,17 @@ def test_asha_stops_within_an_arm_only():
     assert one["worker_k4"] == [stop] * 4 and one["worker_k8"] == [stop] * 4
 
 
+def test_test_seeds_run_their_whole_budget_when_other_seeds_tune():
+    trials = fake_trials(3)  # seeds 0, 1, 2 in every arm
+    scheduler = asha(full_budget_seeds=(1, 2))  # seed 0 tunes
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    worst_first = sorted(trials, key=lambda t: -t.config["trial"]["run"]["train"]["seed"])
+    decisions = {t.config["trial"]["run"]["train"]["seed"]: report(scheduler, t, 100, 5.0) for t in worst_first}
+    assert decisions[1] == decisions[2] == TrialScheduler.CONTINUE  # never stopped, even at max_t
+    assert decisions[0] == TrialScheduler.STOP  # a tuning trial at max_t: ASHA ends it as usual
+
+
 def test_each_arm_stops_at_its_own_budget():
     spec = parse_spec(
         deep_update(
