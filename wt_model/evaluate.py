@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wt_model.positions import regular_workers
 from wt_model.worker import WorkerTransformer
 
 
@@ -25,8 +27,9 @@ def _ce_sum(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> EvalLosses:
-    """Loss sums on one batch x, y (B, T). The caller sets model.eval().
+def evaluate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, forward: Callable | None = None) -> EvalLosses:
+    """Loss sums on one batch x, y (B, T). The caller sets model.eval(). `forward` runs the model's passes
+    instead of `model` itself (its torch.compile'd wrapper, say).
 
     Worker model: one pass per worker phase; in each pass only the regular workers of that phase (positions
     with p % k == (k - 1 - phase) % k) are scored, so every position is predicted by a worker exactly once
@@ -34,24 +37,24 @@ def evaluate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> EvalLo
     skipped, except phase 0, which gives the seed's metric (all its workers, the last position included).
     """
     B, T = x.shape
+    forward = forward or model
     if not isinstance(model, WorkerTransformer):
-        logits, _ = model(x)  # (B, T, V)
+        logits, _ = forward(x)  # (B, T, V)
         total = _ce_sum(logits, y)
         return EvalLosses(loss_sum_all=total, n_all=B * T, loss_sum_seed=total, n_seed=B * T)
 
     k = model.cfg.worker_interval
     loss_all, n_all, loss_seed, n_seed = 0.0, 0, 0.0, 0
     for offset in range(k):
-        residue = (k - 1 - offset) % k
-        if residue >= T and offset != 0:
+        n_regular = len(regular_workers(T, k, offset))
+        if n_regular == 0 and offset != 0:
             continue  # this phase has no regular worker in the sequence
         pos = model.worker_positions(T, offset, x.device)  # (W,)
-        logits, _ = model(x, worker_offset=offset)  # (B, W, V)
+        logits, _ = forward(x, worker_offset=offset)  # (B, W, V)
         y_w = y.index_select(1, pos)  # (B, W)
         if offset == 0:
             loss_seed, n_seed = _ce_sum(logits, y_w), B * pos.numel()
-        regular = (pos % k) == residue  # drop the always-on last position where it is not a regular worker
-        if regular.any():
-            loss_all += _ce_sum(logits[:, regular], y_w[:, regular])
-            n_all += B * int(regular.sum().item())
+        if n_regular > 0:  # the regular workers come first; the always-on last position may follow them
+            loss_all += _ce_sum(logits[:, :n_regular], y_w[:, :n_regular])  # (B, n_regular, V)
+            n_all += B * n_regular
     return EvalLosses(loss_sum_all=loss_all, n_all=n_all, loss_sum_seed=loss_seed, n_seed=n_seed)

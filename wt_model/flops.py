@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wt_model.config import ModelConfig
+from wt_model.positions import worker_position_list
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,10 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
 
 
 def n_workers(cfg: ModelConfig, seq_len: int) -> int:
-    """Worker rows at phase 0 in a sequence of `seq_len`: positions k-1, 2k-1, ... plus always the last."""
+    """Rows that get queries at phase 0 in a sequence of `seq_len`: every row (standard) or the workers."""
     if cfg.arch == "standard":
         return seq_len
-    k = cfg.worker_interval
-    regular = len(range(k - 1, seq_len, k))
-    last_is_regular = seq_len % k == 0
-    return regular + (0 if last_is_regular else 1)
+    return len(worker_position_list(seq_len, cfg.worker_interval))
 
 
 def forward_flops_per_sequence(cfg: ModelConfig, seq_len: int) -> float:
