@@ -66,17 +66,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from study.train.bench import bench_cases, format_table, import_build_model, matmul_peak_tflops, run_case
+    from study.train.device import resolve_device
     from wt_model import ModelConfig
 
-    device_name = args.device
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(device_name)
-    except RuntimeError as exc:
-        raise StudyError(f"--device={args.device!r} is invalid: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise StudyError(f"--device={args.device!r} is invalid: CUDA is not available here.")
+    device = resolve_device(args.device, "--device")
     clock = args.clock if args.clock != "auto" else ("cpu" if device.type == "cpu" else "wall")
     if clock == "cpu" and device.type != "cpu":
         raise StudyError(f"--clock=cpu is invalid with --device={device}: GPU work is not CPU time; use wall.")

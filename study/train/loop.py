@@ -40,6 +40,7 @@ from study.train.data import (
     seed_window_starts,
     stream_window_starts,
 )
+from study.train.device import resolve_device
 from study.train.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
 from wt_model import build_model, evaluate_batch
 from wt_model.flops import training_flops_per_token
@@ -105,14 +106,6 @@ def train(
     return run.loop(on_report or (lambda record, state: None), on_report is not None, progress)
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StudyError("train.device='cuda' is invalid here: no CUDA device is visible; use 'auto' or 'cpu'.")
-    return torch.device(name)
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -159,7 +152,7 @@ class _Run:
                 f"{len(corpus.vocab)} characters: set it to {len(corpus.vocab)}."
             )
         self.cfg, self.corpus, self.started = cfg, corpus, started
-        self.device = _resolve_device(cfg.train.device)
+        self.device = resolve_device(cfg.train.device)
         self.cuda = self.device.type == "cuda"
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)

@@ -1,0 +1,29 @@
+"""The one device resolver: a device name from a config or a flag -> torch.device, or one clear sentence."""
+
+from __future__ import annotations
+
+import torch
+
+from study.errors import StudyError
+
+
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """`auto` is CUDA when a CUDA device is visible, else the CPU; `cpu`, `cuda` and `cuda:N` are taken as
+    given once they exist here. `what` names the setting in the message (e.g. "--device")."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise StudyError(f"{what}={name!r} is invalid: expected auto, cpu, cuda or cuda:N.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise StudyError(f"{what}={name!r} is invalid: expected auto, cpu, cuda or cuda:N.")
+    if device.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise StudyError(f"{what}={name!r} is invalid here: no CUDA device is visible; use 'auto' or 'cpu'.")
+        if device.index is not None and device.index >= visible:
+            raise StudyError(
+                f"{what}={name!r} is invalid here: {visible} CUDA device(s) are visible, cuda:0 to cuda:{visible - 1}."
+            )
+    return device
