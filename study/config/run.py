@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from study.errors import StudyError
+from study.errors import StudyError, require
 from wt_model.config import ModelConfig
 
 BUDGET_KINDS = ("seconds", "steps", "tokens", "flops")
@@ -41,16 +41,16 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0 means the run's CPU allowance
 
     def __post_init__(self) -> None:
-        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
-        _require(self.lr > 0 and math.isfinite(self.lr), "train.lr", self.lr, "a number > 0")
-        _require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
-        _require(0 <= self.beta1 < 1, "train.beta1", self.beta1, "a number in [0, 1)")
-        _require(0 <= self.beta2 < 1, "train.beta2", self.beta2, "a number in [0, 1)")
-        _require(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a number >= 0 (0 disables)")
-        _require(self.schedule in SCHEDULES, "train.schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
-        _require(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "a number in [0, 1)")
-        _require(self.device in DEVICES, "train.device", self.device, f"one of {', '.join(DEVICES)}")
-        _require(self.threads >= 0, "train.threads", self.threads, "an integer >= 0")
+        require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        require(self.lr > 0 and math.isfinite(self.lr), "train.lr", self.lr, "a number > 0")
+        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
+        require(0 <= self.beta1 < 1, "train.beta1", self.beta1, "a number in [0, 1)")
+        require(0 <= self.beta2 < 1, "train.beta2", self.beta2, "a number in [0, 1)")
+        require(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a number >= 0 (0 disables)")
+        require(self.schedule in SCHEDULES, "train.schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        require(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "a number in [0, 1)")
+        require(self.device in DEVICES, "train.device", self.device, f"one of {', '.join(DEVICES)}")
+        require(self.threads >= 0, "train.threads", self.threads, "an integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ class BudgetConfig:
     count_eval_in_budget: bool = False  # seconds only: let evaluation time eat the budget (the seed's definition)
 
     def __post_init__(self) -> None:
-        _require(self.kind in BUDGET_KINDS, "budget.kind", self.kind, f"one of {', '.join(BUDGET_KINDS)}")
-        _require(self.value > 0 and math.isfinite(self.value), "budget.value", self.value, "a finite number > 0")
+        require(self.kind in BUDGET_KINDS, "budget.kind", self.kind, f"one of {', '.join(BUDGET_KINDS)}")
+        require(self.value > 0 and math.isfinite(self.value), "budget.value", self.value, "a finite number > 0")
 
 
 @dataclass(frozen=True)
@@ -77,16 +77,16 @@ class EvalConfig:
     final_full: bool = True  # the final evaluation covers the whole validation split
 
     def __post_init__(self) -> None:
-        _require(self.every_s >= 0, "eval.every_s", self.every_s, "a number >= 0")
-        _require(self.every_steps >= 0, "eval.every_steps", self.every_steps, "an integer >= 0")
-        _require(
+        require(self.every_s >= 0, "eval.every_s", self.every_s, "a number >= 0")
+        require(self.every_steps >= 0, "eval.every_steps", self.every_steps, "an integer >= 0")
+        require(
             not (self.every_s > 0 and self.every_steps > 0),
             "eval.every_steps",
             self.every_steps,
             "0 when eval.every_s is set (choose one)",
         )
-        _require(self.val_tokens >= 1, "eval.val_tokens", self.val_tokens, "an integer >= 1")
-        _require(self.protocol in EVAL_PROTOCOLS, "eval.protocol", self.protocol, f"one of {', '.join(EVAL_PROTOCOLS)}")
+        require(self.val_tokens >= 1, "eval.val_tokens", self.val_tokens, "an integer >= 1")
+        require(self.protocol in EVAL_PROTOCOLS, "eval.protocol", self.protocol, f"one of {', '.join(EVAL_PROTOCOLS)}")
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ class DataConfig:
     val_fraction: float = 0.1  # last fraction of the text held out for validation (the seed's 90/10)
 
     def __post_init__(self) -> None:
-        _require(bool(self.corpus), "data.corpus", self.corpus, "a corpus name or a file path")
-        _require(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "a number in (0, 1)")
+        require(bool(self.corpus), "data.corpus", self.corpus, "a corpus name or a file path")
+        require(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "a number in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,6 @@ class RunConfig:
         return from_mapping(cls, mapping, "")
 
 
-def _require(ok: bool, field_name: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise StudyError(f"{field_name}={value!r} is invalid: expected {allowed}.")
-
-
 def from_mapping(cls: type, mapping: object, where: str):
     """Build dataclass `cls` from a mapping, strictly: unknown keys and wrong types raise StudyError.
 
@@ -146,7 +141,7 @@ def from_mapping(cls: type, mapping: object, where: str):
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in mapping.items():
-        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+        kwargs[name] = coerce(hints[name], value, f"{prefix}{name}")
     try:
         return cls(**kwargs)
     except StudyError:
@@ -155,15 +150,16 @@ def from_mapping(cls: type, mapping: object, where: str):
         raise StudyError(f"{where or cls.__name__}: {exc}") from None
 
 
-def _coerce(hint: object, value: object, path: str):
-    """Check `value` against a simple type hint; ints are accepted for floats."""
+def coerce(hint: object, value: object, path: str):
+    """Check `value` against a simple type hint; ints are accepted for floats, and a dataclass field takes a
+    mapping (built with `from_mapping`) or an instance already built."""
     if dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, path)
+        return value if isinstance(value, hint) else from_mapping(hint, value, path)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(hint):
             try:
-                return _coerce(option, value, path)
+                return coerce(option, value, path)
             except StudyError:
                 continue
         raise StudyError(f"{path}={value!r} has the wrong type: expected {hint}.")

@@ -2,7 +2,9 @@
 
 A spec names the study, where results go, the data, the budget, evaluation and checkpoint cadence, the default
 train and model settings, the axes whose grid product (x random samples x seeds) gives the trials, the resources
-of one trial and the scheduler. `load_spec` / `parse_spec` validate everything before anything starts.
+of one trial and the scheduler. Every dataclass validates itself in `__post_init__`, so a spec built from YAML
+(`load_spec` / `parse_spec`, which only turn the YAML mapping into the dataclasses), in code or by `replace` is
+checked before anything starts.
 """
 
 from __future__ import annotations
@@ -16,14 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from study.config.run import (
-    BudgetConfig,
-    DataConfig,
-    EvalConfig,
-    TrainConfig,
-    from_mapping,
-)
-from study.errors import StudyError
+from study.config.run import BudgetConfig, DataConfig, EvalConfig, TrainConfig, coerce, from_mapping
+from study.config.yamlio import load_yaml, parse_yaml
+from study.errors import StudyError, is_int, require
 from wt_model.config import INITS, ModelConfig
 
 # Axis label -> (ModelConfig.arch, random_worker_phase).
@@ -55,27 +52,46 @@ AXES = {
 WORKER_ONLY_AXES = ("worker_interval", "conv_kernel")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 SCHEDULERS = ("fifo", "asha")
+METRICS = ("val_loss", "val_loss_seed")  # what ASHA may minimise
 PRESET_DIR = "presets"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Distribution:
-    """One random-search axis: `uniform`/`loguniform` between low and high, or `choice` among values."""
+    """One random-search axis: `uniform`/`loguniform` between low and high, or `choice` among values.
+    Validated by the `SampleSpec` holding it, which knows the axis (and so the type of its values)."""
 
-    distribution: str = "loguniform"
-    low: float = 0.0
-    high: float = 0.0
-    values: tuple = ()
+    distribution: str = "loguniform"  # "uniform", "loguniform" or "choice"
+    low: float = 0.0  # uniform/loguniform: lower bound (loguniform: > 0)
+    high: float = 0.0  # uniform/loguniform: upper bound, above low
+    values: tuple = ()  # choice: the values to choose from
 
 
 @dataclass(frozen=True)
 class SampleSpec:
     """Random-search axes, drawn `num_samples` times from a generator seeded by `seed` (stable trial ids)."""
 
-    num_samples: int = 0
-    seed: int = 0
+    num_samples: int = 0  # random draws of the sampled axes (each combined with every grid point)
+    seed: int = 0  # seeds the draws, so the same spec always gives the same trials
     axes: dict = field(default_factory=dict)  # axis name -> Distribution
+
+    def __post_init__(self) -> None:
+        require(
+            is_int(self.num_samples) and self.num_samples >= 0,
+            "sample.num_samples",
+            self.num_samples,
+            "an integer >= 0",
+        )
+        require(is_int(self.seed), "sample.seed", self.seed, "an integer")
+        for name, dist in self.axes.items():
+            if name not in AXES:
+                raise StudyError(
+                    f"sample.{name} is not a known axis: expected num_samples, seed or one of {', '.join(AXES)}."
+                )
+            _check_distribution(name, dist)
+        if self.axes and self.num_samples == 0:
+            raise StudyError("sample.num_samples=0 is invalid with sampled axes: expected an integer >= 1.")
 
 
 @dataclass(frozen=True)
@@ -86,10 +102,13 @@ class ResourcesSpec:
     gpus: float | None = None  # GPUs per trial; null (auto): 1 when the cluster has GPUs, else 0
 
     def __post_init__(self) -> None:
-        if not (self.cpus > 0 and math.isfinite(self.cpus)):
-            raise StudyError(f"resources.cpus={self.cpus!r} is invalid: expected a number > 0.")
-        if self.gpus is not None and not (self.gpus >= 0 and math.isfinite(self.gpus)):
-            raise StudyError(f"resources.gpus={self.gpus!r} is invalid: expected a number >= 0, or null for auto.")
+        require(self.cpus > 0 and math.isfinite(self.cpus), "resources.cpus", self.cpus, "a number > 0")
+        require(
+            self.gpus is None or (self.gpus >= 0 and math.isfinite(self.gpus)),
+            "resources.gpus",
+            self.gpus,
+            "a number >= 0, or null for auto",
+        )
 
     def with_gpus_for(self, available_gpus: float) -> ResourcesSpec:
         """Resolve `gpus: null`: one GPU per trial where there are GPUs (timed trials must not share one)."""
@@ -102,27 +121,23 @@ class ResourcesSpec:
 class SchedulerSpec:
     """`fifo` runs every trial to its budget; `asha` stops poor trials early (hyperparameter searches)."""
 
-    kind: str = "fifo"
+    kind: str = "fifo"  # "fifo" or "asha"
     metric: str = "val_loss"  # asha: the metric to minimise
     grace_period_s: float = 30.0  # asha: training seconds (or the budget's unit) before a trial can be stopped
     reduction_factor: float = 3.0  # asha: keep 1 / reduction_factor of the trials at each rung
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULERS:
-            raise StudyError(f"scheduler.kind={self.kind!r} is invalid: expected one of {', '.join(SCHEDULERS)}.")
-        if self.metric not in ("val_loss", "val_loss_seed"):
-            raise StudyError(f"scheduler.metric={self.metric!r} is invalid: expected val_loss or val_loss_seed.")
-        if not self.grace_period_s > 0:
-            raise StudyError(f"scheduler.grace_period_s={self.grace_period_s!r} is invalid: expected a number > 0.")
-        if not self.reduction_factor > 1:
-            raise StudyError(f"scheduler.reduction_factor={self.reduction_factor!r} is invalid: expected a number > 1.")
+        require(self.kind in SCHEDULERS, "scheduler.kind", self.kind, f"one of {', '.join(SCHEDULERS)}")
+        require(self.metric in METRICS, "scheduler.metric", self.metric, " or ".join(METRICS))
+        require(self.grace_period_s > 0, "scheduler.grace_period_s", self.grace_period_s, "a number > 0")
+        require(self.reduction_factor > 1, "scheduler.reduction_factor", self.reduction_factor, "a number > 1")
 
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A whole study. `axes` maps an axis name to the tuple of its values."""
+    """A whole study, validated when built (from YAML by `parse_spec`, in code, or by `replace`)."""
 
-    name: str = "smoke"
+    name: str = "smoke"  # 1-64 letters, digits, '_', '.' or '-': the study's directory under storage
     storage: str = "./wt_results"  # local directory or URI (s3://bucket/prefix, gs://...)
     data: DataConfig = field(default_factory=DataConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -130,9 +145,9 @@ class StudySpec:
     checkpoint_every_s: float = 60.0  # wall seconds between trial checkpoints (0: only at the end)
     train: TrainConfig = field(default_factory=TrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    axes: dict = field(default_factory=dict)
+    axes: dict = field(default_factory=dict)  # axis name -> tuple of its values (the grid)
     sample: SampleSpec = field(default_factory=SampleSpec)
-    seeds: tuple = (0,)
+    seeds: tuple = (0,)  # training seeds of the trials behind verdicts
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     max_concurrent: int = 0  # trials at once; 0 lets Ray fill the cluster
     max_failures: int = 2  # retries of a trial that crashed (from its last checkpoint)
@@ -143,11 +158,38 @@ class StudySpec:
     allow_shared_device: bool = False  # seconds budgets: let trials share a GPU or a core (the report says so)
 
     def __post_init__(self) -> None:
+        require(
+            isinstance(self.name, str) and NAME_PATTERN.match(self.name) is not None,
+            "name",
+            self.name,
+            "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+        require(bool(self.storage), "storage", self.storage, "a directory path or a URI such as s3://bucket/prefix")
+        require(self.checkpoint_every_s >= 0, "checkpoint_every_s", self.checkpoint_every_s, "a number >= 0")
+        require(
+            is_int(self.max_concurrent) and self.max_concurrent >= 0,
+            "max_concurrent",
+            self.max_concurrent,
+            "an integer >= 0",
+        )
+        require(
+            is_int(self.max_failures) and self.max_failures >= 0, "max_failures", self.max_failures, "an integer >= 0"
+        )
+        require(
+            isinstance(self.allow_shared_device, bool), "allow_shared_device", self.allow_shared_device, "true or false"
+        )
+        require(
+            self.equivalence_margin > 0 and math.isfinite(self.equivalence_margin),
+            "equivalence_margin",
+            self.equivalence_margin,
+            "a number > 0 (nats)",
+        )
+        _check_axes(self.axes)
+        overlap = sorted(set(self.axes) & set(self.sample.axes))
+        if overlap:
+            raise StudyError(f"axes.{overlap[0]} is also a sample axis: give each axis in one place only.")
+        _check_seeds(self.seeds)
         _check_tune_seeds(self.tune_seeds, self.seeds)
-        if not (self.equivalence_margin > 0 and math.isfinite(self.equivalence_margin)):
-            raise StudyError(
-                f"equivalence_margin={self.equivalence_margin!r} is invalid: expected a number > 0 (nats)."
-            )
         _check_budgets(self)
 
     def to_dict(self) -> dict:
@@ -167,192 +209,75 @@ class StudySpec:
         return dataclasses.replace(self, **changes)
 
 
-TOP_LEVEL_KEYS = tuple(f.name for f in dataclasses.fields(StudySpec))
-
-
 def _distribution_to_dict(dist: Distribution) -> dict:
     if dist.distribution == "choice":
         return {"distribution": "choice", "values": list(dist.values)}
     return {"distribution": dist.distribution, "low": dist.low, "high": dist.high}
 
 
-def parse_spec(document: object) -> StudySpec:
-    """Validate a parsed YAML document and build the spec."""
-    if not isinstance(document, dict):
-        raise StudyError(f"a study spec must be a mapping of keys to values, got {type(document).__name__}.")
-    unknown = sorted(set(document) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise StudyError(f"{unknown[0]} is not a known key: expected one of {', '.join(TOP_LEVEL_KEYS)}.")
-    simple = {
-        key: document[key] for key in ("data", "budget", "eval", "train", "resources", "scheduler") if key in document
-    }
-    keys = ("name", "storage", "checkpoint_every_s", "max_concurrent", "max_failures")
-    for key in (*keys, "equivalence_margin", "allow_shared_device"):
-        if key in document:
-            simple[key] = document[key]
-    partial = from_mapping(_Scalars, simple, "")
-    kwargs = {f.name: getattr(partial, f.name) for f in dataclasses.fields(_Scalars)}
-    if not NAME_PATTERN.match(kwargs["name"]):
-        raise StudyError(
-            f"name={kwargs['name']!r} is invalid: expected 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit."
-        )
-    if not kwargs["storage"]:
-        raise StudyError("storage='' is invalid: expected a directory path or a URI such as s3://bucket/prefix.")
-    if kwargs["checkpoint_every_s"] < 0:
-        raise StudyError(f"checkpoint_every_s={kwargs['checkpoint_every_s']!r} is invalid: expected a number >= 0.")
-    if kwargs["max_concurrent"] < 0:
-        raise StudyError(f"max_concurrent={kwargs['max_concurrent']!r} is invalid: expected an integer >= 0.")
-    if kwargs["max_failures"] < 0:
-        raise StudyError(f"max_failures={kwargs['max_failures']!r} is invalid: expected an integer >= 0.")
-    kwargs["model"] = _parse_model_defaults(document.get("model", {}))
-    kwargs["axes"] = _parse_axes(document.get("axes", {}))
-    kwargs["sample"] = _parse_sample(document.get("sample", {}))
-    kwargs["seeds"] = _parse_seeds(document.get("seeds", [0]))
-    kwargs["tune_seeds"] = _parse_tune_seeds(document.get("tune_seeds", []))
-    kwargs["budget_by_arch"] = _parse_budget_by_arch(document.get("budget_by_arch", {}))
-    overlap = sorted(set(kwargs["axes"]) & set(kwargs["sample"].axes))
-    if overlap:
-        raise StudyError(f"axes.{overlap[0]} is also a sample axis: give each axis in one place only.")
-    return StudySpec(**kwargs)
-
-
-@dataclass(frozen=True)
-class _Scalars:
-    """The parts of StudySpec that `from_mapping` can check directly."""
-
-    name: str = StudySpec.name
-    storage: str = StudySpec.storage
-    data: DataConfig = field(default_factory=DataConfig)
-    budget: BudgetConfig = field(default_factory=BudgetConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint_every_s: float = StudySpec.checkpoint_every_s
-    train: TrainConfig = field(default_factory=TrainConfig)
-    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
-    max_concurrent: int = StudySpec.max_concurrent
-    max_failures: int = StudySpec.max_failures
-    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
-    equivalence_margin: float = StudySpec.equivalence_margin
-    allow_shared_device: bool = StudySpec.allow_shared_device
-
-
-def _parse_model_defaults(mapping: object) -> ModelConfig:
-    """Model defaults; `block_size` is the sequence length when there is no seq_len axis."""
-    return from_mapping(ModelConfig, mapping, "model")
-
-
-def _parse_axes(mapping: object) -> dict:
-    if not isinstance(mapping, dict):
-        raise StudyError(f"axes must be a mapping of axis name to a list of values, got {mapping!r}.")
-    axes = {}
-    for name, values in mapping.items():
-        if name not in AXES:
-            raise StudyError(f"axes.{name} is not a known axis: expected one of {', '.join(AXES)}.")
-        if not isinstance(values, list):
-            values = [values]
-        if not values:
-            raise StudyError(f"axes.{name} is empty: give at least one value.")
-        axes[name] = tuple(_axis_value(name, value, f"axes.{name}") for value in values)
-        if len(set(axes[name])) != len(axes[name]):
-            raise StudyError(f"axes.{name}={list(values)!r} repeats a value: list each value once.")
-    return axes
-
-
-def _axis_value(name: str, value: object, path: str):
+# ---- validation (called from __post_init__) ----------------------------------------------------------------
+def _check_axis_value(name: str, value: object, path: str) -> None:
     kind = AXES[name][2]
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
         expected = {int: "an integer", float: "a number", str: "a string"}[kind]
         raise StudyError(f"{path} value {value!r} has the wrong type: expected {expected}.")
-    if name == "arch" and value not in ARCH_LABELS:
-        raise StudyError(f"{path} value {value!r} is invalid: expected one of {', '.join(ARCH_LABELS)}.")
-    if name == "init" and value not in INITS:
-        raise StudyError(f"{path} value {value!r} is invalid: expected one of {', '.join(INITS)}.")
+    allowed = {"arch": ARCH_LABELS, "init": INITS}.get(name)
+    if allowed is not None and value not in allowed:
+        raise StudyError(f"{path} value {value!r} is invalid: expected one of {', '.join(allowed)}.")
     if name == "seq_len" and value < 1:
         raise StudyError(f"{path} value {value!r} is invalid: expected an integer >= 1.")
-    return value
 
 
-def _parse_sample(mapping: object) -> SampleSpec:
-    if not isinstance(mapping, dict):
-        raise StudyError(f"sample must be a mapping, got {mapping!r}.")
-    mapping = dict(mapping)
-    num_samples = mapping.pop("num_samples", 0)
-    seed = mapping.pop("seed", 0)
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
-        raise StudyError(f"sample.num_samples={num_samples!r} is invalid: expected an integer >= 0.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise StudyError(f"sample.seed={seed!r} is invalid: expected an integer.")
-    axes = {}
-    for name, raw in mapping.items():
+def _check_axes(axes: dict) -> None:
+    for name, values in axes.items():
         if name not in AXES:
-            raise StudyError(
-                f"sample.{name} is not a known axis: expected num_samples, seed or one of {', '.join(AXES)}."
-            )
-        axes[name] = _parse_distribution(name, raw)
-    if axes and num_samples == 0:
-        raise StudyError("sample.num_samples=0 is invalid with sampled axes: expected an integer >= 1.")
-    return SampleSpec(num_samples=num_samples, seed=seed, axes=axes)
+            raise StudyError(f"axes.{name} is not a known axis: expected one of {', '.join(AXES)}.")
+        require(isinstance(values, tuple), f"axes.{name}", values, "a tuple of values")
+        if not values:
+            raise StudyError(f"axes.{name} is empty: give at least one value.")
+        for value in values:
+            _check_axis_value(name, value, f"axes.{name}")
+        if len(set(values)) != len(values):
+            raise StudyError(f"axes.{name}={list(values)!r} repeats a value: list each value once.")
 
 
-def _parse_distribution(name: str, raw: object) -> Distribution:
+def _check_distribution(name: str, dist: object) -> None:
     path = f"sample.{name}"
-    if not isinstance(raw, dict):
+    if not isinstance(dist, Distribution):
         raise StudyError(f"{path} must be a mapping such as {{distribution: loguniform, low: 1e-4, high: 1e-2}}.")
-    dist = from_mapping(Distribution, raw, path)
-    if dist.distribution not in DISTRIBUTIONS:
-        raise StudyError(
-            f"{path}.distribution={dist.distribution!r} is invalid: expected one of {', '.join(DISTRIBUTIONS)}."
-        )
+    require(
+        dist.distribution in DISTRIBUTIONS,
+        f"{path}.distribution",
+        dist.distribution,
+        f"one of {', '.join(DISTRIBUTIONS)}",
+    )
     if dist.distribution == "choice":
         if not dist.values:
             raise StudyError(f"{path}.values is empty: give at least one value to choose from.")
-        values = tuple(_axis_value(name, v, f"{path}.values") for v in dist.values)
-        return Distribution(distribution="choice", values=values)
+        for value in dist.values:
+            _check_axis_value(name, value, f"{path}.values")
+        return
     if AXES[name][2] is str:
         raise StudyError(f"{path}.distribution={dist.distribution!r} is invalid for a text axis: use choice.")
     if not (math.isfinite(dist.low) and math.isfinite(dist.high) and dist.low < dist.high):
         raise StudyError(f"{path}: low={dist.low!r}, high={dist.high!r} is invalid: expected low < high.")
     if dist.distribution == "loguniform" and dist.low <= 0:
         raise StudyError(f"{path}.low={dist.low!r} is invalid for loguniform: expected a number > 0.")
-    return dist
 
 
-def _parse_seeds(raw: object) -> tuple:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        if raw < 1:
-            raise StudyError(f"seeds={raw!r} is invalid: expected a count >= 1 or a list of integer seeds.")
-        return tuple(range(raw))
-    if not isinstance(raw, list) or not raw:
-        raise StudyError(f"seeds={raw!r} is invalid: expected a count >= 1 or a non-empty list of integer seeds.")
-    for seed in raw:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise StudyError(f"seeds value {seed!r} is invalid: expected an integer >= 0.")
-    if len(set(raw)) != len(raw):
-        raise StudyError(f"seeds={raw!r} repeats a seed: list each seed once.")
-    return tuple(raw)
-
-
-def _parse_tune_seeds(raw: object) -> tuple:
-    if not isinstance(raw, list):
-        raise StudyError(f"tune_seeds={raw!r} is invalid: expected a list of integer seeds such as [100, 101].")
-    return tuple(raw)
-
-
-def _parse_budget_by_arch(raw: object) -> dict:
-    if not isinstance(raw, dict):
-        raise StudyError(f"budget_by_arch={raw!r} is invalid: expected a mapping such as {{standard: 966}}.")
-    bad = [label for label, v in raw.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
-    if bad:
-        raise StudyError(f"budget_by_arch.{bad[0]}={raw[bad[0]]!r} has the wrong type: expected a number.")
-    return {label: float(value) for label, value in raw.items()}
+def _check_seeds(seeds: tuple) -> None:
+    require(isinstance(seeds, tuple) and len(seeds) > 0, "seeds", seeds, "a non-empty tuple of integer seeds")
+    for seed in seeds:
+        require(is_int(seed) and seed >= 0, "seeds value", seed, "an integer >= 0")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"seeds={list(seeds)!r} repeats a seed: list each seed once.")
 
 
 def _check_tune_seeds(tune_seeds: tuple, seeds: tuple) -> None:
     """Tuning seeds choose settings, test seeds judge them: the two sets must not share a seed."""
+    require(isinstance(tune_seeds, tuple), "tune_seeds", tune_seeds, "a tuple of integer seeds")
     for seed in tune_seeds:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise StudyError(f"tune_seeds value {seed!r} is invalid: expected an integer >= 0.")
         if seed in seeds:
             raise StudyError(f"tune_seeds value {seed} is also in seeds: a seed either tunes or tests, never both.")
@@ -367,8 +292,9 @@ def _check_budgets(spec: StudySpec) -> None:
             raise StudyError(
                 f"budget_by_arch.{label} is not an architecture: expected one of {', '.join(ARCH_LABELS)}."
             )
-        if not (value > 0 and math.isfinite(value)):
-            raise StudyError(f"budget_by_arch.{label}={value!r} is invalid: expected a finite number > 0.")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise StudyError(f"budget_by_arch.{label}={value!r} has the wrong type: expected a number.")
+        require(value > 0 and math.isfinite(value), f"budget_by_arch.{label}", value, "a finite number > 0")
     shortest = min([spec.budget.value, *spec.budget_by_arch.values()])
     if spec.scheduler.kind == "asha" and spec.scheduler.grace_period_s >= shortest:
         raise StudyError(
@@ -377,46 +303,84 @@ def _check_budgets(spec: StudySpec) -> None:
         )
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str, what: str) -> object:
-    """Parse YAML text strictly; any problem becomes one sentence naming `what`, the line and the column."""
-    loader = _StrictLoader(text)  # what yaml.safe_load does, with the stricter loader
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise StudyError(f"{what} is not valid YAML{where}: {problem}.") from None
-    finally:
-        loader.dispose()
+# ---- YAML mapping -> dataclasses (types only; the dataclasses validate the values) ------------------------
+def parse_spec(document: object) -> StudySpec:
+    """Build the spec from a parsed YAML document. The sections whose YAML form is not their dataclass's own
+    (axes, sample, seeds, tune_seeds, budget_by_arch) are converted first; `from_mapping` then rejects unknown
+    keys and wrong types, and `StudySpec.__post_init__` (with its parts') checks the values."""
+    if not isinstance(document, dict):
+        raise StudyError(f"a study spec must be a mapping of keys to values, got {type(document).__name__}.")
+    doc = dict(document)
+    for key, convert in _YAML_FORMS.items():
+        if key in doc:
+            doc[key] = convert(doc[key])
+    return from_mapping(StudySpec, doc, "")
 
 
-def load_yaml(path: Path, what: str) -> object:
-    """Read a YAML file, turning every way it can fail into one sentence."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StudyError(f"{what} {str(path)!r} does not exist.") from None
-    except IsADirectoryError:
-        raise StudyError(f"{what} {str(path)!r} is a directory: expected a YAML file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{what} {str(path)!r} cannot be read: {exc}.") from None
-    return parse_yaml(text, f"{what} {str(path)!r}")
+def _axes_from_yaml(mapping: object) -> dict:
+    """axis name -> tuple of values; a single value is a one-value axis; ints are numbers on float axes."""
+    if not isinstance(mapping, dict):
+        raise StudyError(f"axes must be a mapping of axis name to a list of values, got {mapping!r}.")
+    return {
+        name: tuple(_axis_value_from_yaml(name, v) for v in (values if isinstance(values, list) else [values]))
+        for name, values in mapping.items()
+    }
+
+
+def _axis_value_from_yaml(name: str, value: object) -> object:
+    if name in AXES and AXES[name][2] is float:
+        try:
+            return coerce(float, value, f"axes.{name}")
+        except StudyError:
+            return value  # the axis check names the value and the type
+    return value
+
+
+def _sample_from_yaml(mapping: object) -> SampleSpec:
+    """`sample:` holds num_samples, seed and one mapping per sampled axis, side by side."""
+    if not isinstance(mapping, dict):
+        raise StudyError(f"sample must be a mapping, got {mapping!r}.")
+    mapping = dict(mapping)
+    num_samples, seed = mapping.pop("num_samples", 0), mapping.pop("seed", 0)
+    axes = {}
+    for name, raw in mapping.items():
+        path = f"sample.{name}"
+        if not isinstance(raw, dict):
+            raise StudyError(f"{path} must be a mapping such as {{distribution: loguniform, low: 1e-4, high: 1e-2}}.")
+        dist = from_mapping(Distribution, raw, path)
+        if dist.distribution == "choice":  # only the values count
+            values = dist.values if isinstance(dist.values, (list, tuple)) else (dist.values,)
+            dist = Distribution("choice", values=tuple(_axis_value_from_yaml(name, v) for v in values))
+        axes[name] = dist
+    return SampleSpec(num_samples=num_samples, seed=seed, axes=axes)
+
+
+def _seeds_from_yaml(raw: object) -> tuple:
+    """A count n (seeds 0..n-1) or a list of seeds."""
+    if is_int(raw):
+        require(raw >= 1, "seeds", raw, "a count >= 1 or a list of integer seeds")
+        return tuple(range(raw))
+    require(isinstance(raw, list) and len(raw) > 0, "seeds", raw, "a count >= 1 or a non-empty list of integer seeds")
+    return tuple(raw)
+
+
+def _tune_seeds_from_yaml(raw: object) -> tuple:
+    require(isinstance(raw, list), "tune_seeds", raw, "a list of integer seeds such as [100, 101]")
+    return tuple(raw)
+
+
+def _budget_by_arch_from_yaml(raw: object) -> dict:
+    require(isinstance(raw, dict), "budget_by_arch", raw, "a mapping such as {standard: 966}")
+    return {label: coerce(float, value, f"budget_by_arch.{label}") for label, value in raw.items()}
+
+
+_YAML_FORMS = {
+    "axes": _axes_from_yaml,
+    "sample": _sample_from_yaml,
+    "seeds": _seeds_from_yaml,
+    "tune_seeds": _tune_seeds_from_yaml,
+    "budget_by_arch": _budget_by_arch_from_yaml,
+}
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -6,7 +6,16 @@ import pytest
 import yaml
 
 from study.cli import main
-from study.config.spec import StudySpec, dump_spec, load_preset, parse_spec, parse_yaml, preset_names
+from study.config.spec import (
+    Distribution,
+    SampleSpec,
+    StudySpec,
+    dump_spec,
+    load_preset,
+    parse_spec,
+    parse_yaml,
+    preset_names,
+)
 from study.errors import StudyError
 from tests.study.conftest import TINY_SPEC
 
@@ -65,6 +74,56 @@ def test_bad_spec_documents_raise_one_sentence(changes, fragment):
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
+
+
+LOGUNIFORM_LR = Distribution("loguniform", 1e-4, 1e-2)
+CODE_CASES = {
+    "name": (lambda: StudySpec(name="a/b"), "name='a/b' is invalid"),
+    "storage": (lambda: StudySpec(storage=""), "storage='' is invalid"),
+    "checkpoint cadence": (lambda: StudySpec(checkpoint_every_s=-1.0), "checkpoint_every_s=-1.0 is invalid"),
+    "concurrency": (lambda: StudySpec(max_concurrent=-1), "max_concurrent=-1 is invalid"),
+    "failures": (lambda: StudySpec().replace(max_failures=-2), "max_failures=-2 is invalid"),
+    "empty axis": (lambda: StudySpec(axes={"seq_len": ()}), "axes.seq_len is empty"),
+    "unknown axis": (lambda: StudySpec(axes={"depth": (1,)}), "axes.depth is not a known axis"),
+    "axis label": (lambda: StudySpec(axes={"arch": ("mamba",)}), "axes.arch value 'mamba' is invalid"),
+    "repeated seed": (lambda: StudySpec().replace(seeds=(1, 1)), "repeats a seed"),
+    "no seeds": (lambda: StudySpec(seeds=()), "seeds=() is invalid"),
+    "axis twice": (
+        lambda: StudySpec(axes={"lr": (1e-3,)}, sample=SampleSpec(num_samples=2, axes={"lr": LOGUNIFORM_LR})),
+        "axes.lr is also a sample axis",
+    ),
+    "samples without a count": (lambda: SampleSpec(axes={"lr": LOGUNIFORM_LR}), "sample.num_samples=0 is invalid"),
+    "bounds": (
+        lambda: SampleSpec(num_samples=1, axes={"lr": Distribution("uniform", 1.0, 0.5)}),
+        "sample.lr: low=1.0, high=0.5 is invalid",
+    ),
+    "choice of a bad label": (
+        lambda: SampleSpec(num_samples=1, axes={"init": Distribution("choice", values=("xavier",))}),
+        "sample.init.values value 'xavier' is invalid",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CODE_CASES))
+def test_specs_built_in_code_or_replaced_are_validated_too(case):
+    build, fragment = CODE_CASES[case]
+    with pytest.raises(StudyError) as info:
+        build()
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_yaml_and_the_code_forms_of_a_mistake_say_the_same():
+    from tests.study.conftest import deep_update
+
+    messages = []
+    for build in (
+        lambda: parse_spec(deep_update(TINY_SPEC, {"axes": {"arch": ["standard"], "seq_len": [32, 32]}})),
+        lambda: parse_spec(TINY_SPEC).replace(axes={"arch": ("standard",), "seq_len": (32, 32)}),
+    ):
+        with pytest.raises(StudyError) as info:
+            build()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] == "axes.seq_len=[32, 32] repeats a value: list each value once."
 
 
 def _run_cli(argv, capsys):
