@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ARCHS = ("standard", "worker")
-ATTENTIONS = ("sdpa", "naive")
+ATTENTIONS = ("sdpa", "naive", "flex")
 INITS = ("torch", "nanogpt")
 
 
@@ -26,7 +26,11 @@ class ModelConfig:
     dropout: float = 0.1  # dropout on attention weights and residual branches (the seed trains with 0.1)
     worker_interval: int = 4  # k: positions k-1, 2k-1, ... (and always the last) are workers; worker only
     random_worker_phase: bool = False  # worker only: draw the worker phase at random per training batch
-    attention: str = "sdpa"  # "sdpa" (fused scaled_dot_product_attention) or "naive" (materialised scores)
+    # "sdpa" (fused scaled_dot_product_attention), "naive" (materialised scores) or "flex": the worker's masked
+    # attention through FlexAttention's block-sparse kernel on CUDA (SDPA elsewhere), and NO dropout on attention
+    # weights in either model (FlexAttention has none; residual dropout stays): a different regulariser than
+    # the seed's, hence a named choice
+    attention: str = "sdpa"
     init: str = "torch"  # "torch" (PyTorch's module defaults, as the seed) or "nanogpt" (N(0, 0.02), scaled residuals)
     conv_kernel: int = 3  # worker only: width of the causal depthwise token mixer (the seed uses 3)
     rope_base: float = 10000.0  # RoPE frequency base

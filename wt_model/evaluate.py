@@ -37,7 +37,7 @@ def evaluate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, forward: 
     skipped, except phase 0, which gives the seed's metric (all its workers, the last position included).
     """
     B, T = x.shape
-    forward = forward or model
+    forward = model if forward is None else forward
     if not isinstance(model, WorkerTransformer):
         logits, _ = forward(x)  # (B, T, V)
         total = _ce_sum(logits, y)

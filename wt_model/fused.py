@@ -8,6 +8,12 @@ backward. Each is checked against its plain-autograd reference in tests/wt_model
 Dropout masks come from `torch.rand(...) >= p` (keep probability 1 - p up to float32 resolution, 2^-24), drawn
 from torch's global generator like `F.dropout`'s; it is about twice as fast as `bernoulli_` on CPUs where
 PyTorch has no vectorised Bernoulli sampler.
+
+One switch, `use_cpu_kernels(x)`, decides where these Functions run: eager CPU only. On CUDA they would be
+many small kernel launches, and under `torch.compile` they are graph breaks (their `out=` writes into strided
+views) with nothing to gain, since the compiler fuses the plain ops itself. Everywhere else each public
+function below computes the same math with plain differentiable ops, which the compiler captures whole and
+CUDA graphs replay. `layers.attention` calls `dropout_attention` only behind the same switch.
 """
 
 from __future__ import annotations
@@ -16,6 +22,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+
+def use_cpu_kernels(x: torch.Tensor) -> bool:
+    """True where the hand-written Functions run: eager mode on a CPU tensor; False on CUDA and under compile."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -42,7 +53,10 @@ class _RMSNorm(torch.autograd.Function):
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return _RMSNorm.apply(x, weight, eps)
+    """RMSNorm of x (..., C) with a per-channel weight (C,)."""
+    if use_cpu_kernels(x):
+        return _RMSNorm.apply(x, weight, eps)  # autograd through F.rms_norm is slow on CPU
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -75,7 +89,11 @@ class _Rope(torch.autograd.Function):
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x (B, H, T, D) by cos, sin (T, D) (sin with its first half negated)."""
-    return _Rope.apply(x, cos.to(x.dtype), sin.to(x.dtype))
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if use_cpu_kernels(x):
+        return _Rope.apply(x, cos, sin)
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * sin  # swapped halves times signed sin
 
 
 class _DropoutAdd(torch.autograd.Function):
@@ -94,13 +112,13 @@ class _DropoutAdd(torch.autograd.Function):
 
 
 def dropout_add(x: torch.Tensor, y: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """x + F.dropout(y, p, training), the residual add of a dropped-out branch (fused on CPU; elsewhere
+    """x + F.dropout(y, p, training), the residual add of a dropped-out branch (fused on eager CPU; elsewhere
     F.dropout, whose fused kernel also keeps the mask in full precision under autocast)."""
     if not training or p == 0.0:
         return x + y
-    if y.device.type != "cpu":
-        return x + F.dropout(y, p, training=True)
-    return _DropoutAdd.apply(x, y, p)
+    if use_cpu_kernels(y):
+        return _DropoutAdd.apply(x, y, p)
+    return x + F.dropout(y, p, training=True)
 
 
 class _CausalDepthwiseConv(torch.autograd.Function):
@@ -133,7 +151,14 @@ class _CausalDepthwiseConv(torch.autograd.Function):
 
 def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Causal depthwise convolution of x (B, T, C) with weight (C, K) and bias (C,)."""
-    return _CausalDepthwiseConv.apply(x, weight, bias)
+    if use_cpu_kernels(x):
+        return _CausalDepthwiseConv.apply(x, weight, bias)
+    T, K = x.shape[1], weight.shape[1]
+    padded = F.pad(x, (0, 0, K - 1, 0))  # (B, K - 1 + T, C): zeros before position 0
+    y = bias + padded[:, K - 1 :] * weight[:, K - 1]  # (B, T, C); tap j multiplies position t - (K - 1) + j
+    for j in range(K - 1):
+        y = y + padded[:, j : j + T] * weight[:, j]
+    return y
 
 
 class _DropoutAttention(torch.autograd.Function):

@@ -6,14 +6,17 @@ architecture (who is updated, who attends), never from one model getting a bette
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from wt_model.config import ModelConfig
-from wt_model.fused import dropout_attention, rms_norm, rope
+from wt_model.fused import dropout_attention, rms_norm, rope, use_cpu_kernels
 
 RMS_EPS = 1e-6
 
@@ -27,9 +30,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu":
-            return rms_norm(x, self.weight, self.eps)  # same math; autograd through F.rms_norm is slow on CPU
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)  # F.rms_norm, or its CPU kernel (see fused.py)
 
 
 class Rotary(nn.Module):
@@ -57,34 +58,55 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return rope(x, cos, sin)
 
 
+@dataclass(frozen=True)
+class PrefixMask:
+    """Which keys each query row attends when that is not the plain causal mask (the worker's mask): row i sees
+    keys [0, n_keys[i]), a prefix, non-decreasing in i. One mask in the forms the kernels want, built once per
+    forward from plain integers, so nothing here syncs with the device."""
+
+    dense: torch.Tensor  # (L, S) bool, True where attention is allowed (sdpa, naive)
+    n_keys: tuple[int, ...]  # per query row, as Python ints (the CPU dropout kernel's block bounds)
+    block_mask: BlockMask | None = None  # FlexAttention's block-sparse form (attention="flex" on CUDA)
+
+
+@functools.cache
+def _compiled_flex_attention():
+    """flex_attention compiled on first use: without compile it runs an unfused reference that materialises
+    every score. Under an outer torch.compile the plain function is used and compiled with its caller."""
+    return torch.compile(flex_attention, dynamic=False)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    mask: torch.Tensor | None,
+    mask: PrefixMask | None,
     dropout_p: float,
     impl: str,
 ) -> torch.Tensor:
     """Softmax attention of q (B, H, L, D) over k, v (B, H, S, D); returns (B, H, L, D).
 
-    mask: boolean (L, S), True where attention is allowed; None means the standard causal mask (L == S),
-    which lets `sdpa` take its fused causal path. Every row of a mask must allow a prefix of the keys (causal
-    and worker masks do). `naive` materialises the (B, H, L, S) scores, as the seed's baseline does.
+    mask None means the standard causal mask (L == S), which lets `sdpa` take its fused causal (flash) path.
+    `naive` materialises the (B, H, L, S) scores, as the seed's baseline does. `flex` runs a `PrefixMask` with
+    a block mask through FlexAttention (CUDA), and is otherwise `sdpa`; it takes no dropout (the caller passes
+    0: FlexAttention has none on attention weights, see ModelConfig.attention).
     """
     L, S = q.shape[-2], k.shape[-2]
-    if impl == "sdpa":
-        if dropout_p > 0 and q.device.type == "cpu":
+    if impl == "flex" and mask is not None and mask.block_mask is not None:
+        run = flex_attention if torch.compiler.is_compiling() else _compiled_flex_attention()
+        return run(q, k, v, block_mask=mask.block_mask)
+    if impl in ("sdpa", "flex"):
+        if dropout_p > 0 and use_cpu_kernels(q):
             # SDPA has no fused CPU kernel with dropout: it falls back to an unfused math path, slower than
             # `naive`. The same math (softmax, then dropout on the weights) in fewer passes, skipping fully
             # masked blocks as the fused kernel does:
-            n_keys = list(range(1, L + 1)) if mask is None else mask.sum(-1).tolist()  # row i sees [0, n_keys[i])
+            n_keys = list(range(1, L + 1)) if mask is None else list(mask.n_keys)  # row i sees [0, n_keys[i])
             return dropout_attention(q, k, v, n_keys, dropout_p)
-        causal = mask is None
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
-    if mask is None:
-        mask = torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
+        dense = None if mask is None else mask.dense
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=dense, dropout_p=dropout_p, is_causal=mask is None)
+    dense = torch.ones(L, S, dtype=torch.bool, device=q.device).tril() if mask is None else mask.dense
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, L, S)
-    scores = scores.masked_fill(~mask, float("-inf"))
+    scores = scores.masked_fill(~dense, float("-inf"))
     weights = F.dropout(F.softmax(scores, dim=-1), p=dropout_p, training=dropout_p > 0)
     return weights @ v  # (B, H, L, D)
 
@@ -112,7 +134,7 @@ class GatedAttention(nn.Module):
         x_kv: torch.Tensor,
         rope_q: tuple[torch.Tensor, torch.Tensor],
         rope_kv: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
+        mask: PrefixMask | None,
     ) -> torch.Tensor:
         B, L, C = x_q.shape
         S = x_kv.shape[1]
@@ -124,7 +146,7 @@ class GatedAttention(nn.Module):
         v = v.view(B, S, H, C // H).transpose(1, 2)  # (B, H, S, D)
         q = apply_rope(q, *rope_q)
         k = apply_rope(k, *rope_kv)
-        dropout_p = self.dropout if self.training else 0.0
+        dropout_p = self.dropout if self.training and self.impl != "flex" else 0.0  # flex: none on the weights
         y = attention(q, k, v, mask, dropout_p, self.impl)  # (B, H, L, D)
         y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
         return self.out(y * torch.sigmoid(gate))

@@ -13,10 +13,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
 from wt_model.config import ModelConfig
 from wt_model.fused import causal_depthwise_conv, dropout_add
-from wt_model.layers import FeedForward, GatedAttention, RMSNorm, Rotary, init_weights
+from wt_model.layers import FeedForward, GatedAttention, PrefixMask, RMSNorm, Rotary, init_weights
+from wt_model.positions import worker_position_list
+
+
+def worker_block_mask(T: int, k: int, offset: int, device: torch.device) -> BlockMask:
+    """FlexAttention's block mask of the worker attention at phase `offset`: worker i (at position pos[i])
+    sees keys 0..pos[i]. pos[i] = min(first + i * k, T - 1) covers the regular workers and the last position."""
+    first = (k - 1 - offset) % k
+    n_workers = len(worker_position_list(T, k, offset))
+
+    def sees(b, h, q_idx, kv_idx):
+        return kv_idx <= torch.clamp(first + q_idx * k, max=T - 1)
+
+    return create_block_mask(sees, None, None, n_workers, T, device=device)
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -52,7 +66,7 @@ class WorkerBlock(nn.Module):
         pos: torch.Tensor,
         rope_w: tuple[torch.Tensor, torch.Tensor],
         rope_all: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor,
+        mask: PrefixMask,
     ) -> torch.Tensor:
         """x: the full stream (B, T, C); x_w = x[:, pos] (B, W, C). Returns the updated worker rows."""
         h = self.norm1(self.mixer(x))  # (B, T, C)
@@ -73,6 +87,7 @@ class WorkerTransformer(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         init_weights(self, cfg)
         nn.init.normal_(self.worker_emb, mean=0.0, std=0.02)  # the seed's marker init, under either scheme
+        self._block_masks: dict[tuple[int, int, str], BlockMask] = {}  # (T, phase, device) -> flex block mask
 
     def worker_positions(self, T: int, offset: int = 0, device: torch.device | None = None) -> torch.Tensor:
         """Sorted worker positions for phase `offset`: p % k == (k - 1 - offset) % k, plus always T - 1."""
@@ -83,8 +98,28 @@ class WorkerTransformer(nn.Module):
         pos = torch.arange(first, max(first, T), k, device=device)  # empty when first >= T
         last_is_regular = first <= T - 1 and (T - 1 - first) % k == 0  # plain ints: no device sync
         if not last_is_regular:
-            pos = torch.cat([pos, torch.tensor([T - 1], device=device)])
+            pos = torch.cat([pos, torch.full((1,), T - 1, device=device)])  # a fill, not a host-to-device copy
         return pos
+
+    def attention_mask(self, T: int, offset: int, pos: torch.Tensor) -> PrefixMask:
+        """The worker attention mask at phase `offset` (pos: `worker_positions(T, offset)` on the device).
+
+        Static shapes per (T, phase) and no device sync, so the compiler captures it. FlexAttention's block mask
+        (attention="flex" on CUDA) is built once per (T, phase, device) and cached in eager mode; under compile
+        it is built inside the graph, which CUDA graphs then replay."""
+        dense = torch.arange(T, device=pos.device)[None, :] <= pos[:, None]  # (W, T): worker i sees j <= pos[i]
+        n_keys = tuple(p + 1 for p in worker_position_list(T, self.cfg.worker_interval, offset))
+        block_mask = None
+        if self.cfg.attention == "flex" and pos.device.type == "cuda":
+            args = (T, self.cfg.worker_interval, offset, pos.device)
+            if torch.compiler.is_compiling():
+                block_mask = worker_block_mask(*args)
+            else:
+                key = (T, offset, str(pos.device))
+                if key not in self._block_masks:
+                    self._block_masks[key] = worker_block_mask(*args)
+                block_mask = self._block_masks[key]
+        return PrefixMask(dense=dense, n_keys=n_keys, block_mask=block_mask)
 
     def _phase(self, worker_offset: int | None) -> int:
         if worker_offset is not None:
@@ -101,10 +136,10 @@ class WorkerTransformer(nn.Module):
         B, T = idx.shape
         if self.cfg.block_size < T:
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}.")
-        pos = self.worker_positions(T, self._phase(worker_offset), idx.device)  # (W,)
+        phase = self._phase(worker_offset)
+        pos = self.worker_positions(T, phase, idx.device)  # (W,)
         W = pos.numel()
-        # (W, T) boolean: worker i attends to every position j <= pos[i]
-        mask = torch.arange(T, device=idx.device)[None, :] <= pos[:, None]
+        mask = self.attention_mask(T, phase, pos)
         rope_w, rope_all = self.rotary.tables(pos), self.rotary.tables(T)
 
         x = self.tok_emb(idx)  # (B, T, C)
