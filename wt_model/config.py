@@ -7,6 +7,8 @@ from dataclasses import dataclass
 ARCHS = ("standard", "worker")
 ATTENTIONS = ("sdpa", "naive", "flex")
 INITS = ("torch", "nanogpt")
+# field -> its allowed values: __post_init__ checks them, and `wt-study train` offers them as flag choices
+CHOICES = {"arch": ARCHS, "attention": ATTENTIONS, "init": INITS}
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class ModelConfig:
     n_embd: int = 256  # residual stream width
     n_head: int = 4  # attention heads; n_embd / n_head must be an even head dimension (RoPE rotates pairs)
     n_layer: int = 4  # transformer blocks
-    ffn_hidden: int = 0  # FFN hidden width; 0 means 4 * n_embd (the seed's choice)
+    ffn_hidden: int = 0  # FFN hidden width; 0 (the default) means 4 * n_embd, the seed's choice (see ffn_width)
     dropout: float = 0.1  # dropout on attention weights and residual branches (the seed trains with 0.1)
     worker_interval: int = 4  # k: positions k-1, 2k-1, ... (and always the last) are workers; worker only
     random_worker_phase: bool = False  # worker only: draw the worker phase at random per training batch
@@ -36,14 +38,17 @@ class ModelConfig:
     rope_base: float = 10000.0  # RoPE frequency base
 
     def __post_init__(self) -> None:
-        if self.ffn_hidden == 0:
-            object.__setattr__(self, "ffn_hidden", 4 * self.n_embd)
-        _check(self.arch in ARCHS, "arch", self.arch, f"one of {', '.join(ARCHS)}")
-        _check(self.attention in ATTENTIONS, "attention", self.attention, f"one of {', '.join(ATTENTIONS)}")
-        _check(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
-        for name in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer", "ffn_hidden", "conv_kernel"):
+        for name, allowed in CHOICES.items():
+            _check(getattr(self, name) in allowed, name, getattr(self, name), f"one of {', '.join(allowed)}")
+        for name in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer", "conv_kernel"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, value, "an integer >= 1")
+        _check(
+            _is_int(self.ffn_hidden) and self.ffn_hidden >= 0,
+            "ffn_hidden",
+            self.ffn_hidden,
+            "an integer >= 1, or 0 for 4 * n_embd",
+        )
         _check(
             _is_int(self.worker_interval) and self.worker_interval >= 1,
             "worker_interval",
@@ -84,6 +89,11 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def ffn_width(self) -> int:
+        """The FFN hidden width the layers, FLOPs and trial rows use: ffn_hidden, or 4 * n_embd when it is 0."""
+        return self.ffn_hidden or 4 * self.n_embd
 
 
 def _is_int(value: object) -> bool:

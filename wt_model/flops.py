@@ -36,7 +36,7 @@ class ParamCounts:
 
 def count_params(cfg: ModelConfig) -> ParamCounts:
     """Exact parameter counts of `build_model(cfg)` (tested against sum(p.numel()))."""
-    C, F, V = cfg.n_embd, cfg.ffn_hidden, cfg.vocab_size
+    C, F, V = cfg.n_embd, cfg.ffn_width, cfg.vocab_size
     attention = 5 * C * C  # q, gate, k, v, out; no biases
     ffn = C * F + F + F * C + C  # with biases
     block = C + attention + C + ffn  # two RMSNorm weights
@@ -59,7 +59,7 @@ def n_workers(cfg: ModelConfig, seq_len: int) -> int:
 def forward_flops_per_sequence(cfg: ModelConfig, seq_len: int) -> float:
     """Forward FLOPs of one sequence of length `seq_len` (see the module docstring for the convention)."""
     _check_seq_len(cfg, seq_len)
-    T, C, F, V = seq_len, cfg.n_embd, cfg.ffn_hidden, cfg.vocab_size
+    T, C, F, V = seq_len, cfg.n_embd, cfg.ffn_width, cfg.vocab_size
     W = n_workers(cfg, T)  # rows that get queries, gate, output projection, FFN and LM head
     per_layer = (
         2 * T * C * (2 * C)  # keys and values on every row

@@ -157,8 +157,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.up = nn.Linear(cfg.n_embd, cfg.ffn_hidden)
-        self.down = nn.Linear(cfg.ffn_hidden, cfg.n_embd)
+        self.up = nn.Linear(cfg.n_embd, cfg.ffn_width)
+        self.down = nn.Linear(cfg.ffn_width, cfg.n_embd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.gelu(self.up(x)))

@@ -91,10 +91,6 @@ def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
         (model_changes if section == "model" else train_changes)[field_name] = value
     if arch == "standard":
         model_changes["worker_interval"] = STANDARD_WORKER_INTERVAL
-    if "n_embd" in model_changes and "ffn_hidden" not in point:
-        # The spec's FFN width is derived (4 x n_embd) unless given explicitly.
-        default_ffn = spec.model.ffn_hidden if spec.model.ffn_hidden != 4 * spec.model.n_embd else 0
-        model_changes["ffn_hidden"] = default_ffn
     where = ", ".join(f"{k}={v}" for k, v in point.items()) or "the defaults"
     try:
         model = dataclasses.replace(spec.model, **model_changes)

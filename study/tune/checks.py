@@ -19,7 +19,7 @@ def training_bytes(trial) -> int:
     from wt_model.flops import count_params
 
     m, batch = trial.run.model, trial.run.train.batch_size
-    activations = 4 * batch * m.block_size * (m.n_layer * (6 * m.n_embd + m.ffn_hidden) + m.vocab_size)
+    activations = 4 * batch * m.block_size * (m.n_layer * (6 * m.n_embd + m.ffn_width) + m.vocab_size)
     return 16 * count_params(m).total + activations
 
 

@@ -16,7 +16,7 @@ def git_sha() -> str:
     """The commit of the code running the study ("" when not in a git checkout)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 (git from PATH, as the user runs it; fixed arguments)
             cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
@@ -46,7 +46,7 @@ def pending_row(trial: Trial, spec: StudySpec) -> dict:
         "n_embd": model.n_embd,
         "n_layer": model.n_layer,
         "n_head": model.n_head,
-        "ffn_hidden": model.ffn_hidden,
+        "ffn_hidden": model.ffn_width,  # the width the model has (config_json keeps 0 for 4 * n_embd)
         "conv_kernel": model.conv_kernel if model.arch == "worker" else None,
         "dropout": model.dropout,
         "batch_size": run.train.batch_size,

@@ -52,7 +52,7 @@ def test_random_worker_phase_variant_and_axis_values_reach_the_config():
 
 def test_width_axis_rederives_ffn():
     spec = spec_with(axes={"arch": ["standard"], "n_embd": [32, 64], "seq_len": [32]})
-    assert sorted(t.run.model.ffn_hidden for t in expand(spec)) == [128, 256]
+    assert sorted(t.run.model.ffn_width for t in expand(spec)) == [128, 256]
 
 
 def test_samples_are_reproducible_and_in_range():

@@ -20,6 +20,8 @@ from wt_model import ModelConfig
         ({"dropout": 1.0}, "dropout", "1.0"),
         ({"vocab_size": 0}, "vocab_size", "0"),
         ({"random_worker_phase": "yes"}, "random_worker_phase", "'yes'"),
+        ({"ffn_hidden": -1}, "ffn_hidden", "-1"),
+        ({"init": "xavier"}, "init", "'xavier'"),
     ],
 )
 def test_bad_config_names_field_and_value(overrides, field, value):
@@ -31,4 +33,6 @@ def test_bad_config_names_field_and_value(overrides, field, value):
 
 
 def test_ffn_hidden_defaults_to_four_times_width():
-    assert ModelConfig(n_embd=64, n_head=4).ffn_hidden == 256
+    assert ModelConfig(n_embd=64, n_head=4).ffn_width == 256
+    assert ModelConfig(n_embd=64, n_head=4).ffn_hidden == 0  # stored as given: derived, never rewritten
+    assert ModelConfig(n_embd=64, n_head=4, ffn_hidden=100).ffn_width == 100
