@@ -20,6 +20,14 @@ BUDGET_KINDS = ("seconds", "steps", "tokens", "flops")
 SCHEDULES = ("constant", "linear", "cosine")
 EVAL_PROTOCOLS = ("stream", "seed")
 DEVICES = ("auto", "cpu", "cuda")
+# field -> its allowed values: __post_init__ checks them, and `wt-study train` offers them as flag choices
+CHOICES = {
+    "train.schedule": SCHEDULES,
+    "train.device": DEVICES,
+    "budget.kind": BUDGET_KINDS,
+    "eval.protocol": EVAL_PROTOCOLS,
+}
+COMPILE_MODES = ("off", "default", "reduce-overhead", "auto")  # see study/train/compiled.py
 _YAML11_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE]\d+$")
 
 
@@ -37,20 +45,27 @@ class TrainConfig:
     warmup_frac: float = 0.0  # fraction of the budget spent warming up (linear and cosine schedules)
     seed: int = 0  # seeds parameters, batch sampling, dropout
     device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
-    compile: bool = False  # torch.compile the model (CUDA; warm-up is not counted in the budget)
+    # torch.compile: "off", "default", "reduce-overhead" (+ CUDA graphs) or "auto" (reduce-overhead on CUDA, off on
+    # a CPU); true means "default", false "off". Compile warm-up is not counted in the budget.
+    compile: bool | str = False
     threads: int = 0  # torch intra-op threads on CPU; 0 means the run's CPU allowance
 
     def __post_init__(self) -> None:
+        _require_choices(self, "train")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
         require(self.lr > 0 and math.isfinite(self.lr), "train.lr", self.lr, "a number > 0")
         require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
         require(0 <= self.beta1 < 1, "train.beta1", self.beta1, "a number in [0, 1)")
         require(0 <= self.beta2 < 1, "train.beta2", self.beta2, "a number in [0, 1)")
         require(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a number >= 0 (0 disables)")
-        require(self.schedule in SCHEDULES, "train.schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
         require(0 <= self.warmup_frac < 1, "train.warmup_frac", self.warmup_frac, "a number in [0, 1)")
-        require(self.device in DEVICES, "train.device", self.device, f"one of {', '.join(DEVICES)}")
         require(self.threads >= 0, "train.threads", self.threads, "an integer >= 0")
+        require(
+            isinstance(self.compile, bool) or self.compile in COMPILE_MODES,
+            "train.compile",
+            self.compile,
+            f"true, false or one of {', '.join(COMPILE_MODES)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,7 @@ class BudgetConfig:
     count_eval_in_budget: bool = False  # seconds only: let evaluation time eat the budget (the seed's definition)
 
     def __post_init__(self) -> None:
-        require(self.kind in BUDGET_KINDS, "budget.kind", self.kind, f"one of {', '.join(BUDGET_KINDS)}")
+        _require_choices(self, "budget")
         require(self.value > 0 and math.isfinite(self.value), "budget.value", self.value, "a finite number > 0")
 
 
@@ -86,7 +101,7 @@ class EvalConfig:
             "0 when eval.every_s is set (choose one)",
         )
         require(self.val_tokens >= 1, "eval.val_tokens", self.val_tokens, "an integer >= 1")
-        require(self.protocol in EVAL_PROTOCOLS, "eval.protocol", self.protocol, f"one of {', '.join(EVAL_PROTOCOLS)}")
+        _require_choices(self, "eval")
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,13 @@ class RunConfig:
     @classmethod
     def from_dict(cls, mapping: dict) -> RunConfig:
         return from_mapping(cls, mapping, "")
+
+
+def _require_choices(config: object, section: str) -> None:
+    for path, allowed in CHOICES.items():
+        if path.startswith(f"{section}."):
+            value = getattr(config, path.removeprefix(f"{section}."))
+            require(value in allowed, path, value, f"one of {', '.join(allowed)}")
 
 
 def from_mapping(cls: type, mapping: object, where: str):

@@ -7,8 +7,9 @@ evaluation, checkpoint serialisation, `on_report` callbacks and compile warm-up 
 
 Budgets stop at a step boundary: `steps` after exactly `floor(value)` steps; `tokens` and `flops` before the
 step that would exceed the value (so the used amount is <= value and one more step would pass it); `seconds` at
-the first step boundary at/after the value (at most one step over). With `count_eval_in_budget`, periodic
-evaluation time also eats the seconds budget (the seed's definition).
+the first step boundary at/after the value (at most one step over; on CUDA, where the clock and the losses are
+read every `compiled.CUDA_READ_EVERY` steps so that no step waits for the GPU, at the first read at/after it).
+With `count_eval_in_budget`, periodic evaluation time also eats the seconds budget (the seed's definition).
 
 Evaluation: periodic evaluations use the fixed validation stream (`cfg.eval.val_tokens` of non-overlapping
 windows, the same for every trial with this seq_len); the final one covers the whole val split when
@@ -32,6 +33,7 @@ import torch
 from study.config.run import RunConfig
 from study.errors import StudyError
 from study.train.budget import Budget, lr_at
+from study.train.compiled import CUDA_READ_EVERY, LossWindow, compile_mode, compile_model
 from study.train.data import (
     BatchSampler,
     Corpus,
@@ -97,13 +99,20 @@ def train(
     on_report: Report | None = None,
     state: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> RunResult:
-    """Train one run within `cfg.budget`; resume exactly from `state` when given (see the module docstring)."""
-    started = time.perf_counter()
-    run = _Run(cfg, corpus, started, fresh=state is None)
+    """Train one run within `cfg.budget`; resume exactly from `state` when given (see the module docstring).
+    `clock` is read for every time the run records (tests pass a fake one to run a seconds budget instantly)."""
+    started = clock()
+    run = _Run(cfg, corpus, started, fresh=state is None, clock=clock)
     if state is not None:
         run.restore(state)
     return run.loop(on_report or (lambda record, state: None), on_report is not None, progress)
+
+
+def _read_every(device: torch.device) -> int:
+    """Steps between reads of the clock and the losses: 1 on a CPU (reads cost nothing there)."""
+    return CUDA_READ_EVERY if device.type == "cuda" else 1
 
 
 def _seed_everything(seed: int) -> None:
@@ -120,20 +129,21 @@ def _step(model, optimizer, x, y, lr: float, grad_clip: float, autocast, phase: 
         _, loss = model(x, targets=y, worker_offset=phase)
     loss.backward()
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
 
 
-def _evaluate(model, windows: torch.Tensor, batch_size: int, autocast) -> tuple[float, float]:
-    """Mean loss over all positions and the seed's metric on `windows` (N, T+1); model left in train mode."""
+def _evaluate(model, windows: torch.Tensor, batch_size: int, autocast, forward=None) -> tuple[float, float]:
+    """Mean loss over all positions and the seed's metric on `windows` (N, T+1); model left in train mode.
+    `forward` runs the passes (the compiled model) when given."""
     model.eval()
     sum_all, n_all, sum_seed, n_seed = 0.0, 0, 0.0, 0
     with autocast():
         for i in range(0, len(windows), batch_size):
             chunk = windows[i : i + batch_size].long()  # (b, T+1)
-            losses = evaluate_batch(model, chunk[:, :-1], chunk[:, 1:])
+            losses = evaluate_batch(model, chunk[:, :-1], chunk[:, 1:], forward)
             sum_all, n_all = sum_all + losses.loss_sum_all, n_all + losses.n_all
             sum_seed, n_seed = sum_seed + losses.loss_sum_seed, n_seed + losses.n_seed
     model.train()
@@ -143,7 +153,7 @@ def _evaluate(model, windows: torch.Tensor, batch_size: int, autocast) -> tuple[
 class _Run:
     """The objects of one run (model, optimizer, sampler, validation windows) and its loop."""
 
-    def __init__(self, cfg: RunConfig, corpus: Corpus, started: float, fresh: bool):
+    def __init__(self, cfg: RunConfig, corpus: Corpus, started: float, fresh: bool, clock=time.perf_counter):
         seq_len = cfg.seq_len
         check_corpus_fits(corpus, seq_len)
         if cfg.model.vocab_size < len(corpus.vocab):
@@ -151,7 +161,7 @@ class _Run:
                 f"model.vocab_size={cfg.model.vocab_size} is too small for corpus {corpus.name}, which has "
                 f"{len(corpus.vocab)} characters: set it to {len(corpus.vocab)}."
             )
-        self.cfg, self.corpus, self.started = cfg, corpus, started
+        self.cfg, self.corpus, self.started, self.clock = cfg, corpus, started, clock
         self.device = resolve_device(cfg.train.device)
         self.cuda = self.device.type == "cuda"
         if cfg.train.threads > 0:
@@ -168,7 +178,10 @@ class _Run:
         # The random worker phase is drawn here, exactly as the model would draw it (torch's global RNG, same
         # call), and passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
         self.phases = m.worker_interval if m.arch == "worker" and m.random_worker_phase else 0
-        self.step_model = torch.compile(self.model, dynamic=False) if cfg.train.compile else self.model
+        self.compile_mode = compile_mode(cfg.train.compile, self.device)
+        self.step_model = compile_model(self.model, self.compile_mode)  # also runs the evaluation passes
+        # CUDA: losses stay on the device and the clock is read every few steps (see study/train/compiled.py)
+        self.losses = LossWindow(_read_every(self.device), self.device)
         self.optimizer = self._adamw(self.model.parameters())
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.cuda else contextlib.nullcontext
         self.sampler = BatchSampler(corpus.train, cfg.train.batch_size, seq_len, cfg.train.seed, self.device)
@@ -233,7 +246,7 @@ class _Run:
         restore_rng(state["rng"])  # last: building the model above drew from the global RNG
 
     def _wall(self) -> float:
-        return time.perf_counter() - self.started
+        return self.clock() - self.started
 
     # -- loop ---------------------------------------------------------------------------------------------
     def loop(self, report: Report, want_state: bool, progress: Callable[[str], None] | None) -> RunResult:
@@ -247,26 +260,24 @@ class _Run:
         ckpt_every = cfg.checkpoint_every_s
         last_ckpt = self._wall()
         tokens_per_step, grad_clip = self.budget.tokens_per_step, cfg.train.grad_clip
-        cuda, clock, phases = self.cuda, time.perf_counter, self.phases
+        cuda, clock, phases, losses = self.cuda, self.clock, self.phases, self.losses
         decile = int(10 * self.budget.fraction(c))
         while self.budget.allows(c):
             lr = lr_at(cfg.train, self.budget.schedule_fraction(c))
-            t0 = clock()
+            if not len(losses):
+                t0 = clock()  # the clock runs from the first step after a read to the next read
             x, y = self.sampler.next()
             phase = int(torch.randint(phases, ()).item()) if phases else None
-            loss = _step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast, phase)
-            if cuda:
-                torch.cuda.synchronize()
-            loss_value = loss.item()
-            c.train_time_s += clock() - t0
+            losses.add(_step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast, phase))
             c.step += 1
             c.tokens += tokens_per_step
             c.lr = lr
-            c.loss_sum += loss_value
-            c.loss_count += 1
-            if not math.isfinite(loss_value):
-                self.status = "diverged"
-                self.error = f"training loss became {loss_value} at step {c.step}"
+            if not self._read_due():
+                continue  # CUDA, between reads: the host queues the next step without waiting
+            if cuda:
+                torch.cuda.synchronize()
+            c.train_time_s += clock() - t0
+            if not self._add_losses(losses.read()):
                 break
             if not self.budget.allows(c):
                 break  # the final evaluation and checkpoint come in one report below
@@ -292,11 +303,34 @@ class _Run:
             progress(self._line(final))
         return self._result(records, final)
 
+    def _read_due(self) -> bool:
+        """Read the clock and the losses now? After every step on a CPU; on CUDA when the window is full, and
+        after the steps where a step-counted budget ends or a step-counted evaluation is due (those stay exact).
+        Time-based evaluations, checkpoints and a seconds budget are checked at reads, so on CUDA a seconds
+        budget may end up to CUDA_READ_EVERY - 1 steps later than it would with a read after every step."""
+        every_steps = self.cfg.eval.every_steps
+        c = self.counters
+        return self.losses.full() or not self.budget.allows(c) or bool(every_steps and c.step % every_steps == 0)
+
+    def _add_losses(self, values: list[float]) -> bool:
+        """Count the read losses (in step order) into the running mean; False, with the run marked diverged,
+        at the first non-finite one."""
+        c = self.counters
+        first_step = c.step - len(values) + 1
+        for i, value in enumerate(values):
+            c.loss_sum += value
+            c.loss_count += 1
+            if not math.isfinite(value):
+                self.status = "diverged"
+                self.error = f"training loss became {value} at step {first_step + i}"
+                return False
+        return True
+
     def _warm_up(self) -> None:
         """One-time costs outside the budget clock: torch.compile, and on CUDA the lazy loading of kernels and
         library handles (sampling, forward/backward, clipping, fused AdamW), which would otherwise land in the
         first step. Parameters, optimizer state, the sampler and every RNG are left untouched."""
-        if self.cfg.train.compile or self.cuda:
+        if self.compile_mode != "off" or self.cuda:
             self._warm_up_once()
 
     def _warm_up_once(self) -> None:
@@ -305,11 +339,23 @@ class _Run:
         starts = torch.randint(sampler.n_offsets, (sampler.batch_size,), generator=torch.Generator())  # (B,)
         windows = sampler.windows.index_select(0, starts.to(self.device))  # (B, T+1), as in next()
         phases = range(self.phases) if self.phases else [None]  # each worker phase has its own compiled shapes
-        for phase in phases:
-            with self.autocast():
-                _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:], worker_offset=phase)
-            loss.backward()
+        passes = 3 if self.compile_mode == "reduce-overhead" else 1  # CUDA graph trees: warm up, record, replay
+        for _ in range(passes):
+            for phase in phases:
+                self.optimizer.zero_grad(set_to_none=True)  # as in a step: no gradient outlives a graph replay
+                with self.autocast():
+                    _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:], worker_offset=phase)
+                loss.backward()
         loss.item()
+        if self.compile_mode != "off":  # the evaluation passes' graphs (a full batch; a ragged last one compiles later)
+            for _ in range(passes):
+                _evaluate(
+                    self.model,
+                    self.val_windows[: sampler.batch_size],
+                    sampler.batch_size,
+                    self.autocast,
+                    self.step_model,
+                )
         # the clip and the optimizer step run on clones, so the real optimizer state does not move
         params = [p for p in self.model.parameters() if p.grad is not None]
         clones = [p.detach().clone().requires_grad_() for p in params]
@@ -325,9 +371,9 @@ class _Run:
 
     def _periodic_eval(self) -> EvalRecord:
         c = self.counters
-        t0 = time.perf_counter()
-        val_loss, val_loss_seed = _evaluate(self.model, self.val_windows, self.cfg.train.batch_size, self.autocast)
-        c.eval_time_s += time.perf_counter() - t0  # validation only: what the seed's in-budget evaluation did
+        t0 = self.clock()
+        val_loss, val_loss_seed = self._evaluate(self.val_windows)
+        c.eval_time_s += self.clock() - t0  # validation only: what the seed's in-budget evaluation did
         record = self._make_record(val_loss, val_loss_seed, len(self.val_windows) * self.cfg.seq_len, is_final=False)
         every_s = self.cfg.eval.every_s
         if every_s:
@@ -340,13 +386,17 @@ class _Run:
         return self._record(self.final_windows, is_final=True)
 
     def _record(self, windows: torch.Tensor, is_final: bool) -> EvalRecord:
-        val_loss, val_loss_seed = _evaluate(self.model, windows, self.cfg.train.batch_size, self.autocast)
+        val_loss, val_loss_seed = self._evaluate(windows)
         return self._make_record(val_loss, val_loss_seed, len(windows) * self.cfg.seq_len, is_final)
 
     def _train_eval_loss(self) -> float:
         """Loss on the fixed training windows (not counted as evaluation time for the budget: the seed's
         in-budget evaluation covered the validation data only)."""
-        return _evaluate(self.model, self.train_windows, self.cfg.train.batch_size, self.autocast)[0]
+        return self._evaluate(self.train_windows)[0]
+
+    def _evaluate(self, windows: torch.Tensor) -> tuple[float, float]:
+        forward = None if self.compile_mode == "off" else self.step_model
+        return _evaluate(self.model, windows, self.cfg.train.batch_size, self.autocast, forward)
 
     def _make_record(self, val_loss: float, val_loss_seed: float, val_tokens: int, is_final: bool) -> EvalRecord:
         c = self.counters

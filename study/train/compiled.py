@@ -1,0 +1,86 @@
+"""How a run's model is compiled (`train.compile`) and how its training losses reach the host.
+
+Modes (TrainConfig.compile): "off" (eager), "default" (torch.compile: Inductor's fused kernels), "reduce-overhead"
+(the same, with the compiled forward and backward captured as CUDA graphs and replayed, so a step costs a few
+launches instead of hundreds; on a CPU it is "default"), "auto" (reduce-overhead on CUDA, off on a CPU). YAML's
+`compile: true` is "default" and `false` is "off", as before. The model code has no graph breaks and no host
+syncs in a training or evaluation pass (tests/wt_model/test_compile.py), so each (shape, worker phase, train or
+eval) is one graph. Clipping and fused AdamW run eagerly after it: a handful of multi-tensor kernels.
+
+On CUDA, reading a loss with `.item()` after every step would stall the host until the GPU is done, so the
+launches of the next step could not overlap this one. `LossWindow` keeps the losses on the device and hands
+them over in one read every few steps (the loop reads its clock and checks divergence at the same points).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+CUDA_READ_EVERY = 16  # steps between host reads of the clock and the losses on CUDA (1 on a CPU)
+RECOMPILE_LIMIT = 64  # graphs per model: (train, eval) x worker phases x the batch shapes evaluation meets
+
+
+def compile_mode(setting: bool | str, device: torch.device) -> str:
+    """The mode `train.compile` asks for on `device`: "off", "default" or "reduce-overhead"."""
+    if setting is True or setting == "default":
+        return "default"
+    if setting is False or setting == "off":
+        return "off"
+    if setting == "auto":
+        return "reduce-overhead" if device.type == "cuda" else "off"
+    if setting == "reduce-overhead":
+        return setting if device.type == "cuda" else "default"  # CUDA graphs need CUDA
+    raise ValueError(
+        f"train.compile={setting!r} is invalid: expected true, false, off, default, reduce-overhead or auto."
+    )
+
+
+def compile_model(model: nn.Module, mode: str) -> Callable:
+    """A callable with `model`'s signature that runs it as `mode` says (`compile_mode`'s result).
+
+    One compiled wrapper serves training and evaluation: Dynamo guards on the shapes, the worker phase and the
+    module's training flag, and compiles a graph per combination (first use, which the loop's warm-up does
+    outside the budget clock). Under CUDA graphs every call starts a new step for the graph trees: the outputs
+    of the previous call may then be overwritten, so callers consume them (backward, a copy) before calling
+    again, as the loop and `evaluate_batch` do."""
+    if mode == "off":
+        return model
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    compiled = torch.compile(model, mode=mode, dynamic=False)
+    if mode != "reduce-overhead":
+        return compiled
+
+    def replay(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs)
+
+    return replay
+
+
+class LossWindow:
+    """The training losses of the steps since the last read, kept where they were computed (no host sync)."""
+
+    def __init__(self, size: int, device: torch.device):
+        self.size = size  # steps between reads
+        self._losses = torch.empty(size, device=device)  # (size,) float32
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def full(self) -> bool:
+        return self._count >= self.size
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Keep a step's loss (a device copy, so a CUDA graph replay cannot overwrite it)."""
+        self._losses[self._count].copy_(loss.detach())
+        self._count += 1
+
+    def read(self) -> list[float]:
+        """The kept losses in step order, as floats (one host sync), and an empty window."""
+        values = self._losses[: self._count].tolist()
+        self._count = 0
+        return values
