@@ -2,7 +2,9 @@
 
 Without arguments it trains a small worker model on TinyShakespeare for 45 s of training time on the CPU
 (about a minute in all). `--checkpoint-dir DIR` saves DIR/state.pt (every --checkpoint-every-s wall seconds
-and at the end); `--resume` continues from it with the budget already used. Top-level imports are stdlib only.
+and at the end); `--resume` continues from it with the budget already used. Every RunConfig field is a flag
+(study.cli.flags generates them from the dataclasses, so a new field needs no code here); `--arch` takes the
+spec's architecture labels. Top-level imports are stdlib only.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import argparse
 from pathlib import Path
 
 STATE_FILE = "state.pt"
-ARCHS = ("standard", "worker", "worker-random-phase")
 
 # A run that finishes in about a minute on a laptop CPU (used when neither --config nor --resume is given).
 SMALL_CPU_RUN = {
@@ -21,104 +22,62 @@ SMALL_CPU_RUN = {
     "eval": {"every_s": 10.0, "val_tokens": 16384},
 }
 
-# flag destination -> (section, key) in the RunConfig mapping
-FLAG_FIELDS = {
-    "attention": ("model", "attention"),
-    "worker_interval": ("model", "worker_interval"),
-    "seq_len": ("model", "block_size"),
-    "n_embd": ("model", "n_embd"),
-    "n_layer": ("model", "n_layer"),
-    "n_head": ("model", "n_head"),
-    "dropout": ("model", "dropout"),
-    "batch_size": ("train", "batch_size"),
-    "lr": ("train", "lr"),
-    "schedule": ("train", "schedule"),
-    "warmup_frac": ("train", "warmup_frac"),
-    "device": ("train", "device"),
-    "compile": ("train", "compile"),
-    "seed": ("train", "seed"),
-    "threads": ("train", "threads"),
-    "budget_kind": ("budget", "kind"),
-    "budget": ("budget", "value"),
-    "count_eval_in_budget": ("budget", "count_eval_in_budget"),
-    "eval_every_s": ("eval", "every_s"),
-    "eval_every_steps": ("eval", "every_steps"),
-    "val_tokens": ("eval", "val_tokens"),
-    "eval_protocol": ("eval", "protocol"),
-    "final_full": ("eval", "final_full"),
-    "data": ("data", "corpus"),
-    "cache_dir": ("data", "cache_dir"),
-    "checkpoint_every_s": (None, "checkpoint_every_s"),
-}
-
 
 def add_arguments(parser: argparse.ArgumentParser, name: str = "train") -> None:
-    add = parser.add_argument
-    add("--config", metavar="FILE.yaml", help="a RunConfig as YAML (model/train/budget/eval/data); flags override")
-    model = parser.add_argument_group("model")
-    model.add_argument("--arch", choices=ARCHS, help="architecture (default worker)")
-    model.add_argument("--attention", choices=("sdpa", "naive"))
-    model.add_argument("--worker-interval", type=int, metavar="K", help="every K-th token is a worker")
-    model.add_argument("--seq-len", type=int, metavar="T", help="sequence length (default 128)")
-    model.add_argument("--n-embd", type=int, help="residual width (default 64)")
-    model.add_argument("--n-layer", type=int, help="blocks (default 2)")
-    model.add_argument("--n-head", type=int, help="attention heads (default 2)")
-    model.add_argument("--dropout", type=float)
-    train = parser.add_argument_group("training")
-    train.add_argument("--batch-size", type=int, help="sequences per step (default 16)")
-    train.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
-    train.add_argument("--schedule", choices=("constant", "linear", "cosine"))
-    train.add_argument("--warmup-frac", type=float, help="fraction of the budget spent warming up")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
-    budget = parser.add_argument_group("budget and evaluation")
-    budget.add_argument("--budget-kind", choices=("seconds", "steps", "tokens", "flops"))
-    budget.add_argument("--budget", type=float, metavar="VALUE", help="limit in the kind's unit (default 45 s)")
-    budget.add_argument("--count-eval-in-budget", action=argparse.BooleanOptionalAction, default=None)
-    every = budget.add_mutually_exclusive_group()
-    every.add_argument("--eval-every-s", type=float, metavar="S", help="evaluate every S train seconds")
-    every.add_argument("--eval-every-steps", type=int, metavar="N", help="evaluate every N steps")
-    budget.add_argument("--val-tokens", type=int, help="validation tokens per periodic evaluation")
-    budget.add_argument("--eval-protocol", choices=("stream", "seed"))
-    budget.add_argument(
-        "--final-full", action=argparse.BooleanOptionalAction, default=None, help="final eval on the whole val split"
+    """--config, one flag per RunConfig field (study.cli.flags), --arch, and where the run is saved."""
+    from study.cli.flags import add_flags, run_config_flags
+    from study.config.spec import ARCH_LABELS
+
+    parser.add_argument(
+        "--config", metavar="FILE.yaml", help="a RunConfig as YAML (model/train/budget/eval/data); flags override"
     )
-    data = parser.add_argument_group("data and output")
-    data.add_argument("--data", metavar="NAME|PATH", help="tinyshakespeare (default) or a UTF-8 text file")
-    data.add_argument("--cache-dir", metavar="DIR", help="download cache (default $WT_CACHE_DIR or ~/.cache)")
-    data.add_argument("--checkpoint-dir", metavar="DIR", help=f"save DIR/{STATE_FILE} while training")
-    data.add_argument("--checkpoint-every-s", type=float, metavar="S", help="wall seconds between checkpoints")
-    data.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint-dir")
-    data.add_argument("--sample", type=int, default=0, metavar="N", help="print N generated characters at the end")
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--arch",
+        choices=tuple(ARCH_LABELS),
+        help="architecture; worker-random-phase draws the worker phase per batch (default: worker)",
+    )
+    groups = add_flags(parser, run_config_flags(), _defaults(), groups={"model": model})
+    out = groups["data and output"]
+    out.add_argument("--checkpoint-dir", metavar="DIR", help=f"save DIR/{STATE_FILE} while training")
+    out.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint-dir")
+    out.add_argument("--sample", type=int, default=0, metavar="N", help="print N generated characters at the end")
+
+
+def _defaults() -> dict:
+    """field path -> the value a run without --config uses: SMALL_CPU_RUN's, else the dataclass default."""
+    import dataclasses
+
+    from study.config.run import RunConfig
+
+    out = {}
+    for section in dataclasses.fields(RunConfig):
+        value = getattr(RunConfig(), section.name)
+        if dataclasses.is_dataclass(value):
+            given = SMALL_CPU_RUN.get(section.name, {})
+            for f in dataclasses.fields(value):
+                out[f"{section.name}.{f.name}"] = given.get(f.name, getattr(value, f.name))
+        else:
+            out[section.name] = SMALL_CPU_RUN.get(section.name, value)
+    return out
 
 
 def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = None):
     """The RunConfig from `base` (a RunConfig mapping) with the flags that were given applied on top."""
+    from study.cli.flags import apply_flags, run_config_flags
     from study.config.run import RunConfig
+    from study.config.spec import ARCH_LABELS
 
     mapping = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
-    model = mapping.setdefault("model", {})
-    if args.arch is not None:
-        model["arch"] = "standard" if args.arch == "standard" else "worker"
-        model["random_worker_phase"] = args.arch == "worker-random-phase"
-    if args.n_embd is not None and model.get("ffn_hidden") == 4 * model.get("n_embd", 0):
-        model["ffn_hidden"] = 0  # follow the new width instead of keeping the old default
     if args.eval_every_s is not None or args.eval_every_steps is not None:
         mapping["eval"] = {**mapping.get("eval", {}), "every_s": 0.0, "every_steps": 0}  # the flag chooses
-    for dest, (section, key) in FLAG_FIELDS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            (mapping.setdefault(section, {}) if section else mapping)[key] = value
+    mapping = apply_flags(args, run_config_flags(), mapping)
+    model = mapping.setdefault("model", {})
+    if args.arch is not None:
+        model["arch"], model["random_worker_phase"] = ARCH_LABELS[args.arch]
     if vocab_size is not None:
         model["vocab_size"] = vocab_size
-    try:
-        return RunConfig.from_dict(mapping)
-    except ValueError as exc:  # ModelConfig validation raises ValueError; make it a user error
-        from study.errors import StudyError
-
-        raise StudyError(str(exc)) from None
+    return RunConfig.from_dict(mapping)
 
 
 def _read_yaml(path: str) -> dict:
