@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.stats import ARM_KEYS, CELL_KEYS, STANDARD, select_best
+from analysis.configs import STANDARD
 
 
 def best_so_far(metrics: pd.DataFrame, metric: str = "val_loss", x: str = "train_time_s") -> pd.DataFrame:
@@ -53,7 +53,8 @@ def pareto_front(points: pd.DataFrame, x: str, y: str = "best_loss", by: list[st
     groups = finite.groupby(by, dropna=False, sort=False) if by else [(None, finite)]
     parts = [g[_front_mask(g[x].to_numpy(float), g[y].to_numpy(float))] for _, g in groups]
     front = pd.concat(parts)
-    return front.sort_values(by + [x, y, "trial_id"], kind="stable").reset_index(drop=True)
+    ties = [c for c in ("trial_id", "config_id") if c in front.columns]
+    return front.sort_values(by + [x, y, *ties], kind="stable").reset_index(drop=True)
 
 
 def time_to_target(curves: pd.DataFrame, targets: pd.DataFrame, x: str = "train_time_s") -> pd.DataFrame:
@@ -69,38 +70,82 @@ def time_to_target(curves: pd.DataFrame, targets: pd.DataFrame, x: str = "train_
     return out
 
 
-def default_targets(final: pd.DataFrame, target_loss: float | None = None) -> pd.DataFrame:
-    """Per trial, the loss its cell must reach: `target_loss` when given, else the standard model's final loss.
+def default_targets(
+    final: pd.DataFrame, chosen: pd.DataFrame, curves: pd.DataFrame, target_loss: float | None = None
+) -> pd.DataFrame:
+    """Per trial, the loss its cell must reach: `target_loss` when given, else one every standard seed reaches.
 
-    The standard model's final loss is the mean over seeds of its best tuned setting in the same cell; cells
-    without a completed standard model get no target.
+    The default is the worst (highest) of the lowest losses that the test seeds of the cell's chosen standard
+    configuration (tuning.choose_settings) reached on their curves (`curves` from best_so_far over curve points,
+    one evaluation set), so all of them reach it. Cells without such a standard configuration get no target.
     """
     if target_loss is not None:
         return pd.DataFrame({"trial_id": final["trial_id"], "target": float(target_loss)})
-    done = final[final["status"].eq("completed") & final["arch"].eq(STANDARD) & final["final_loss"].notna()]
-    best = select_best(done, CELL_KEYS + ARM_KEYS)
-    cell_target = best.groupby(CELL_KEYS, dropna=False)["final_loss"].mean().rename("target").reset_index()
-    out = final[["trial_id"] + CELL_KEYS].merge(cell_target, on=CELL_KEYS, how="inner")
+    lowest = curves.groupby("trial_id", sort=False)["best_loss"].min()
+    std_configs = chosen.loc[chosen["arch"].eq(STANDARD), ["cell_key", "config_id"]].dropna()
+    test = final[final["seed_role"].eq("test")]
+    std = test.merge(std_configs, on=["cell_key", "config_id"], how="inner")
+    std = std.assign(lowest=std["trial_id"].map(lowest)).dropna(subset=["lowest"])
+    cell_target = std.groupby("cell_key", sort=False)["lowest"].max().rename("target").reset_index()
+    out = final[["trial_id", "cell_key"]].merge(cell_target, on="cell_key", how="inner")
     return out[["trial_id", "target"]]
 
 
-def target_speedups(reach: pd.DataFrame, final: pd.DataFrame, x: str = "train_time_s") -> pd.DataFrame:
-    """Per configuration: seeds that reached the target, mean `x` among those, and the speedup over the
-    standard model of the same cell (its fastest configuration): standard time / configuration time.
+def censored_median(times: np.ndarray) -> float:
+    """Median time to target over seeds where NaN means "never reached" (censored): the earliest time by which
+    at least half the seeds had reached it; NaN when fewer than half ever did."""
+    times = np.asarray(times, float)
+    n = len(times)
+    reached = np.sort(times[np.isfinite(times)])
+    half = -(-n // 2)  # ceil(n / 2) seeds must have reached it
+    return float(reached[half - 1]) if n and len(reached) >= half else np.nan
+
+
+def target_summary(
+    reach: pd.DataFrame, final: pd.DataFrame, chosen: pd.DataFrame, x: str = "train_time_s"
+) -> pd.DataFrame:
+    """Per configuration over its test seeds: the target, seeds, seeds that reached it, the censored median
+    `x` to reach it, and the speedup: the median of the cell's chosen standard configuration (the one that set
+    the default target) over this configuration's median.
     """
-    keys = CELL_KEYS + ARM_KEYS
-    frame = final[["trial_id", "config_id", "arm", *keys, "lr"]].merge(reach, on="trial_id", how="inner")
+    test = final.loc[final["seed_role"].eq("test"), ["trial_id", "config_id", "cell_key"]]
+    frame = test.merge(reach, on="trial_id", how="inner")
     per_config = (
-        frame.groupby(["config_id", "arm", *keys, "lr"], dropna=False, sort=True)
-        .agg(target=("target", "first"), n=("trial_id", "count"), n_reached=(x, "count"), time=(x, "mean"))
+        frame.groupby("config_id", sort=True)
+        .agg(
+            cell_key=("cell_key", "first"),
+            target=("target", "first"),
+            n_seeds=("trial_id", "count"),
+            n_reached=(x, "count"),
+            median=(x, censored_median),
+        )
         .reset_index()
-        .rename(columns={"time": f"{x}_to_target"})
+        .rename(columns={"median": f"{x}_to_target"})
     )
-    std = per_config[per_config["arch"].eq(STANDARD)].sort_values(f"{x}_to_target", kind="stable")
-    std = std.drop_duplicates(CELL_KEYS).rename(columns={f"{x}_to_target": "standard_time"})
-    per_config = per_config.merge(std[CELL_KEYS + ["standard_time"]], on=CELL_KEYS, how="left")
-    per_config["speedup"] = per_config.pop("standard_time") / per_config[f"{x}_to_target"]
-    return per_config
+    std_configs = chosen.loc[chosen["arch"].eq(STANDARD), ["cell_key", "config_id"]].dropna()
+    reference = per_config.set_index("config_id")[f"{x}_to_target"]
+    std_time = std_configs.set_index("cell_key")["config_id"].map(reference)
+    per_config["speedup"] = per_config["cell_key"].map(std_time) / per_config[f"{x}_to_target"]
+    return per_config.drop(columns="cell_key")
+
+
+def config_fronts(mean_curves: pd.DataFrame, final: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Fronts of seed-mean best-so-far curves (stats.seed_curves with common=True), one per (seq_len, attention)
+    group: over all configurations (scope "all") and per architecture (scope = arch).
+
+    Only grid points that every seed of the configuration covers count, so a front point is a mean over all
+    seeds, never a minimum over single seeds. Columns: seq_len, attention, scope, config_id, x, best_loss.
+    """
+    configs = final.drop_duplicates("config_id").set_index("config_id")[["seq_len", "attention", "arch"]]
+    points = mean_curves[mean_curves["n"].eq(mean_curves["n_seeds"])]
+    points = points.rename(columns={"mean": "best_loss"})[["config_id", x, "best_loss"]]
+    points = points.join(configs, on="config_id")
+    groups = ["seq_len", "attention"]
+    overall = pareto_front(points, x, by=groups).assign(scope="all")
+    per_arch = pareto_front(points, x, by=groups + ["arch"])
+    per_arch = per_arch.assign(scope=per_arch["arch"])
+    columns = ["seq_len", "attention", "scope", "config_id", x, "best_loss"]
+    return pd.concat([overall[columns], per_arch[columns]], ignore_index=True)
 
 
 def loss_at(metrics: pd.DataFrame, metric: str, at: float, x: str = "train_time_s") -> pd.DataFrame:

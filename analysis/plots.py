@@ -17,9 +17,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 
-from analysis.stats import ARM_KEYS, CELL_KEYS, select_best
+from analysis.configs import STANDARD
 
-STANDARD = "standard"
 PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "throughput.png", "interval.png")
 
 
@@ -75,40 +74,38 @@ def _note(ax, text: str) -> None:
     )
 
 
-def pareto_plot(
-    curves: pd.DataFrame, fronts: pd.DataFrame, overall: pd.DataFrame, x: str, xlabel: str, ylabel: str, title: str
-) -> Figure:
-    """Trial best-so-far curves (thin, one colour per arch), each arch's front as a step line, the overall front.
+def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str, ylabel: str, title: str) -> Figure:
+    """One panel per (seq_len, attention): trial best-so-far curves (thin, one colour per arch), each arch's front
+    of seed-mean curves as a step line, the overall front dashed.
 
-    `curves` and `fronts` carry an `arch` column; all three frames have columns x and best_loss.
+    `curves` has trial_id, arch, seq_len, attention, x and best_loss; `fronts` (pareto.config_fronts) has
+    seq_len, attention, scope ("all" or an arch), config_id, x and best_loss.
     """
-    fig, (ax,) = _figure()
     data = curves[np.isfinite(curves["best_loss"]) & (curves[x] > 0)]
-    if data.empty:
-        _note(ax, f"not enough data: no finite loss with {xlabel} > 0")
+    groups = sorted(data.groupby(["seq_len", "attention"], sort=True).groups) or [None]
+    fig, axes = _figure(len(groups), width=5.0 if len(groups) > 1 else 7.0)
     colors = palette(data["arch"])
-    for arch, group in data.groupby("arch", sort=True):
-        _thin_lines(ax, _segments(group, "trial_id", x, "best_loss"), colors[arch], 0.6, 0.25)
-        front = fronts[fronts["arch"] == arch].sort_values(x)
-        if not front.empty:
-            ax.step(
-                front[x],
-                front["best_loss"],
-                where="post",
-                color=colors[arch],
-                lw=2.2,
-                label=f"{arch} front ({front['trial_id'].nunique()} trials)",
-            )
-    if not overall.empty:
-        overall = overall.sort_values(x)
-        ax.step(overall[x], overall["best_loss"], where="post", color="black", lw=1.2, ls="--", label="overall front")
-    if not data.empty:
+    for ax, group in zip(axes, groups, strict=True):
+        if group is None:
+            _note(ax, f"not enough data: no finite loss with {xlabel} > 0")
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+            continue
+        panel = data[(data["seq_len"] == group[0]) & (data["attention"] == group[1])]
+        front = fronts[(fronts["seq_len"] == group[0]) & (fronts["attention"] == group[1])]
+        for arch, trials in panel.groupby("arch", sort=True):
+            _thin_lines(ax, _segments(trials, "trial_id", x, "best_loss"), colors[arch], 0.6, 0.25)
+        for scope in arm_order(front["scope"]):
+            line = front[front["scope"] == scope].sort_values(x)
+            style = dict(color="black", lw=1.2, ls="--") if scope == "all" else dict(color=colors[scope], lw=2.2)
+            label = f"{'overall' if scope == 'all' else scope} front ({line['config_id'].nunique()} configuration(s))"
+            ax.step(line[x], line["best_loss"], where="post", label=label, **style)
         ax.set_xscale("log")
         ax.autoscale_view()
-        lo, hi = np.nanpercentile(data["best_loss"], [0, 99])
+        lo, hi = np.nanpercentile(panel["best_loss"], [0, 99])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
-        ax.legend(fontsize=8, loc="upper right")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.legend(fontsize=7, loc="upper right")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=f"seq_len {group[0]}, {group[1]}")
+    fig.suptitle(title)
     return fig
 
 
@@ -287,52 +284,35 @@ def figures(a) -> dict:
     name, m = a.study.name, a.metric
     budgets = a.final[["budget_kind", "budget_value"]].drop_duplicates()
     budget = "budget " + ", ".join(f"{v:g} {k}" for k, v in budgets.itertuples(index=False))
-    best = select_best(a.summary.rename(columns={"mean": "final_loss"}), CELL_KEYS + ARM_KEYS)
+    chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna())]
     fronts = a.fronts.rename(columns={"cost": "x"})
     time_fronts, flop_fronts = (fronts[fronts["front"] == f] for f in ("loss vs train time", "loss vs FLOPs"))
     return {
         "pareto_time.png": pareto_plot(
             a.curves["train_time_s"],
-            _per_arch(time_fronts, "train_time_s"),
-            _overall(time_fronts, "train_time_s"),
+            time_fronts.rename(columns={"x": "train_time_s"}),
             "train_time_s",
             "train time (s)",
             f"best {m} so far",
-            f"{name}: Pareto front, {m} vs train time ({budget})",
+            f"{name}: Pareto fronts of seed means, {m} vs train time ({budget})",
         ),
         "pareto_flops.png": pareto_plot(
             a.curves["flops"],
-            _per_arch(flop_fronts, "flops"),
-            _overall(flop_fronts, "flops"),
+            flop_fronts.rename(columns={"x": "flops"}),
             "flops",
             "training FLOPs",
             f"best {m} so far",
-            f"{name}: Pareto front, {m} vs FLOPs ({budget})",
+            f"{name}: Pareto fronts of seed means, {m} vs FLOPs ({budget})",
         ),
         "curves.png": curves_plot(
             a.seed_curves,
             a.final.drop_duplicates("config_id"),
-            set(best.sort_values("final_loss").drop_duplicates(["arm", "seq_len", "budget_value"])["config_id"]),
+            set(chosen["config_id"]),
             "train_time_s",
             m,
-            f"{name}: {m} vs train time, mean and 95% CI over seeds ({budget})",
+            f"{name}: {m} vs train time, mean and 95% CI over test seeds ({budget})",
         ),
-        "scaling_params.png": scaling_plot(
-            best.rename(columns={"final_loss": "mean"}),
-            a.fits,
-            f"final {m}",
-            f"{name}: final {m} vs parameters ({budget})",
-        ),
+        "scaling_params.png": scaling_plot(chosen, a.fits, f"final {m}", f"{name}: final {m} vs parameters ({budget})"),
         "throughput.png": throughput_plot(a.throughput, f"{name}: training throughput"),
-        "interval.png": interval_plot(
-            best.rename(columns={"final_loss": "mean"}), a.speedups, f"final {m}", f"{name}: worker interval ({budget})"
-        ),
+        "interval.png": interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
     }
-
-
-def _per_arch(fronts, x):
-    return fronts[fronts["scope"] != "all"].rename(columns={"x": x, "scope": "arch"})
-
-
-def _overall(fronts, x):
-    return fronts[fronts["scope"] == "all"].rename(columns={"x": x})

@@ -1,8 +1,9 @@
 """Loss and throughput against model size, sequence length and worker interval (pure functions).
 
-The power law L = E + A * x^-alpha is fitted with scipy.optimize.curve_fit per series (an arm at fixed shape
-apart from model size, and a fixed budget), only when the series has at least MIN_SIZES distinct x values;
-its 95% confidence intervals come from a case bootstrap with a fixed seed.
+The power law L = E + A * x^-alpha is fitted with scipy.optimize.curve_fit per series (an arm in cells that
+differ only in model size), to the mean test-seed final loss of each size at the arm's chosen setting, only when
+the series has at least MIN_SIZES distinct x values; its 95% intervals come from a bootstrap with a fixed seed
+that resamples seeds within each size (never sizes).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from analysis.stats import ARM_KEYS, CELL_KEYS, STANDARD, seed_summary, select_best
+from analysis import configs
+from analysis.configs import STANDARD
+from analysis.stats import CELL_COLUMNS, seed_summary
 
 MIN_SIZES = 4  # distinct x values a power-law fit needs (it has 3 parameters)
-SIZE_KEYS = ["n_embd", "n_layer", "n_head"]
-SERIES_KEYS = [k for k in CELL_KEYS if k not in SIZE_KEYS] + ARM_KEYS
+SERIES_COLUMNS = ["arm", "arch", "worker_interval"] + [c for c in CELL_COLUMNS if c not in configs.SIZE_FIELDS]
 SHAPE_KEYS = ["attention", "seq_len", "n_embd", "n_layer", "n_head", "batch_size"]
 FIT_COLUMNS = ["E", "A", "alpha"]
 
@@ -59,26 +61,30 @@ def _fit_once(u: np.ndarray, y: np.ndarray, p0=None) -> np.ndarray | None:
 
 
 def fit_power_law(x, y, n_boot: int = 200, seed: int = 0, confidence: float = 0.95) -> dict | None:
-    """Fit L = E + A * x^-alpha; None with fewer than MIN_SIZES distinct finite x values.
+    """Fit L = E + A * x^-alpha to the mean y per distinct x; None with fewer than MIN_SIZES distinct finite x.
 
-    Returns E, A, alpha, their bootstrap percentile intervals (<name>_low, <name>_high), n_points and n_sizes.
+    `y` holds one value per seed, several per size. Intervals come from a bootstrap that resamples seeds within
+    each size, so every resample keeps every size. Returns E, A, alpha, their percentile intervals
+    (<name>_low, <name>_high), n_points, n_sizes and n_boot (resamples that fitted).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0)
     x, y = x[keep], y[keep]
-    if len(np.unique(x)) < MIN_SIZES:
+    sizes = np.unique(x)
+    if len(sizes) < MIN_SIZES:
         return None
-    scale = float(np.exp(np.mean(np.log(x))))  # fit in x / scale so curve_fit sees numbers near 1
-    params = _fit_once(x / scale, y)
+    per_size = [y[x == size] for size in sizes]
+    scale = float(np.exp(np.mean(np.log(sizes))))  # fit in x / scale so curve_fit sees numbers near 1
+    u = sizes / scale
+    params = _fit_once(u, np.array([v.mean() for v in per_size]))
     if params is None:
         return None
     rng = np.random.default_rng(seed)
+    # each resample draws every size's seeds with replacement: (n_boot, n_sizes) means, every size kept
+    means = np.column_stack([v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1) for v in per_size])
     draws = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(x), len(x))
-        if len(np.unique(x[idx])) < 3:
-            continue
-        boot = _fit_once(x[idx] / scale, y[idx], p0=params)
+    for resample in means:
+        boot = _fit_once(u, resample, p0=params)
         if boot is not None:
             draws.append(boot)
     out = {"E": params[0], "A": params[1] * scale ** params[2], "alpha": params[2]}
@@ -87,26 +93,29 @@ def fit_power_law(x, y, n_boot: int = 200, seed: int = 0, confidence: float = 0.
     boots[:, 1] = boots[:, 1] * scale ** boots[:, 2]
     for i, name in enumerate(FIT_COLUMNS):
         out[f"{name}_low"], out[f"{name}_high"] = np.percentile(boots[:, i], [tail, 100 - tail])
-    out.update(n_points=len(x), n_sizes=len(np.unique(x)), n_boot=len(draws))
+    out.update(n_points=len(x), n_sizes=len(sizes), n_boot=len(draws))
     return out
 
 
-def power_law_fits(final: pd.DataFrame, x: str = "n_params", n_boot: int = 200) -> pd.DataFrame:
-    """One row per series (SERIES_KEYS) with the fit of final loss vs `x` over completed trials.
+def power_law_fits(final: pd.DataFrame, chosen: pd.DataFrame, x: str = "n_params", n_boot: int = 200) -> pd.DataFrame:
+    """One row per series (an arm in cells equal but for model size) with the fit of test-seed final loss vs `x`.
 
-    Each model size uses its best tuned setting. Series with fewer than MIN_SIZES sizes have NaN parameters
-    and fitted=False, so the report can say why.
+    Each size uses the arm's chosen setting in that cell (tuning.choose_settings). Series with fewer than
+    MIN_SIZES sizes have NaN parameters and fitted=False, so the report can say why.
     """
-    done = final[final["status"].eq("completed") & final["final_loss"].notna()]
-    best = select_best(done, CELL_KEYS + ARM_KEYS)
+    test = final[final["seed_role"].eq("test") & final["final_loss"].notna()]
+    test = test[test["config_id"].isin(chosen["config_id"].dropna())]
+    fields = configs.config_fields(final)
+    cell, arm, _ = configs.split_fields(fields)
+    series = configs.keys_of(fields.loc[test.index], [f for f in cell + arm if f not in configs.SIZE_FIELDS])
     rows = []
-    for key, group in best.groupby(SERIES_KEYS, dropna=False, sort=True):
+    for _, group in test.groupby(series, sort=True):
         fit = fit_power_law(group[x], group["final_loss"], n_boot=n_boot)
-        row = dict(zip(SERIES_KEYS, key, strict=True))
-        row.update(arm=group["arm"].iloc[0], x=x, n_sizes=group[x].nunique(), fitted=fit is not None)
+        row = {k: group[k].iloc[0] for k in SERIES_COLUMNS}
+        row.update(x=x, n_sizes=group[x].nunique(), fitted=fit is not None)
         row.update({k: v for k, v in (fit or {}).items() if k != "n_sizes"})
         rows.append(row)
-    columns = SERIES_KEYS + ["arm", "x", "n_sizes", "fitted"]
+    columns = SERIES_COLUMNS + ["x", "n_sizes", "fitted", "n_points", "n_boot"]
     columns += [f"{n}{s}" for n in FIT_COLUMNS for s in ("", "_low", "_high")]
     return pd.DataFrame(rows).reindex(columns=columns)
 

@@ -1,13 +1,14 @@
-"""Seeds, confidence intervals and the worker-vs-standard verdicts (pure: DataFrame in, DataFrame out).
+"""Per-trial final values, summaries over seeds and seed-mean curves (pure: DataFrame in, DataFrame out).
 
-Vocabulary used across the analysis:
-  - a *configuration* is every setting of a trial except its seed (CONFIG_KEYS);
-  - a *cell* is what both architectures share when compared (CELL_KEYS): shape, batch, attention
-    implementation and budget. Attention is part of the cell, so when a study runs both "sdpa" and "naive"
-    every comparison is reported per attention implementation (each standard vs worker at the same kernel);
-  - an *arm* is an architecture inside a cell: (arch, worker_interval);
-  - *tuned* settings (TUNED_KEYS, e.g. lr) may be swept; each arm is compared at its own best tuned setting
-    (lowest mean final loss over seeds), so neither architecture is held to the other's learning rate.
+Vocabulary used across the analysis (analysis.configs has the rules):
+  - a *configuration* is a trial's whole run configuration except its seed (`config_key`, `config_id`);
+  - a *cell* is what both architectures share when compared (`cell_key`): shape, init, attention, batch,
+    budget, data and evaluation;
+  - an *arm* is an architecture inside a cell (`arm_key`, labelled `arm`: "standard", "worker k=4");
+  - *tuned* settings (lr, weight decay, ...) are chosen per arm on tuning seeds (analysis.tuning);
+  - seeds have a *role*: "tune" seeds choose tuned settings, "test" seeds (the default) judge them.
+Final-loss statistics use completed trials only, at their final evaluation; curves use only the periodic
+evaluation set (curve_points), so one line never joins two different validation sets.
 """
 
 from __future__ import annotations
@@ -18,51 +19,78 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-CELL_KEYS = [
-    "seq_len",
-    "n_embd",
-    "n_layer",
-    "n_head",
-    "batch_size",
-    "attention",
-    "budget_kind",
-    "budget_value",
-    "count_eval_in_budget",
-    "eval_protocol",
-    "corpus",
-]
-ARM_KEYS = ["arch", "worker_interval"]
-TUNED_KEYS = ["lr", "schedule", "dropout", "ffn_hidden", "random_worker_phase"]
-CONFIG_KEYS = CELL_KEYS + ARM_KEYS + TUNED_KEYS
-STANDARD = "standard"
-ALPHA = 0.01  # significance level of the verdicts
-CONFIDENCE = 0.95  # level of every confidence interval
+from analysis import configs
+from analysis.configs import STANDARD
+
+# the cell's fields that are trials columns, in the order tables show them
+CELL_COLUMNS = ["seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "init", "attention"]
+CELL_COLUMNS += ["budget_kind", "budget_value", "count_eval_in_budget", "eval_protocol", "corpus"]
+SETTING_COLUMNS = [c for c in configs.COLUMN_PATHS if c != "seed"]
+CONFIDENCE = 0.95  # level of every confidence interval (verdicts test at 1 - CONFIDENCE)
+DEFAULT_MARGIN = 0.01  # nats: the equivalence margin when trials carry none (studies before the column)
 
 
-def arm_label(arch: str, worker_interval) -> str:
-    """'standard', 'worker k=4', 'worker-random-phase k=4'."""
-    return arch if arch == STANDARD or pd.isna(worker_interval) else f"{arch} k={int(worker_interval)}"
+def arm_label(arch: str, worker_interval, extra: str = "") -> str:
+    """'standard', 'worker k=4', 'worker-random-phase k=4', with `extra` ('conv_kernel 5') when given."""
+    label = arch if arch == STANDARD or pd.isna(worker_interval) else f"{arch} k={int(worker_interval)}"
+    return f"{label}, {extra}" if extra else label
 
 
 def final_values(trials: pd.DataFrame, metrics: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
-    """One row per trial: its configuration, seed, status, size, `final_loss` and throughput.
+    """One row per trial: its settings, keys, seed role, status, `final_loss`, throughput and data regime.
 
-    `final_loss` is the trial's final `metric` (whole validation split) for completed trials, falling back to its
-    last evaluation point; it is NaN for trials that are not completed (running, diverged, failed), so seeds
-    that diverged never pull a mean. Throughput comes from the last evaluation point (so running trials have it).
+    `final_loss` is the trial's final `metric` (whole validation split) for completed trials, from the trial row
+    or else its final evaluation point; NaN for every other status (running, stopped by a scheduler, diverged,
+    failed), so such seeds are counted but never averaged. Throughput, `epochs_end` and
+    `train_minus_val_end` come from the last evaluation point (running trials have them too).
     """
-    last = metrics.drop_duplicates("trial_id", keep="last").set_index("trial_id")
     out = trials.copy()
-    last_loss = out["trial_id"].map(last[metric])
-    completed = out["status"].eq("completed")
-    out["final_loss"] = out[metric].where(out[metric].notna(), last_loss).where(completed)
-    out.loc[~np.isfinite(out["final_loss"].astype(float)), "final_loss"] = np.nan
-    time_s = out["trial_id"].map(last["train_time_s"])
+    fields = configs.config_fields(out)
+    for column in SETTING_COLUMNS:  # older studies: settings missing as columns are read from config_json
+        filler = fields[column] if column in fields.columns else pd.Series(None, index=out.index, dtype=object)
+        if column not in out:
+            out[column] = filler.infer_objects()
+        elif out[column].isna().any():
+            filled = out[column].astype(object).where(out[column].notna(), filler)
+            try:
+                out[column] = filled.astype(out[column].dtype)
+            except (TypeError, ValueError):
+                out[column] = filled.infer_objects()
+    out["seed_role"] = out["seed_role"].fillna("test") if "seed_role" in out else "test"
+    margin = out["equivalence_margin"] if "equivalence_margin" in out else pd.Series(np.nan, index=out.index)
+    out["margin"] = margin.astype(float).fillna(DEFAULT_MARGIN)
+    out["final_loss"] = _final_loss(out, metrics, metric)
+    last = metrics.drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    time_s = out["trial_id"].map(last["train_time_s"]).astype(float)
     time_s = time_s.where(time_s > 0)
-    out["steps_per_s"] = out["trial_id"].map(last["step"]) / time_s
-    out["tokens_per_s"] = out["trial_id"].map(last["tokens"]) / time_s
-    out["arm"] = [arm_label(a, k) for a, k in zip(out["arch"], out["worker_interval"], strict=True)]
-    out["config_id"] = out.groupby(CONFIG_KEYS, dropna=False, sort=True).ngroup()
+    out["steps_per_s"] = out["trial_id"].map(last["step"]).astype(float) / time_s
+    out["tokens_per_s"] = out["trial_id"].map(last["tokens"]).astype(float) / time_s
+    for column in ("epochs", "train_minus_val"):
+        values = last[column] if column in last.columns else pd.Series(dtype=float)
+        out[f"{column}_end"] = out["trial_id"].map(values).astype(float)
+    return _with_keys(out, fields)
+
+
+def _final_loss(trials: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.Series:
+    finals = metrics[metrics["is_final"]].drop_duplicates("trial_id", keep="last").set_index("trial_id")[metric]
+    loss = trials[metric].astype(float).where(trials[metric].notna(), trials["trial_id"].map(finals).astype(float))
+    loss = loss.where(trials["status"].eq("completed"))
+    return loss.where(np.isfinite(loss))
+
+
+def _with_keys(out: pd.DataFrame, fields: pd.DataFrame) -> pd.DataFrame:
+    """Add config/cell/arm/tuned keys, ids and labels (analysis.configs)."""
+    cell, arm, tuned = configs.split_fields(fields)
+    out["config_key"] = configs.keys_of(fields, cell + arm + tuned)
+    out["cell_key"] = configs.keys_of(fields, cell)
+    out["arm_key"] = configs.keys_of(fields, arm)
+    out["config_id"] = out.groupby("config_key", sort=True).ngroup()
+    out["cell_id"] = out.groupby("cell_key", sort=True).ngroup()
+    out["tuned"] = configs.describe(fields, configs.varying(fields, tuned))
+    extra_arm = configs.varying(fields, [f for f in arm if f in ("conv_kernel", "budget_value")])
+    extra = configs.describe(fields, extra_arm)
+    out["arm"] = [arm_label(a, k, e) for a, k, e in zip(out["arch"], out["worker_interval"], extra, strict=True)]
+    out["cell_extra"] = configs.describe(fields, configs.varying(fields, [f for f in cell if f not in CELL_COLUMNS]))
     return out
 
 
@@ -83,142 +111,90 @@ def seed_summary(frame: pd.DataFrame, keys: list[str], value: str = "final_loss"
 
 
 def config_summary(final: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: final loss over seeds (n, mean, std, 95% CI, completed trials only), trial
-    and diverged counts, size and mean throughput."""
-    keys = ["config_id", "arm"] + CONFIG_KEYS
-    loss = seed_summary(final, keys, "final_loss")
-    extras = (
-        final.assign(diverged=final["status"].eq("diverged"))
-        .groupby(keys, dropna=False, sort=True)
-        .agg(
-            n_trials=("trial_id", "count"),
-            n_diverged=("diverged", "sum"),
-            n_params=("n_params", "first"),
-            flops_per_token=("flops_per_token", "first"),
-            steps_per_s=("steps_per_s", "mean"),
-            tokens_per_s=("tokens_per_s", "mean"),
-        )
-        .reset_index()
-    )
-    return loss.merge(extras, on=keys, how="inner")
+    """One row per configuration: final loss over its test seeds (n, mean, std, 95% CI), trials by status and
+    seed role, size, mean throughput and the data regime at the end (epochs, train minus val loss)."""
+    test = final[final["seed_role"].eq("test")]
+    loss = seed_summary(test, ["config_id"]).set_index("config_id")
+    status = final.assign(n=1).pivot_table(index="config_id", columns="status", values="n", aggfunc="sum")
+    grouped = final.groupby("config_id", sort=True)
+    out = grouped[["arm", "tuned", "cell_key", "arm_key", "cell_extra", *SETTING_COLUMNS]].first()
+    out = out.join(loss.reindex(out.index))
+    out["n"] = out["n"].fillna(0).astype("int64")
+    out["n_trials"] = grouped["trial_id"].count()
+    out["n_tune"] = grouped["seed_role"].agg(lambda s: int(s.eq("tune").sum()))
+    for name in ("completed", "stopped", "diverged", "failed"):
+        out[f"n_{name}"] = status[name].reindex(out.index).fillna(0).astype("int64") if name in status else 0
+    out["n_params"] = grouped["n_params"].first()
+    out["flops_per_token"] = grouped["flops_per_token"].first()
+    for column in ("steps_per_s", "tokens_per_s", "epochs_end", "train_minus_val_end"):
+        out[column] = test.groupby("config_id")[column].mean().reindex(out.index)
+    return out.reset_index()
 
 
-def select_best(frame: pd.DataFrame, group_keys: list[str], value: str = "final_loss") -> pd.DataFrame:
-    """The rows (all seeds) of the tuned setting with the lowest mean `value` in each group.
-
-    Ties go to the first tuned setting in sort order. Groups whose values are all NaN are dropped.
-    """
-    tuned = [k for k in TUNED_KEYS if k not in group_keys]
-    means = frame.groupby(group_keys + tuned, dropna=False, sort=True)[value].mean().reset_index()
-    means = means[means[value].notna()]
-    best = means.sort_values(value, kind="stable").drop_duplicates(group_keys, keep="first")
-    return frame.merge(best[group_keys + tuned], on=group_keys + tuned, how="inner")
-
-
-def welch(worker: np.ndarray, standard: np.ndarray, confidence: float = CONFIDENCE) -> dict:
-    """Welch's t-test of mean(worker) - mean(standard) with its t-interval (scipy.stats)."""
-    result = stats.ttest_ind(worker, standard, equal_var=False)
-    ci = result.confidence_interval(confidence)
-    return {
-        "diff": float(np.mean(worker) - np.mean(standard)),
-        "diff_ci_low": float(ci.low),
-        "diff_ci_high": float(ci.high),
-        "p_value": float(result.pvalue),
-    }
-
-
-def verdict_words(n_worker: int, n_standard: int, diff: float, p_value: float, alpha: float = ALPHA) -> str:
-    if n_standard == 0:
-        return "no standard baseline"
-    if n_worker < 2 or n_standard < 2:
-        return "insufficient seeds"
-    if not np.isfinite(p_value):
-        return "undetermined (no seed-to-seed variance)"
-    if p_value < alpha:
-        return f"worker {'better' if diff < 0 else 'worse'} (p<{alpha:g})"
-    return f"no significant difference at p<{alpha:g}"
-
-
-VERDICT_COLUMNS = CELL_KEYS + [
-    "arch",
-    "worker_interval",
-    "worker_lr",
-    "standard_lr",
-    "n_worker",
-    "n_standard",
-    "worker_mean",
-    "standard_mean",
-    "diff",
-    "diff_ci_low",
-    "diff_ci_high",
-    "p_value",
-    "verdict",
-]
-
-
-def verdicts(final: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Per cell and worker arm: worker minus standard final loss, its 95% CI, Welch p-value and a verdict.
-
-    Only completed trials count; each arm uses its best tuned setting (see module docstring). A negative
-    difference means the worker variant reached a lower loss. No test is run with fewer than 2 seeds per arm.
-    """
-    done = final[final["status"].eq("completed") & final["final_loss"].notna()]
-    best = select_best(done, CELL_KEYS + ARM_KEYS)
-    is_std = best["arch"].eq(STANDARD)
-    standards = {k: g for k, g in best[is_std].groupby(CELL_KEYS, dropna=False, sort=False)}
-    rows = []
-    for key, group in best[~is_std].groupby(CELL_KEYS + ARM_KEYS, dropna=False, sort=True):
-        std = standards.get(key[: len(CELL_KEYS)])
-        w = group["final_loss"].to_numpy(float)
-        s = np.array([]) if std is None else std["final_loss"].to_numpy(float)
-        row = dict(zip(CELL_KEYS + ARM_KEYS, key, strict=True))
-        row.update(
-            worker_lr=group["lr"].iloc[0],
-            standard_lr=np.nan if std is None else std["lr"].iloc[0],
-            n_worker=len(w),
-            n_standard=len(s),
-            worker_mean=w.mean(),
-            standard_mean=s.mean() if len(s) else np.nan,
-        )
-        test = {"diff": row["worker_mean"] - row["standard_mean"]}
-        test.update(diff_ci_low=np.nan, diff_ci_high=np.nan, p_value=np.nan)
-        if len(w) >= 2 and len(s) >= 2:
-            test = welch(w, s)
-        row.update(test)
-        row["verdict"] = verdict_words(len(w), len(s), row["diff"], row["p_value"], alpha)
-        rows.append(row)
-    out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
-    for column in ("n_worker", "n_standard"):
-        out[column] = out[column].astype("int64")
-    return out
+def curve_points(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation points one learning curve may join: every periodic point, and the final point only when
+    it used the same validation set (same `val_tokens`, i.e. eval.final_full was off)."""
+    periodic = metrics[~metrics["is_final"]]
+    tokens = periodic.drop_duplicates("trial_id", keep="last").set_index("trial_id")["val_tokens"]
+    final = metrics[metrics["is_final"]]
+    same_set = final["val_tokens"].eq(final["trial_id"].map(tokens)).fillna(False).astype(bool)
+    return pd.concat([periodic, final[same_set]]).sort_values(["trial_id", "step"], kind="stable")
 
 
 def seed_curves(
-    metrics: pd.DataFrame, final: pd.DataFrame, metric: str = "val_loss", x: str = "train_time_s", n_grid: int = 40
+    points: pd.DataFrame,
+    final: pd.DataFrame,
+    metric: str = "val_loss",
+    x: str = "train_time_s",
+    n_grid: int = 40,
+    common: bool = False,
 ) -> pd.DataFrame:
-    """Mean and 95% CI over seeds of `metric` vs `x` per configuration, on a common grid of `n_grid` points.
+    """Mean and 95% CI over the test seeds of `metric` vs `x` per configuration, on one grid per configuration.
 
-    Each seed is linearly interpolated onto the grid (the configuration's first to last point) and counts only
-    inside the x-range it covers.
+    `points` holds one curve per trial (curve_points, or pareto.best_so_far with metric "best_loss"). With
+    common=False the grid is `n_grid` points from the configuration's first to last x and a seed counts only
+    inside its own range; with common=True it is the union of the seeds' own x values inside the range every
+    seed covers (one seed: exactly its points). Columns: config_id, x, n, n_seeds, mean, std, ci_low, ci_high.
     """
-    trial_config = final.set_index("trial_id")["config_id"]
-    m = metrics[["trial_id", x, metric]].dropna(subset=[x])
-    m = m.assign(config_id=m["trial_id"].map(trial_config)).dropna(subset=["config_id"])
+    test = final[final["seed_role"].eq("test")].set_index("trial_id")["config_id"]
+    m = points[["trial_id", x, metric]].dropna(subset=[x])
+    m = m.assign(config_id=m["trial_id"].map(test)).dropna(subset=["config_id"])
+    m = m.sort_values(["config_id", "trial_id"], kind="stable")
+    config_ids, trial_ids = m["config_id"].to_numpy(), m["trial_id"].to_numpy()
+    xs, ys = m[x].to_numpy(float), m[metric].to_numpy(float)
     frames = []
-    for config_id, group in m.groupby("config_id", sort=True):
-        grid = np.linspace(group[x].min(), group[x].max(), n_grid)
-        curves = [
-            np.interp(grid, g[x].to_numpy(float), g[metric].to_numpy(float), left=np.nan, right=np.nan)
-            for _, g in group.groupby("trial_id", sort=False)
-        ]
-        values = np.vstack(curves)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grid points (no seed covers them)
-            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0, ddof=1)
-        n = np.isfinite(values).sum(axis=0)
-        frames.append(pd.DataFrame({"config_id": int(config_id), x: grid, "n": n, "mean": mean, "std": std}))
+    for c in _runs(config_ids):
+        seeds = [(xs[c][t], ys[c][t]) for t in _runs(trial_ids[c])]
+        frames.append(_seed_grid(int(config_ids[c][0]), seeds, x, n_grid, common))
+    columns = ["config_id", x, "n", "n_seeds", "mean", "std", "ci_low", "ci_high"]
+    frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame(columns=["config_id", x, "n", "mean", "std", "ci_low", "ci_high"])
+        return pd.DataFrame(columns=columns)
     out = pd.concat(frames, ignore_index=True)
     out["ci_low"], out["ci_high"] = t_interval(pd.Series(out["n"]), out["mean"], out["std"])
-    return out
+    return out[columns]
+
+
+def _runs(values: np.ndarray) -> list[slice]:
+    """Slices of the runs of equal consecutive values (a sorted column's groups)."""
+    if len(values) == 0:
+        return []
+    cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
+    bounds = np.r_[0, cuts, len(values)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _seed_grid(config_id: int, seeds: list, x: str, n_grid: int, common: bool) -> pd.DataFrame:
+    """Seeds' curves (x, y arrays) interpolated onto one grid: mean, std and count per grid point."""
+    if common:
+        low, high = max(xs.min() for xs, _ in seeds), min(xs.max() for xs, _ in seeds)
+        grid = np.unique(np.concatenate([xs for xs, _ in seeds]))
+        grid = grid[(grid >= low) & (grid <= high)]
+    else:
+        grid = np.linspace(min(xs.min() for xs, _ in seeds), max(xs.max() for xs, _ in seeds), n_grid)
+    values = np.vstack([np.interp(grid, xs, ys, left=np.nan, right=np.nan) for xs, ys in seeds])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grid points (no seed covers them)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0, ddof=1)
+    n = np.isfinite(values).sum(axis=0)
+    return pd.DataFrame({"config_id": config_id, x: grid, "n": n, "n_seeds": len(seeds), "mean": mean, "std": std})

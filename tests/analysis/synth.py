@@ -1,13 +1,15 @@
 """A synthetic study writer: valid Parquet results (via study.results.schema.conform) with known structure.
 
 Loss follows a smooth curve in steps plus a size term, the worker model runs 1.5x more steps per second and
-ends a little lower, each seed adds its own small offset. Files are split like the sink's flushes (trial rows
+ends a little lower, each seed adds its own small offset. Trial rows carry every column of schema version 2,
+config_json (a real RunConfig) included. Files are split like the sink's flushes (trial rows
 first written as "running", then "completed"), optionally with duplicated rows as after a resume.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from study.config.run import BudgetConfig, EvalConfig, RunConfig, TrainConfig
 from study.results.schema import (
     METRICS_DIR,
     METRICS_SCHEMA,
@@ -24,21 +27,27 @@ from study.results.schema import (
     TRIALS_SCHEMA,
     conform,
 )
+from wt_model.config import ModelConfig
 
 VOCAB = 65
+TRAIN_TOKENS = 1_000_000  # length of the synthetic training split (epochs = tokens / this)
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
-def trial_configs(archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs=(3e-4,)):
+def trial_configs(
+    archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs=(3e-4,), weight_decays=(0.01,),
+    inits=("torch",), tune_seeds=(),
+):  # fmt: skip
     configs = []
-    for arch, seq_len, n_embd, n_layer, attention, lr, seed in itertools.product(
-        archs, seq_lens, n_embds, n_layers, attentions, lrs, seeds
+    for arch, seq_len, n_embd, n_layer, attention, init, lr, wd, seed in itertools.product(
+        archs, seq_lens, n_embds, n_layers, attentions, inits, lrs, weight_decays, (*tune_seeds, *seeds)
     ):
         for interval in (None,) if arch == "standard" else intervals:
             configs.append(
                 dict(
                     arch=arch,
                     attention=attention,
+                    init=init,
                     worker_interval=interval,
                     random_worker_phase=arch == "worker-random-phase",
                     seq_len=seq_len,
@@ -46,11 +55,15 @@ def trial_configs(archs, intervals, seq_lens, n_embds, n_layers, attentions, see
                     n_layer=n_layer,
                     n_head=4,
                     ffn_hidden=4 * n_embd,
+                    conv_kernel=None if arch == "standard" else 3,
                     dropout=0.0,
                     batch_size=16,
                     lr=lr,
+                    weight_decay=wd,
                     schedule="constant",
+                    warmup_frac=0.0,
                     seed=seed,
+                    seed_role="tune" if seed in tune_seeds else "test",
                     budget_kind="seconds",
                     budget_value=float(budget_s),
                     count_eval_in_budget=False,
@@ -59,6 +72,35 @@ def trial_configs(archs, intervals, seq_lens, n_embds, n_layers, attentions, see
                 )
             )
     return configs
+
+
+def config_json(trial_id: str, config: dict, final_full: bool) -> str:
+    """The trial's full run configuration as the study writes it (study.tune.rows: Trial.to_dict())."""
+    model = ModelConfig(
+        arch="standard" if config["arch"] == "standard" else "worker",
+        vocab_size=VOCAB,
+        block_size=config["seq_len"],
+        n_embd=config["n_embd"],
+        n_head=config["n_head"],
+        n_layer=config["n_layer"],
+        ffn_hidden=config["ffn_hidden"],
+        dropout=config["dropout"],
+        worker_interval=config["worker_interval"] or 1,
+        random_worker_phase=config["random_worker_phase"],
+        attention=config["attention"],
+        init=config["init"],
+    )
+    train = TrainConfig(
+        batch_size=config["batch_size"],
+        lr=config["lr"],
+        weight_decay=config["weight_decay"],
+        schedule=config["schedule"],
+        warmup_frac=config["warmup_frac"],
+        seed=config["seed"],
+    )
+    budget = BudgetConfig(kind=config["budget_kind"], value=config["budget_value"])
+    run = RunConfig(model=model, train=train, budget=budget, eval=EvalConfig(every_s=5.0, final_full=final_full))
+    return json.dumps({"trial_id": trial_id, "arch": config["arch"], "run": run.to_dict()}, sort_keys=True)
 
 
 def _curve(config, n_params, steps, seed_offset, worker_gain):
@@ -78,6 +120,9 @@ def write_study(
     attentions=("sdpa",),
     seeds=(0, 1),
     lrs=(3e-4,),
+    weight_decays=(0.01,),
+    inits=("torch",),
+    tune_seeds=(),
     budget_s: float = 20.0,
     n_points: int = 8,
     n_files: int = 3,
@@ -85,15 +130,23 @@ def write_study(
     noise: float = 0.01,
     duplicate: bool = False,
     status_of=None,
+    loss_of=None,
+    final_full: bool = False,
+    equivalence_margin: float | None = 0.01,
     device_name: str = "cpu",
 ) -> Path:
     """Write `<root>/<name>/results/...` and return the study directory.
 
-    `status_of(index, config)` may return a final status other than "completed" ("running", "diverged").
+    `status_of(index, config)` may return a final status other than "completed" ("running", "stopped",
+    "diverged"). `loss_of(config, steps, default_loss)` may replace a trial's loss curve. With `final_full` the
+    final evaluation covers a larger validation set (more val_tokens, a loss 0.03 higher) than the periodic ones.
     """
     rng = np.random.default_rng(0)
     study_dir = Path(root) / name
-    configs = trial_configs(archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs)
+    configs = trial_configs(
+        archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs, weight_decays, inits,
+        tune_seeds,
+    )  # fmt: skip
     trials_running, trials_final, metrics = [], [], []
     for index, config in enumerate(configs):
         trial_id = f"t{index:05d}"
@@ -102,16 +155,21 @@ def write_study(
         n_params = 12 * L * d * d + VOCAB * d
         flops_per_token = 6.0 * n_params
         steps_per_s = 40.0 * 64 / config["seq_len"] * (1.5 if config["arch"] != "standard" else 1.0)
-        points = n_points if status != "running" else max(1, n_points // 2)
+        points = n_points if status not in ("running", "stopped") else max(1, n_points // 2)
         times = budget_s * np.arange(1, points + 1) / n_points
         steps = np.maximum(1, np.round(times * steps_per_s)).astype(int)
         offset = noise * rng.standard_normal()
         loss = _curve(config, n_params, steps, offset, worker_gain)
+        if loss_of is not None:
+            loss = np.asarray(loss_of(config, steps, loss), float)
         if status == "diverged":
             loss[points // 2 :] = np.nan
         tokens = steps * config["batch_size"] * config["seq_len"]
         base = dict(schema_version=SCHEMA_VERSION, study=name, trial_id=trial_id)
         for i in range(points):
+            is_final = status == "completed" and i == points - 1
+            full = is_final and final_full
+            value = float(loss[i]) + (0.03 if full else 0.0)
             metrics.append(
                 dict(
                     base,
@@ -121,24 +179,28 @@ def write_study(
                     wall_time_s=float(times[i]) * 1.1,
                     flops=float(flops_per_token * tokens[i]),
                     lr=config["lr"],
-                    train_loss=float(loss[i]) + 0.02,
-                    val_loss=float(loss[i]),
-                    val_loss_seed=float(loss[i]) - (0.03 if config["arch"] != "standard" else 0.0),
-                    val_bpc=float(loss[i]) / math.log(2),
-                    val_tokens=4096,
+                    train_loss=value + 0.02,
+                    val_loss=value,
+                    val_loss_seed=value - (0.03 if config["arch"] != "standard" else 0.0),
+                    val_bpc=value / math.log(2),
+                    train_eval_loss=value - 0.02,
+                    train_minus_val=-0.02,
+                    epochs=float(tokens[i]) / TRAIN_TOKENS,
+                    val_tokens=65536 if full else 4096,
                     tokens_per_s=float(tokens[i] / times[i]),
-                    is_final=status == "completed" and i == points - 1,
+                    is_final=is_final,
                     reported_at=NOW,
                 )
             )
         row = dict(base, **config, n_params=n_params, n_params_non_embedding=n_params - VOCAB * d)
+        row.update(config_json=config_json(trial_id, config, final_full), equivalence_margin=equivalence_margin)
         row.update(flops_per_token=flops_per_token, device_name=device_name, torch_version="2.6.0")
         row.update(ray_version="2.60.0", git_sha="abc1234", started_at=NOW, updated_at=NOW, restarts=0)
         trials_running.append(dict(row, status="running"))
         final = dict(row, status=status, steps=int(steps[-1]), tokens=int(tokens[-1]))
         final.update(train_time_s=float(times[-1]), wall_time_s=float(times[-1]) * 1.1)
         if status == "completed":
-            final.update(val_loss=float(loss[-1]), val_loss_seed=metrics[-1]["val_loss_seed"], finished_at=NOW)
+            final.update(val_loss=metrics[-1]["val_loss"], val_loss_seed=metrics[-1]["val_loss_seed"], finished_at=NOW)
         trials_final.append(final)
     _write_split(study_dir / RESULTS_DIR / METRICS_DIR, metrics, METRICS_SCHEMA, n_files, duplicate)
     _write_split(study_dir / RESULTS_DIR / TRIALS_DIR, trials_running, TRIALS_SCHEMA, 1, False, prefix="000000")

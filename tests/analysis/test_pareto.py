@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from frames import arm_rows, final_frame
 from pandas.testing import assert_frame_equal
 
-from analysis.pareto import best_so_far, loss_at, pareto_front, time_to_target
+from analysis.pareto import (
+    best_so_far,
+    censored_median,
+    config_fronts,
+    default_targets,
+    loss_at,
+    pareto_front,
+    target_summary,
+    time_to_target,
+)
+from analysis.stats import seed_curves
+from analysis.tuning import choose_settings
 
 NAN = np.nan
 
@@ -129,3 +141,69 @@ def test_loss_at_takes_the_last_point_before_and_nan_for_short_runs():
     )
     expected = pd.DataFrame({"trial_id": ["a", "b", "c"], "loss_at": [2.5, 3.0, NAN]})
     assert_frame_equal(loss_at(metrics, "val_loss", 120.0), expected)
+
+
+def test_censored_median_needs_half_the_seeds_to_reach_the_target():
+    assert np.isnan(censored_median([1.0, NAN, NAN]))  # 1 of 3 reached: fewer than half
+    assert censored_median([3.0, 1.0, NAN]) == 3.0  # 2 of 3: the time by which half had reached it
+    assert censored_median([1.0, 2.0, NAN, NAN]) == 2.0  # exactly half
+    assert np.isnan(censored_median([4.0, NAN, NAN, NAN, NAN]))
+    # the old rule (mean over the seeds that reached it) would have said 4.0 / 1.0 here
+
+
+def curve_rows(final, losses_by_trial, times=(1.0, 2.0, 3.0)):
+    rows = [
+        (trial_id, i + 1, t, loss)
+        for trial_id, losses in zip(final["trial_id"], losses_by_trial, strict=True)
+        for i, (t, loss) in enumerate(zip(times, losses, strict=True))
+    ]
+    return best_so_far(metrics_frame(rows))
+
+
+def test_default_target_is_reached_by_every_standard_seed_and_times_come_from_the_same_configuration():
+    tune = [
+        dict(arch="standard", seed=100, seed_role="tune", lr=lr, val_loss=v) for lr, v in ((1e-3, 2.0), (1e-2, 2.5))
+    ]
+    final = final_frame(
+        arm_rows("standard", [1.9, 2.0, 2.1], lr=1e-3)  # chosen on the tune seed
+        + arm_rows("standard", [1.0, 1.0, 1.0], lr=1e-2)  # better on test seeds, never the reference
+        + arm_rows("worker", [2.0, 2.2, 2.4])
+        + tune
+    )
+    chosen = choose_settings(final)
+    curves = curve_rows(
+        final,
+        [[2.5, 2.1, 1.9], [2.5, 2.2, 2.0], [2.6, 2.3, 2.1]]  # standard lr 1e-3: lowest 1.9, 2.0, 2.1
+        + [[1.0, 1.0, 1.0]] * 3
+        + [[2.0, 2.0, 2.0], [2.2, 2.2, 2.2], [2.4, 2.4, 2.4]]  # worker: 1 of 3 seeds reaches 2.1
+        + [[2.0, 2.0, 2.0], [2.5, 2.5, 2.5]],
+    )
+    targets = default_targets(final, chosen, curves)
+    assert set(targets["target"]) == {2.1}  # the worst of the chosen standard seeds' lowest losses
+    summary = target_summary(time_to_target(curves, targets), final, chosen).set_index("config_id")
+    std = summary.loc[chosen.set_index("arch").loc["standard", "config_id"]]
+    assert (std["n_reached"], std["n_seeds"], std["train_time_s_to_target"]) == (3, 3, 3.0)
+    other = summary.loc[final.loc[final["lr"].eq(1e-2), "config_id"].iloc[0]]
+    assert other["train_time_s_to_target"] == 1.0 and other["speedup"] == 3.0  # reference: 3.0 s, not 1.0 s
+    worker = summary.loc[chosen.set_index("arch").loc["worker", "config_id"]]
+    assert (worker["n_reached"], worker["n_seeds"]) == (1, 3)
+    assert np.isnan(worker["train_time_s_to_target"]) and np.isnan(worker["speedup"])
+
+
+def test_fronts_come_from_seed_means_one_per_seq_len_and_attention():
+    final = final_frame(
+        arm_rows("worker", [0, 0])  # a lucky and an unlucky seed
+        + [dict(r, worker_interval=8) for r in arm_rows("worker", [0, 0])]  # two steady seeds
+        + [dict(r, seq_len=128) for r in arm_rows("standard", [0, 0])]
+    )
+    curves = curve_rows(final, [[1.0, 0.5, 0.4], [3.0, 2.5, 2.4], [1.9, 1.2, 1.1], [1.9, 1.2, 1.1]] + [[2, 2, 2]] * 2)
+    curves = curves.join(final.set_index("trial_id")[["arch", "seq_len", "attention"]], on="trial_id")
+    means = seed_curves(curves, final, "best_loss", "train_time_s", common=True)
+    fronts = config_fronts(means, final, "train_time_s")
+    steady = final.loc[final["worker_interval"].eq(8), "config_id"].iloc[0]
+    seq64 = fronts[fronts["seq_len"].eq(64) & fronts["scope"].eq("all")]
+    assert set(seq64["config_id"]) == {steady}  # a single-seed front would have taken the lucky seed's 0.4
+    assert sorted(fronts[fronts["scope"].eq("all")]["seq_len"].unique()) == [64, 128]
+    # the single-seed front over raw trials, as before: the lucky seed is on it
+    lucky = final["trial_id"].iloc[0]
+    assert lucky in set(pareto_front(curves[curves["seq_len"].eq(64)], "train_time_s")["trial_id"])

@@ -53,10 +53,29 @@ def test_every_plot_is_a_valid_png_and_the_report_is_written(smoke_report):
 def test_report_names_every_configuration_on_a_front(smoke_study, smoke_report):
     analysis = analyze(load_study(str(smoke_study)))
     report = (smoke_report / "report.md").read_text()
-    on_front = analysis.final[analysis.final["trial_id"].isin(analysis.fronts["trial_id"])]
+    on_front = analysis.summary[analysis.summary["config_id"].isin(analysis.fronts["config_id"])]
     assert len(on_front) >= 2
-    for _, trial in on_front.iterrows():
-        assert config_label(trial) in report and trial["trial_id"] in report
+    assert set(analysis.fronts["seq_len"]) == {64, 128}  # one front per (seq_len, attention)
+    for _, config in on_front.iterrows():
+        assert config_label(config) in report and "init torch" in config_label(config)
+    for trial_id in analysis.final.loc[analysis.final["config_id"].isin(on_front["config_id"]), "trial_id"]:
+        assert trial_id in report
+
+
+def test_report_says_how_settings_were_tuned(smoke_report, tmp_path):
+    report = (smoke_report / "report.md").read_text()
+    assert "no tuned settings: one configuration per arm" in report
+    assert "| init |" in report.split("## Data regime")[0]  # the verdict table always shows the init
+
+    swept = write_study(tmp_path / "swept", seq_lens=(64,), lrs=(3e-4, 1e-3), seeds=(0, 1, 2))
+    assert analyze_cli([str(swept)]) == 0
+    report = (swept / "analysis" / "report.md").read_text()
+    assert "**tuned on test seeds: biased**" in report and "(tuned on test seeds: biased) |" in report
+
+    tuned = write_study(tmp_path / "tuned", seq_lens=(64,), lrs=(3e-4, 1e-3), seeds=(0, 1, 2), tune_seeds=(100,))
+    assert analyze_cli([str(tuned)]) == 0
+    report = (tuned / "analysis" / "report.md").read_text()
+    assert "on tune seeds 100" in report and "biased" not in report
 
 
 def test_report_states_what_it_covers_and_the_seed_table(smoke_report):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from frames import arm_rows, final_frame
 
-from analysis.scaling import fit_power_law, power_law, speedup_vs_interval
+from analysis import scaling
+from analysis.scaling import MIN_SIZES, fit_power_law, power_law, power_law_fits, speedup_vs_interval
+from analysis.tuning import choose_settings
 
 
 def test_power_law_fit_recovers_known_parameters():
@@ -21,6 +24,40 @@ def test_power_law_fit_recovers_known_parameters():
     for name, truth in (("E", E), ("alpha", alpha)):
         assert fit[f"{name}_low"] <= truth <= fit[f"{name}_high"]
     assert (fit["n_points"], fit["n_sizes"]) == (18, 6)
+
+
+def test_the_bootstrap_resamples_seeds_within_sizes_and_never_fits_fewer_than_min_sizes(monkeypatch):
+    # issue #12 finding 6: a case bootstrap over (size, seed) points accepted resamples with 3 sizes
+    seen = []
+    fit_once = scaling._fit_once
+
+    def spy(u, y, p0=None):
+        seen.append((len(np.unique(u)), len(u)))
+        return fit_once(u, y, p0)
+
+    monkeypatch.setattr(scaling, "_fit_once", spy)
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.geomspace(1e5, 1e7, MIN_SIZES), 3)
+    fit = fit_power_law(x, power_law(x, 1.5, 400.0, 0.45) + 0.01 * rng.standard_normal(len(x)), n_boot=50)
+    assert fit is not None and fit["n_boot"] > 0
+    assert len(seen) == 51 and all(s == (MIN_SIZES, MIN_SIZES) for s in seen)  # one mean per size, every size
+
+
+def test_fits_use_each_sizes_chosen_setting_and_test_seeds_only():
+    rows = []
+    for d in (32, 64, 128, 256):
+        n_params = 12 * 2 * d * d
+        size = dict(n_embd=d, ffn_hidden=4 * d, n_params=n_params)
+        clean = float(power_law(n_params, 1.5, 400.0, 0.45))
+        rows += [dict(r, **size) for r in arm_rows("standard", [clean, clean + 0.01, clean - 0.01])]
+        rows += [dict(r, **size, lr=1e-2) for r in arm_rows("standard", [clean + 1.0] * 3)]  # a worse setting
+        tune = ((1e-3, clean), (1e-2, clean + 1.0))  # the tune seed chooses lr 1e-3 at every size
+        rows += [dict(arch="standard", seed=100, seed_role="tune", lr=lr, val_loss=v, **size) for lr, v in tune]
+    final = final_frame(rows)
+    fits = power_law_fits(final, choose_settings(final), n_boot=20)
+    assert len(fits) == 1 and bool(fits.loc[0, "fitted"])
+    assert (fits.loc[0, "n_sizes"], fits.loc[0, "n_points"]) == (4, 12)  # 3 test seeds x 4 sizes, one setting
+    assert fits.loc[0, "E"] == pytest.approx(1.5, abs=0.05)
 
 
 def test_power_law_fit_is_deterministic_and_exact_on_noiseless_data():

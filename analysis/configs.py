@@ -1,0 +1,177 @@
+"""What a trial's configuration is, and which parts of it a comparison holds fixed (pure functions).
+
+A trial's *configuration* is its whole run configuration (trials column `config_json`: {"trial_id", "arch",
+"run": {model, train, budget, eval, data, checkpoint_every_s}}) except its seed and the settings that do not
+change the math (IGNORED_PATHS). Two trials with the same configuration differ only by seed, so no setting can
+ever be pooled as if it were a seed, including an axis added after this code was written. Its fields split in
+three:
+  - *arm* fields (ARM_FIELDS): what tells the compared architectures apart (arch, worker interval, ...);
+  - *tuned* fields (TUNED_FIELDS): optimisation settings each arm may choose for itself (lr, weight decay, ...);
+  - *cell* fields: everything else (shape, init, attention, batch, budget, data, evaluation). A comparison holds
+    them fixed. A field nobody classified is a cell field, so an unknown axis separates comparisons rather than
+    pooling them.
+Trials columns and config_json agree where both exist; a column wins when set, config_json fills it when null
+(older studies had no column for some swept settings), and a frame without config_json uses its columns only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+# trials column -> its path in config_json
+COLUMN_PATHS = {
+    "arch": ("arch",),
+    "attention": ("run", "model", "attention"),
+    "init": ("run", "model", "init"),
+    "worker_interval": ("run", "model", "worker_interval"),
+    "random_worker_phase": ("run", "model", "random_worker_phase"),
+    "seq_len": ("run", "model", "block_size"),
+    "n_embd": ("run", "model", "n_embd"),
+    "n_layer": ("run", "model", "n_layer"),
+    "n_head": ("run", "model", "n_head"),
+    "ffn_hidden": ("run", "model", "ffn_hidden"),
+    "conv_kernel": ("run", "model", "conv_kernel"),
+    "dropout": ("run", "model", "dropout"),
+    "batch_size": ("run", "train", "batch_size"),
+    "lr": ("run", "train", "lr"),
+    "weight_decay": ("run", "train", "weight_decay"),
+    "schedule": ("run", "train", "schedule"),
+    "warmup_frac": ("run", "train", "warmup_frac"),
+    "seed": ("run", "train", "seed"),
+    "budget_kind": ("run", "budget", "kind"),
+    "budget_value": ("run", "budget", "value"),
+    "count_eval_in_budget": ("run", "budget", "count_eval_in_budget"),
+    "eval_protocol": ("run", "eval", "protocol"),
+    "corpus": ("run", "data", "corpus"),
+}
+# never part of a configuration: the seed itself, the id, and settings that leave the math unchanged
+IGNORED_PATHS = {
+    ("trial_id",),
+    ("run", "train", "seed"),
+    ("run", "train", "device"),
+    ("run", "train", "threads"),
+    ("run", "train", "compile"),
+    ("run", "data", "cache_dir"),
+    ("run", "checkpoint_every_s"),
+}
+STANDARD = "standard"
+WORKER_ONLY_FIELDS = ("worker_interval", "conv_kernel")  # meaningless (null) for the standard model
+ARM_FIELDS = ["arch", "model.arch", "worker_interval", "conv_kernel", "random_worker_phase"]
+TUNED_FIELDS = ["lr", "weight_decay", "warmup_frac", "schedule", "dropout", "train.beta1", "train.beta2"]
+TUNED_FIELDS += ["train.grad_clip"]
+SIZE_FIELDS = ["n_embd", "n_layer", "n_head", "ffn_hidden"]  # what a scaling series varies
+_PATH_FIELDS = {path: column for column, path in COLUMN_PATHS.items()}
+
+
+def config_fields(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial (same index), one column per configuration field, seed and ignored settings excluded.
+
+    Fields with a trials column take its name; the others are their config_json path without "run."
+    (e.g. "train.beta1", "model.vocab_size"). Worker-only fields are null for the standard model.
+    """
+    parsed = [_flatten(text) for text in _json_column(trials)]
+    columns = {c: trials[c].astype(object).tolist() for c in COLUMN_PATHS if c != "seed" and c in trials.columns}
+    rows = []
+    for i, extra in enumerate(parsed):
+        row = dict(extra)
+        for column, values in columns.items():
+            if not _missing(values[i]) or column not in row:
+                row[column] = None if _missing(values[i]) else values[i]
+        if row.get("arch") == STANDARD:
+            row.update(dict.fromkeys(WORKER_ONLY_FIELDS))
+        rows.append(row)
+    fields = pd.DataFrame(rows, index=trials.index)
+    return fields.reindex(columns=sorted(fields.columns))
+
+
+def _json_column(trials: pd.DataFrame) -> list:
+    if "config_json" not in trials.columns:
+        return [None] * len(trials)
+    return trials["config_json"].tolist()
+
+
+def _flatten(text) -> dict:
+    """config_json -> {field: value} for every leaf except IGNORED_PATHS; {} when there is no JSON."""
+    if _missing(text) or not text:
+        return {}
+    out = {}
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*path, key))
+        elif path not in IGNORED_PATHS:
+            name = _PATH_FIELDS.get(path) or ".".join(path[1:] if path[0] == "run" else path)
+            out[name] = tuple(node) if isinstance(node, list) else node
+
+    walk(json.loads(text), ())
+    return out
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def canonical(value):
+    """A value as it goes into a key: numbers as float (3 and 3.0 alike), nulls as None."""
+    if _missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+        return int(number) if number.is_integer() else number
+    return value if isinstance(value, (str, tuple)) else str(value)
+
+
+def keys_of(fields: pd.DataFrame, names: list[str]) -> pd.Series:
+    """A canonical text key per row over the columns `names` (equal settings give equal keys)."""
+    names = sorted(n for n in names if n in fields.columns)
+    values = fields[names].astype(object).to_numpy()
+    keys = [json.dumps({n: canonical(v) for n, v in zip(names, row, strict=True)}) for row in values]
+    return pd.Series(keys, index=fields.index, dtype=object)
+
+
+def split_fields(fields: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """(cell, arm, tuned) field names present in `fields`.
+
+    The budget value joins the arm fields when each architecture has its own budget (spec `budget_by_arch`):
+    every arch label then has one budget value and the labels differ. Otherwise it is a cell field.
+    """
+    arm = [f for f in ARM_FIELDS if f in fields.columns]
+    tuned = [f for f in TUNED_FIELDS if f in fields.columns]
+    if {"arch", "budget_value"} <= set(fields.columns):
+        per_arch = fields.groupby("arch", dropna=False)["budget_value"].nunique(dropna=False)
+        if (per_arch == 1).all() and fields["budget_value"].nunique(dropna=False) > 1:
+            arm.append("budget_value")
+    cell = [f for f in fields.columns if f not in arm and f not in tuned]
+    return cell, arm, tuned
+
+
+def varying(fields: pd.DataFrame, names: list[str]) -> list[str]:
+    """The names among `names` whose values differ between rows of `fields`, in the given order."""
+    return [n for n in names if n in fields.columns and fields[n].map(canonical).astype(str).nunique() > 1]
+
+
+def describe(fields: pd.DataFrame, names: list[str]) -> pd.Series:
+    """'lr 0.001, weight_decay 0.1' per row over `names` (empty text when `names` is empty)."""
+
+    def one(row) -> str:
+        return ", ".join(f"{n} {_short(row[n])}" for n in names)
+
+    if not names:
+        return pd.Series("", index=fields.index, dtype=object)
+    return fields.apply(one, axis=1).astype(object)
+
+
+def _short(value) -> str:
+    value = canonical(value)
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

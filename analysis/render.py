@@ -1,0 +1,205 @@
+"""The report's text: sections in markdown from an analysis (pure), and the small markdown -> HTML step."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pandas as pd
+
+from analysis import tables
+from analysis.inference import ALPHA, POWER
+from analysis.tables import fmt, md_table
+
+NO_WARNING = "No compared configuration's periodic val loss ended above its minimum by more than the margin."
+METRIC_WORDS = {
+    "val_loss": "val_loss: mean next-token loss over all validation positions (the fair metric)",
+    "val_loss_seed": "val_loss_seed: the seed's metric (worker positions only for worker models)",
+}
+
+
+def _seeds(frame: pd.DataFrame) -> str:
+    return ", ".join(map(fmt, sorted(frame["seed"].dropna().unique()))) or "none"
+
+
+def tuning_statement(chosen: pd.DataFrame, final: pd.DataFrame) -> str:
+    """How each arm's tuned setting was chosen, in one bullet: the report's answer to "which learning rate?"."""
+    on = chosen["tuned_on"].value_counts()
+    test = final[final["seed_role"].eq("test")]
+    if set(on.index) <= {"none"}:
+        return "- **Tuned settings**: no tuned settings: one configuration per arm."
+    parts = []
+    if on.get("tune seeds", 0):
+        tune = final[final["seed_role"].eq("tune")]
+        parts.append(
+            f"{on['tune seeds']} arms chose among their settings on tune seeds {_seeds(tune)} (lowest mean final "
+            f"loss among settings whose every tuning seed completed); verdicts use only test seeds {_seeds(test)}."
+        )
+    if on.get("test seeds", 0):
+        parts.append(
+            f"**tuned on test seeds: biased**: {on['test seeds']} arms had several settings and no tune seeds, so "
+            "each setting was chosen on the same seeds its verdict uses (a winner's curse favouring the arm with "
+            "more settings); those verdicts are flagged. Add `tune_seeds` to the spec to remove the bias."
+        )
+    if on.get("no eligible setting", 0):
+        parts.append(f"{on['no eligible setting']} arms had no eligible setting (every one lost a tuning seed).")
+    if on.get("none", 0):
+        parts.append(f"{on['none']} arms had a single setting.")
+    return "- **Tuned settings**: " + " ".join(parts)
+
+
+def covers(a) -> str:
+    t, s = a.final, a.study
+    statuses = ", ".join(f"{n} {k}" for k, n in t["status"].value_counts().sort_index().items())
+    seeds = t[t["seed_role"].eq("test")].groupby("config_id")["seed"].nunique()
+    devices = ", ".join(f"{d} ({n} trials)" for d, n in t["device_name"].fillna("unknown").value_counts().items())
+    budgets = ", ".join(
+        f"{fmt(v)} {k}" for k, v in t[["budget_kind", "budget_value"]].drop_duplicates().itertuples(index=False)
+    )
+    eval_in = t["count_eval_in_budget"].dropna().unique()
+    clock = (
+        "training steps only (evaluation, checkpointing and compile warm-up excluded from the clock)"
+        if not any(eval_in)
+        else "evaluation counted inside the budget, as the seed did"
+    )
+    if len(eval_in) > 1:
+        clock = "mixed: some trials count evaluation inside the budget, others do not (compared separately)"
+    orphans = sorted(set(s.metrics["trial_id"]) - set(t["trial_id"]))
+    level = f"{1 - ALPHA:.0%}"
+    lines = [
+        f"- **Trials**: {len(t)} ({statuses}) in {t['config_id'].nunique()} configurations; "
+        f"{len(s.metrics)} evaluation points.",
+        f"- **Seeds**: test {_seeds(t[t['seed_role'].eq('test')])} ({fmt(seeds.min())}–{fmt(seeds.max())} per "
+        f"configuration); tune {_seeds(t[t['seed_role'].eq('tune')])}.",
+        f"- **Hardware**: {devices}; torch {', '.join(t['torch_version'].dropna().unique()) or 'unknown'}; "
+        f"git {', '.join(t['git_sha'].dropna().unique()) or 'unknown'}.",
+        f"- **Budget**: {budgets}; the train-time clock counts {clock}.",
+        f"- **Metric**: {METRIC_WORDS[a.metric]}. Final-loss statistics use completed trials only, at their final "
+        "evaluation; trials stopped early by a scheduler, diverged or failed are counted, never averaged in. "
+        "Curves use the periodic evaluations only (one validation set).",
+        tuning_statement(a.chosen, t),
+        "- **Comparisons**: each worker variant against the standard model of its cell (same seq_len, size, init, "
+        "attention, batch, budget, data and evaluation); a paired t-test on per-seed differences where both "
+        "arms have the seeds (same data order), Welch's otherwise; "
+        f"{level} intervals; p-values Holm-adjusted across the {len(a.verdicts)} verdicts at α={ALPHA:g}; "
+        "equivalence by two one-sided tests against the cell's margin.",
+    ]
+    if s.partial:
+        running = int(t["status"].isin(("pending", "running")).sum())
+        lines.append(
+            f"- **Partial study**: {running} trials are still pending or running; curves and fronts "
+            "include their points so far."
+        )
+    if orphans:
+        lines.append(f"- {len(orphans)} trials have evaluation points but no trial row yet; they are left out.")
+    skipped = "; ".join(f"`{f}`" for f in s.skipped_files) or "none"
+    lines.append(f"- **Skipped files** (unreadable): {skipped}.")
+    return "\n".join(lines)
+
+
+def _epochs(value) -> str:
+    return f"{value:.3g}" if pd.notna(value) else "—"
+
+
+def regime_section(a) -> str:
+    v = a.verdicts
+    epochs = (
+        "Epochs (passes over the training split) at the end, mean over test seeds: "
+        + "; ".join(
+            f"{r['arm']} {_epochs(r['worker_epochs'])} vs standard {_epochs(r['standard_epochs'])}"
+            for _, r in v.drop_duplicates(["arm", "worker_epochs"]).iterrows()
+        )
+        + "."
+        if len(v)
+        else "No comparisons."
+    )
+    if not a.regime_warnings:
+        return f"{epochs}\n\n{NO_WARNING}"
+    return epochs + "\n\n" + "\n".join(f"- **Warning**: {w}." for w in a.regime_warnings)
+
+
+def render(a, target_loss: float | None) -> str:
+    s = a.study
+    target = (
+        f"{target_loss:g} (given)"
+        if target_loss is not None
+        else "the worst lowest loss among the test seeds of the cell's chosen standard configuration"
+    )
+    status = " (partial: some trials are still running)" if s.partial else ""
+    level = f"{1 - ALPHA:.0%}"
+    sections = [
+        f"# Study `{s.name}`{status}",
+        "## What this covers",
+        covers(a),
+        "## Verdicts: worker variant minus standard model, final " + a.metric,
+        f"Negative differences mean the worker variant reached a lower loss. CI: {level} interval of the test "
+        f"(paired or Welch). p: raw; p (Holm): adjusted across the table, the one the verdict uses at α={ALPHA:g}. "
+        "p equiv.: two one-sided tests that |difference| < the margin (Holm-adjusted). MDE: the smallest true "
+        f"difference the cell's test would detect with {POWER:.0%} power at α={ALPHA:g}, given its seeds and "
+        "their observed spread. Seeds: completed test seeds of the chosen setting.",
+        md_table(tables.verdict_table(a.verdicts)),
+        "## Data regime",
+        regime_section(a),
+        "## The seed's table",
+        tables.seed_tables(a.final, a.chosen, a.loss_at),
+        "## Best configuration per architecture",
+        "Lowest mean final loss over test seeds (descriptive: chosen on the same seeds it reports).",
+        md_table(tables.best_per_arch(a.summary)),
+        "## Pareto fronts",
+        "![pareto_time](pareto_time.png)\n\n![pareto_flops](pareto_flops.png)",
+        "Fronts of seed-mean best-so-far curves, one per (seq_len, attention); every configuration on a front:",
+        md_table(tables.front_table(a.fronts, a.final, a.summary)),
+        "## Learning curves",
+        "![curves](curves.png)",
+        "## Scaling",
+        "![scaling_params](scaling_params.png)",
+        "Power-law fits L = E + A·N^-alpha to each size's mean test-seed loss at the arm's chosen setting (95% "
+        "bootstrap CI, seeds resampled within sizes), only for series with at least 4 model sizes:",
+        md_table(tables.fits_table(a.fits)),
+        "## Throughput and worker interval",
+        "![throughput](throughput.png)\n\n![interval](interval.png)",
+        "## Summary per configuration",
+        f"Time to target: first train time at which a seed's best-so-far periodic loss reaches {target}; "
+        "the median over the configuration's test seeds, counting seeds that never reached it as censored "
+        "(— when fewer than half reached it); speedup is the chosen standard configuration's median over this "
+        "one's. All columns are in summary.csv.",
+        md_table(tables.cell_summary_table(a.summary)),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def markdown_to_html(text: str, title: str) -> str:
+    """The small markdown subset the report uses: headings, tables, images, bullets, bold, code, paragraphs."""
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', s)
+        s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
+        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+        return re.sub(r"_\(([^)]*)\)_", r"<i>(\1)</i>", s)
+
+    body = []
+    for block in text.split("\n\n"):
+        lines = block.strip().splitlines()
+        if not lines:
+            continue
+        if lines[0].startswith("#"):
+            level = len(lines[0]) - len(lines[0].lstrip("#"))
+            body.append(f"<h{level}>{inline(lines[0][level:].strip())}</h{level}>")
+        elif lines[0].startswith("|"):
+            rows = [[inline(c.strip()) for c in ln.strip().strip("|").split("|")] for ln in lines if ":---" not in ln]
+            head = "".join(f"<th>{c}</th>" for c in rows[0])
+            rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
+            body.append(f"<table><tr>{head}</tr>{rest}</table>")
+        elif lines[0].startswith("- "):
+            body.append("<ul>" + "".join(f"<li>{inline(ln[2:])}</li>" for ln in lines) + "</ul>")
+        else:
+            body.append(f"<p>{inline(' '.join(lines))}</p>")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

@@ -1,0 +1,226 @@
+"""The report's tables: analysis frames -> display frames and markdown (pure; nothing here writes files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.configs import STANDARD
+from analysis.stats import CELL_COLUMNS
+
+SEED_SETTINGS = {"seq_len": 1024, "n_embd": 256, "n_layer": 4, "n_head": 4, "batch_size": 16}
+SEED_INTERVAL = 4
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    if isinstance(value, (float, np.floating)):
+        if float(value).is_integer() and abs(value) < 1e6:
+            return str(int(value))
+        return f"{value:.{digits}g}" if abs(value) >= 1e4 or abs(value) < 1e-2 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def md_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    if frame.empty:
+        return "_(none)_"
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "| " + " | ".join(":---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join(fmt(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def varying(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The keys that take more than one value in `frame` (constant ones are stated once, not per row)."""
+    return [k for k in keys if k in frame.columns and frame[k].astype(str).nunique(dropna=False) > 1]
+
+
+def config_label(row) -> str:
+    """A configuration in words, init and tuned settings included."""
+    k = "" if row["arch"] == STANDARD else f" k={fmt(row['worker_interval'])}"
+    tuned = f", {row['tuned']}" if isinstance(row.get("tuned"), str) and row["tuned"] else ""
+    return (
+        f"{row['arch']}{k}, {row['attention']}, init {row['init']}, seq_len {fmt(row['seq_len'])}, "
+        f"n_embd {fmt(row['n_embd'])}, n_layer {fmt(row['n_layer'])}, n_head {fmt(row['n_head'])}, "
+        f"batch {fmt(row['batch_size'])}, lr {fmt(row['lr'])}, weight_decay {fmt(row['weight_decay'])}, "
+        f"{row['schedule']}{tuned}, budget {fmt(row['budget_value'])} {row['budget_kind']}"
+    )
+
+
+def _text(column: pd.Series) -> pd.Series:
+    return column.astype(object).where(column.notna(), "").astype(str)
+
+
+def _p(value) -> str:
+    return f"{value:.2g}" if pd.notna(value) else "—"
+
+
+def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
+    """The verdict frame (analysis.verdicts) for reading: cell columns that vary (init always), both arms'
+    settings and seeds, the test, raw and Holm p-values, equivalence, detectable effect and the verdict."""
+    keys = [k for k in (varying(v, CELL_COLUMNS) if len(v) > 1 else ["seq_len"]) if k != "init"] + ["init"]
+    if _text(v["cell_extra"]).ne("").any():
+        keys.append("cell_extra")
+    cols = keys + ["arm"]
+    if _text(v["worker_tuned"]).ne("").any() or _text(v["standard_tuned"]).ne("").any():
+        cols += ["worker_tuned", "standard_tuned"]
+    cols += ["tuning"]
+    if (v["standard_budget_value"].astype(float) != v["budget_value"].astype(float)).any():
+        cols += ["budget_value", "standard_budget_value"]
+    cols += ["n_worker", "n_standard", "worker_diverged", "standard_diverged", "worker_epochs", "standard_epochs"]
+    cols += ["test", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm", "p_equiv_holm", "mde", "verdict"]
+    out = v[list(dict.fromkeys(cols))].copy()
+    for column in ("p_value", "p_holm", "p_equiv_holm"):
+        out[column] = [_p(p) for p in out[column]]
+    for column in ("worker_epochs", "standard_epochs"):
+        out[column] = [f"{e:.3g}" if pd.notna(e) else "—" for e in out[column]]
+    return out.rename(
+        columns={
+            "cell_extra": "cell",
+            "worker_tuned": "tuned (w)",
+            "standard_tuned": "tuned (std)",
+            "budget_value": "budget (w)",
+            "standard_budget_value": "budget (std)",
+            "n_worker": "seeds (w)",
+            "n_standard": "seeds (std)",
+            "worker_diverged": "diverged (w)",
+            "standard_diverged": "diverged (std)",
+            "worker_epochs": "epochs (w)",
+            "standard_epochs": "epochs (std)",
+            "diff": "worker − std",
+            "diff_ci_low": "CI low",
+            "diff_ci_high": "CI high",
+            "p_value": "p",
+            "p_holm": "p (Holm)",
+            "p_equiv_holm": "p equiv. (Holm)",
+            "mde": "MDE (80%)",
+        }
+    )
+
+
+def seed_tables(final: pd.DataFrame, chosen: pd.DataFrame, loss_at: pd.DataFrame) -> str:
+    """The seed's README table per cell (test seeds of each arm's chosen setting), for trials with the seed's
+    settings, or for every cell when none match."""
+    f = final[final["seed_role"].eq("test")].merge(loss_at, on="trial_id", how="left")
+    f = f[f["config_id"].isin(chosen["config_id"].dropna())]
+    match = np.logical_and.reduce([f[k].eq(v).fillna(False).to_numpy(bool) for k, v in SEED_SETTINGS.items()])
+    match &= (f["arch"].eq(STANDARD) | f["worker_interval"].eq(SEED_INTERVAL).fillna(False)).to_numpy(bool)
+    settings = ", ".join(f"{k} {v}" for k, v in SEED_SETTINGS.items()) + f", worker_interval {SEED_INTERVAL}"
+    if match.any():
+        text, subset = f"Trials matching the seed's settings ({settings}).", f[match]
+    else:
+        text, subset = f"No trial matches the seed's settings ({settings}); the same table per cell:", f
+    done = subset[subset["status"].eq("completed") & subset["final_loss"].notna()]
+    if done.empty:
+        return text + "\n\n_No completed trials yet._"
+    parts = [text]
+    for _, cell in done.groupby("cell_key", sort=True):
+        c = cell.iloc[0]
+        parts.append(
+            f"#### seq_len {fmt(c['seq_len'])}, n_embd {fmt(c['n_embd'])}, n_layer {fmt(c['n_layer'])}, "
+            f"init {c['init']}, {c['attention']}, budget {fmt(c['budget_value'])} {c['budget_kind']}"
+        )
+        parts.append(md_table(_seed_rows(cell, multi_interval=not match.any()), digits=4))
+        seeds = ", ".join(f"{arm}: {n}" for arm, n in cell.groupby("arm")["seed"].nunique().items())
+        parts.append(
+            f"Means over test seeds ({seeds}); Loss @ 120s is n/a where a run was shorter than 120 s of "
+            "train time; Speedup is steps/s relative to the standard model."
+        )
+    return "\n\n".join(parts)
+
+
+def _seed_rows(cell: pd.DataFrame, multi_interval: bool) -> pd.DataFrame:
+    names = {
+        STANDARD: "Standard Transformer",
+        "worker": "WorkerTransformer",
+        "worker-random-phase": "WorkerTransformer (random phase)",
+    }
+    std_speed = cell.loc[cell["arch"].eq(STANDARD), "steps_per_s"].mean()
+    rows = []
+    arms = sorted(cell.groupby("arm", sort=True), key=lambda item: (item[1]["arch"].iloc[0] != STANDARD, item[0]))
+    for arm, g in arms:
+        arch = g["arch"].iloc[0]
+        name = names.get(arch, arch) + (f" ({arm.split(' ', 1)[1]})" if multi_interval and arch != STANDARD else "")
+        speed, at = g["steps_per_s"].mean(), g["loss_at"].mean()
+        rows.append(
+            {
+                "Model": name,
+                "Speed (steps/s)": f"{speed:.2f}",
+                "Train Time": f"{g['train_time_s'].mean():.0f}s",
+                "Final Val Loss": f"{g['final_loss'].mean():.4f}",
+                "Loss @ 120s": "n/a" if pd.isna(at) or g["loss_at"].isna().any() else f"{at:.2f}",
+                "Params": f"{g['n_params'].iloc[0] / 1e6:.2f}M",
+                "Speedup": "n/a" if pd.isna(std_speed) else f"{speed / std_speed:.2f}x",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def best_per_arch(summary: pd.DataFrame) -> pd.DataFrame:
+    s = summary[summary["mean"].notna()].sort_values("mean", kind="stable")
+    best = s.drop_duplicates(["arch", "budget_kind", "budget_value"]).sort_values(["budget_value", "arch"])
+    return pd.DataFrame(
+        {
+            "arch": best["arch"],
+            "configuration": [config_label(r) for _, r in best.iterrows()],
+            "final loss": best["mean"],
+            "CI low": best["ci_low"],
+            "CI high": best["ci_high"],
+            "seeds": best["n"],
+        }
+    )
+
+
+def front_table(fronts: pd.DataFrame, final: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Every configuration on a front, with its test-seed trials."""
+    keys = ["front", "seq_len", "attention", "scope", "config_id"]
+    f = fronts.groupby(keys, sort=True).agg(points=("cost", "count"), best_loss=("best_loss", "min")).reset_index()
+    configs = summary.set_index("config_id")
+    test = final[final["seed_role"].eq("test")]
+    trials = test.groupby("config_id")["trial_id"].agg(lambda ids: ", ".join(sorted(ids)))
+    f["configuration"] = [config_label(configs.loc[c]) for c in f["config_id"]]
+    f["trials"] = f["config_id"].map(trials)
+    f = f[["front", "seq_len", "attention", "scope", "configuration", "trials", "points", "best_loss"]]
+    return f.rename(columns={"points": "points on front", "best_loss": "lowest seed-mean loss"})
+
+
+def cell_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration, standard first, then by arm, cell and tuned settings."""
+    order = summary["arch"].ne(STANDARD).rename("_order")
+    summary = summary.join(order).sort_values(
+        ["_order", "arch", "worker_interval", *CELL_COLUMNS, "tuned"], kind="stable", na_position="first"
+    )
+    keys = [k for k in varying(summary, CELL_COLUMNS) if k != "init"]
+    cols = ["arm", *keys, "init", "tuned", "n", "mean", "ci_low", "ci_high", "n_tune", "n_stopped", "n_diverged"]
+    cols += ["n_failed", "n_params", "tokens_per_s", "epochs_end", "train_minus_val_end", "target"]
+    out = summary.reindex(columns=cols + ["n_reached", "n_seeds", "train_time_s_to_target", "speedup"])
+    out["reached"] = [
+        "—" if pd.isna(t) else f"{fmt(r)}/{fmt(n)}"
+        for t, r, n in zip(out["target"], out["n_reached"], out["n_seeds"], strict=True)
+    ]
+    out = out[cols + ["reached", "train_time_s_to_target", "speedup"]]
+    return out.rename(
+        columns={
+            "n": "test seeds",
+            "mean": "final loss",
+            "n_tune": "tune seeds",
+            "n_stopped": "stopped",
+            "n_diverged": "diverged",
+            "n_failed": "failed",
+            "epochs_end": "epochs",
+            "train_minus_val_end": "train − val",
+            "train_time_s_to_target": "median time to target (s)",
+            "speedup": "speedup to target",
+        }
+    )
+
+
+def fits_table(fits: pd.DataFrame) -> pd.DataFrame:
+    f = fits[fits["fitted"].astype(bool)]
+    cols = ["arm", "seq_len", "init", "attention", "budget_value", "n_sizes", "n_points", "E", "E_low", "E_high"]
+    return f[cols + ["A", "alpha", "alpha_low", "alpha_high"]]

@@ -1,0 +1,58 @@
+"""Which tuned setting each arm is judged at, chosen apart from the seeds that judge it (pure functions).
+
+In each cell every arm (architecture) may have several tuned settings (lr, weight decay, ...: configs.TUNED_FIELDS).
+The one its verdicts use is the setting with the lowest mean final loss over the *tuning* seeds (trials column
+`seed_role` = "tune", from the spec's `tune_seeds`), among settings whose every tuning seed completed: a setting
+with a diverged, failed, stopped or unfinished tuning seed is ineligible. The verdicts then use only the test
+seeds, which never took part in the choice (no winner's curse).
+
+Without tuning seeds the choice falls back to the test seeds, with the same eligibility rule; the result says so
+(`tuned_on` = "test seeds") and the verdicts flag it as biased. An arm with one setting has nothing to choose
+(`tuned_on` = "none").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import CELL_COLUMNS
+
+TUNED_ON = ("none", "tune seeds", "test seeds", "no eligible setting")
+CHOICE_COLUMNS = ["cell_key", "arm_key", "arm", "arch", "worker_interval", "conv_kernel", *CELL_COLUMNS]
+CHOICE_COLUMNS += ["config_id", "tuned", "tuned_on", "n_settings", "n_eligible", "tuning_seeds"]
+
+
+def choose_settings(final: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, arm): the configuration (`config_id`, its `tuned` label) that the verdicts use.
+
+    `final` comes from stats.final_values. `tuned_on` says how it was chosen (TUNED_ON); `n_settings` counts the
+    arm's tuned settings, `n_eligible` those that could be chosen, `tuning_seeds` the seeds that chose.
+    `config_id` is NaN when no setting was eligible.
+    """
+    arms = ["cell_key", "arm_key"]
+    f = final.assign(ok=final["status"].eq("completed") & np.isfinite(final["final_loss"].astype(float)))
+    # the seeds that choose: the arm's tuning seeds when it has any, else its test seeds
+    has_tune = f["seed_role"].eq("tune").groupby([f[a] for a in arms]).transform("any")
+    role = np.where(has_tune, "tune", "test")
+    judged = f[f["seed_role"].eq(role)]
+    settings = judged.groupby([*arms, "config_id"], sort=True).agg(ok=("ok", "all"), mean=("final_loss", "mean"))
+    settings = settings.reset_index()
+    eligible = settings[settings["ok"]].sort_values([*arms, "mean", "config_id"], kind="stable")
+    best = eligible.drop_duplicates(arms).set_index(arms)["config_id"]
+    out = f.drop_duplicates(arms).set_index(arms)[[c for c in CHOICE_COLUMNS if c in f.columns and c not in arms]]
+    out = out.drop(columns=["config_id", "tuned"], errors="ignore")
+    out["n_settings"] = f.groupby(arms)["config_id"].nunique()
+    out["n_eligible"] = eligible.groupby(arms)["config_id"].count().reindex(out.index).fillna(0).astype("int64")
+    out["tuning_seeds"] = judged.groupby(arms)["seed"].agg(lambda s: ", ".join(map(str, sorted(s.dropna().unique()))))
+    out["tuned_on"] = pd.Series(role, index=f.index).groupby([f[a] for a in arms]).first().map("{} seeds".format)
+    out["config_id"] = best.reindex(out.index)
+    single = out["n_settings"].eq(1)
+    out.loc[single, "config_id"] = f.drop_duplicates(arms).set_index(arms)["config_id"][single]
+    out.loc[single, ["tuned_on", "tuning_seeds", "n_eligible"]] = ["none", "", 1]
+    out.loc[out["config_id"].isna(), "tuned_on"] = "no eligible setting"
+    tuned = final.drop_duplicates("config_id").set_index("config_id")["tuned"]
+    out = out.reset_index().reindex(columns=CHOICE_COLUMNS)
+    out["tuned"] = out["config_id"].map(tuned)
+    order = [*CELL_COLUMNS, "arch", "worker_interval", "conv_kernel", "cell_key", "arm_key"]
+    return out.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)

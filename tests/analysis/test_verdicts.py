@@ -1,0 +1,127 @@
+"""Verdicts: paired vs Welch, Holm, equivalence (TOST), the detectable effect and the verdict words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from frames import arm_rows, final_frame
+from scipy import stats
+
+from analysis.inference import compare, detectable_effect, holm, paired, tost, welch
+from analysis.stats import CELL_COLUMNS
+from analysis.tuning import choose_settings
+from analysis.verdicts import verdicts
+
+
+def verdicts_of(rows):
+    final = final_frame(rows)
+    return verdicts(final, choose_settings(final))
+
+
+def correlated(n: int, diff: float, seed_sd: float = 0.05, noise: float = 0.002, seed: int = 0):
+    """Per-seed losses sharing a large seed effect (same data order per seed) plus small independent noise."""
+    rng = np.random.default_rng(seed)
+    shared = seed_sd * rng.standard_normal(n)
+    standard = 2.0 + shared + noise * rng.standard_normal(n)
+    worker = 2.0 + diff + shared + noise * rng.standard_normal(n)
+    return worker, standard
+
+
+def test_paired_test_on_shared_seeds_is_used_and_beats_welch_on_correlated_data():
+    worker, standard = correlated(5, diff=-0.01)
+    v = verdicts_of(arm_rows("standard", standard) + arm_rows("worker", worker)).iloc[0]
+    assert v["test"] == "paired" and v["n_pairs"] == 5
+    p_welch = welch(worker, standard)["p_value"]
+    assert v["p_value"] == pytest.approx(stats.ttest_rel(worker, standard).pvalue)
+    assert v["p_value"] < 0.01 < 0.3 < p_welch  # the seed effect hides the difference from Welch
+    assert v["verdict"] == "worker better"
+
+
+def test_welch_when_the_arms_share_no_seed():
+    worker, standard = correlated(4, diff=-0.2)
+    v = verdicts_of(arm_rows("standard", standard) + arm_rows("worker", worker, start_seed=10)).iloc[0]
+    assert v["test"] == "Welch" and v["n_pairs"] == 0
+    assert v["p_value"] == pytest.approx(stats.ttest_ind(worker, standard, equal_var=False).pvalue)
+
+
+def test_paired_differences_use_only_the_seeds_both_arms_completed():
+    worker, standard = correlated(4, diff=0.1)
+    rows = arm_rows("standard", standard[:3]) + [dict(arch="standard", seed=3, val_loss=np.nan, status="diverged")]
+    v = verdicts_of(rows + arm_rows("worker", worker)).iloc[0]
+    assert (v["n_pairs"], v["n_worker"], v["n_standard"], v["standard_diverged"]) == (3, 4, 3, 1)
+    assert v["diff"] == pytest.approx(np.mean(worker[:3] - standard[:3]))
+
+
+def test_holm_matches_a_hand_computation_and_never_lowers_a_p_value():
+    raw = [0.01, 0.04, 0.03, np.nan, 0.5]
+    # m = 4 finite: sorted 0.01, 0.03, 0.04, 0.5 -> 4 x 0.01, 3 x 0.03, 2 x 0.04, 1 x 0.5, then running maximum
+    expected = [0.04, 0.09, 0.09, np.nan, 0.5]
+    np.testing.assert_allclose(holm(raw), expected)
+    assert np.all(holm(raw)[[0, 1, 2, 4]] >= np.array(raw)[[0, 1, 2, 4]])
+
+
+def test_verdict_table_adjusts_p_values_across_all_rows():
+    rows = []
+    for k, diff in ((2, -0.03), (4, 0.0), (8, 0.05)):
+        worker, standard = correlated(4, diff=diff, noise=0.01, seed=k)
+        rows += [dict(r, worker_interval=k) for r in arm_rows("worker", worker)]
+    rows += arm_rows("standard", correlated(4, 0.0, noise=0.01, seed=2)[1])
+    v = verdicts_of(rows)
+    assert len(v) == 3
+    np.testing.assert_allclose(v["p_holm"], holm(v["p_value"]))
+    assert (v["p_holm"] >= v["p_value"]).all() and (v["p_holm"] > v["p_value"]).any()
+    assert list(v.columns[: len(CELL_COLUMNS)]) == CELL_COLUMNS
+
+
+def test_tost_says_equivalent_for_identical_arms_with_many_seeds_and_inconclusive_with_few():
+    rng = np.random.default_rng(1)
+    many = 2.0 + 0.001 * rng.standard_normal((2, 20))
+    v = verdicts_of(arm_rows("standard", many[0]) + arm_rows("worker", many[1])).iloc[0]
+    assert v["verdict"] == "equivalent within ±0.01" and v["p_equiv_holm"] < 0.05
+    few = 2.0 + 0.005 * rng.standard_normal((2, 2))
+    v = verdicts_of(arm_rows("standard", few[0]) + arm_rows("worker", few[1])).iloc[0]
+    assert v["verdict"] == "inconclusive"
+
+
+def test_tost_against_the_interval_rule_and_the_margin_from_the_trials():
+    # p < alpha exactly when the (1 - 2 alpha) interval lies inside (-margin, margin)
+    diff, se, df, margin = 0.004, 0.002, 6, 0.01
+    half = stats.t.ppf(0.95, df) * se
+    assert (tost(diff, se, df, margin) < 0.05) == (diff + half < margin)
+    assert tost(diff, se, df, margin=0.005) > 0.05
+    rows = arm_rows("standard", [2.0, 2.01, 2.02]) + arm_rows("worker", [2.0, 2.012, 2.018])
+    v = verdicts_of([dict(r, equivalence_margin=0.05) for r in rows]).iloc[0]
+    assert v["margin"] == 0.05 and v["verdict"] == "equivalent within ±0.05"
+
+
+def test_detectable_effect_has_the_stated_power():
+    worker, standard = correlated(6, diff=0.0, noise=0.01)
+    result = compare(final_frame(arm_rows("worker", worker)), final_frame(arm_rows("standard", standard)), margin=0.01)
+    se, df, mde = result["se"], result["df"], result["mde"]
+    assert mde == pytest.approx(detectable_effect(se, df))
+    # independent check: a paired t-test with true effect `mde` rejects with probability ~0.8 (noncentral t)
+    crit = stats.t.ppf(0.975, df)
+    power = stats.nct.sf(crit, df, mde / se) + stats.nct.cdf(-crit, df, mde / se)
+    assert power == pytest.approx(0.8, abs=0.03)
+    assert detectable_effect(se / 2, df) < mde
+
+
+def test_verdict_words():
+    std = arm_rows("standard", [2.0, 2.01, 2.02, 2.015])
+    rows = std + [dict(r, worker_interval=4) for r in arm_rows("worker", [1.8, 1.812, 1.818, 1.81])]
+    rows += [dict(r, worker_interval=2) for r in arm_rows("worker", [2.2, 2.207, 2.224, 2.21])]
+    rows += [dict(r, worker_interval=8) for r in arm_rows("worker", [2.1, 1.9, 2.2, 1.85])]
+    rows += [dict(r, worker_interval=16) for r in arm_rows("worker", [1.9])]
+    v = verdicts_of(rows).set_index("worker_interval")["verdict"]
+    assert v[4] == "worker better" and v[2] == "worker worse" and v[8] == "inconclusive"
+    assert v[16] == "insufficient seeds"
+    assert verdicts_of(arm_rows("worker", [1.0, 1.1]))["verdict"].tolist() == ["no standard baseline"]
+
+
+def test_paired_helper_matches_scipy():
+    a, b = np.array([1.0, 2.0, 3.5, 4.0]), np.array([1.1, 2.3, 3.4, 4.4])
+    result = paired(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert result["p_value"] == pytest.approx(ref.pvalue) and result["df"] == 3
+    ci = ref.confidence_interval(0.95)
+    assert (result["diff_ci_low"], result["diff_ci_high"]) == pytest.approx((ci.low, ci.high))
