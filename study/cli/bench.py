@@ -20,7 +20,23 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help="batch size per sequence length, or one for all (16 4)",
     )
     parser.add_argument("--archs", nargs="+", default=["worker", "standard"], choices=["worker", "standard"])
-    parser.add_argument("--attentions", nargs="+", default=["sdpa", "naive"], choices=["sdpa", "naive"])
+    parser.add_argument("--attentions", nargs="+", default=["sdpa", "naive"], choices=["sdpa", "naive", "flex"])
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        default=["off"],
+        choices=["off", "default", "reduce-overhead", "auto"],
+        metavar="MODE",
+        help="one or more train.compile modes, each a set of rows: off, default, reduce-overhead (CUDA graphs; "
+        "default on a CPU), auto (reduce-overhead on CUDA, off on a CPU). Default: off",
+    )
+    parser.add_argument(
+        "--steps-per-sample",
+        type=int,
+        default=0,
+        help="steps queued back to back per timed sample; 0: 10 on CUDA (no sync between steps, as in training), "
+        "1 on a CPU",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
@@ -59,13 +75,20 @@ def run(args: argparse.Namespace) -> int:
             f"--batch-sizes={args.batch_sizes} is invalid: expected one value or one per --seq-lens "
             f"({len(args.seq_lens)})."
         )
-    for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--threads", args.threads, 0)):
+    bounds = (
+        ("--steps", args.steps, 1),
+        ("--warmup", args.warmup, 0),
+        ("--threads", args.threads, 0),
+        ("--steps-per-sample", args.steps_per_sample, 0),
+    )
+    for flag, value, low in bounds:
         if value < low:
             raise StudyError(f"{flag}={value} is invalid: expected an integer >= {low}.")
 
     import torch
 
     from study.train.bench import bench_cases, format_table, import_build_model, matmul_peak_tflops, run_case
+    from study.train.compiled import compile_mode
     from study.train.device import resolve_device
     from wt_model import ModelConfig
 
@@ -93,25 +116,34 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         worker_interval=args.worker_interval,
     )
-    cases = bench_cases(base, shapes, args.archs, args.attentions, not args.no_dropout_row)
+    compiles = tuple(dict.fromkeys(compile_mode(mode, device) for mode in args.compile))  # resolved, in order
+    cases = bench_cases(base, shapes, args.archs, args.attentions, not args.no_dropout_row, compiles)
+    per_sample = args.steps_per_sample or (10 if device.type == "cuda" else 1)
     peak = matmul_peak_tflops(device, clock=clock)
     dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
     print(
         f"device {device} ({dtype}, {torch.get_num_threads()} threads, {clock} clock), torch {torch.__version__}; "
         f"model n_embd={base.n_embd} n_layer={base.n_layer} "
-        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} steps after {args.warmup}"
+        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} samples of {per_sample} "
+        f"step(s) after {args.warmup} (compile and CUDA graph recording happen there)"
         + (f"; 'before' = {args.baseline_src}, steps alternating" if baseline else ""),
         flush=True,
     )
     results = []
     for case in cases:
         peak = max(peak, matmul_peak_tflops(device, clock=clock))
-        for r in run_case(case, device, args.steps, args.warmup, clock, baseline):
+        label = f"{case.cfg.arch:8s} {case.cfg.attention:5s} compile={case.compile} dropout={case.cfg.dropout:g}"
+        label += f" T={case.seq_len} B={case.batch_size}"
+        try:
+            case_results = run_case(case, device, args.steps, args.warmup, clock, baseline, per_sample)
+        except Exception as exc:  # a compile that fails on this machine: say so, keep the other rows
+            print(f"  {label}: failed ({type(exc).__name__}: {str(exc)[:300]})", file=sys.stderr, flush=True)
+            continue
+        for r in case_results:
             results.append(r)
             version = (r.version or "after") if baseline else ""
             print(
-                f"  {version:6s} {case.cfg.arch:8s} {case.cfg.attention:5s} dropout={case.cfg.dropout:g} "
-                f"T={case.seq_len} B={case.batch_size}: {r.step_ms:,.0f} ms/step",
+                f"  {version:6s} {label}: {r.step_ms:,.2f} ms/step",
                 file=sys.stderr,
                 flush=True,
             )

@@ -1,11 +1,15 @@
 """Training-step throughput of both architectures and attention implementations (`wt-study bench`).
 
-For each setting: forward + backward + AdamW step time (median over timed steps after warm-up), tokens/s, and
-model FLOP utilisation = analytic training FLOPs per second (`wt_model.flops`, the study's convention) over a
-matmul peak measured in the same run (best of a few large `torch.mm`). fp32 on CPU; bf16 autocast on CUDA.
+For each setting: the training loop's step (forward, backward, gradient clipping at 1.0, AdamW, fused on CUDA)
+time (median over timed samples after warm-up), tokens/s, and model FLOP utilisation = analytic training FLOPs
+per second (`wt_model.flops`, the study's convention) over a matmul peak measured in the same run (best of a few
+large `torch.mm`). fp32 on CPU; bf16 autocast on CUDA. Each setting runs eagerly or compiled as `train.compile`
+would (`study.train.compiled`: "default", or "reduce-overhead" with CUDA graphs); compilation and graph recording
+happen in the warm-up steps, off the clock.
 
 Two clocks:
-- `wall`: `time.perf_counter()`, with a synchronize before every read on CUDA. The GPU clock.
+- `wall`: `time.perf_counter()`, with a synchronize before every read on CUDA. The GPU clock. On CUDA a sample
+  is `steps_per_sample` steps queued back to back (as the training loop queues them between reads), divided.
 - `cpu`: `time.process_time()`, the CPU time of this process, for steps and for the matmul peak alike. On a
   shared CPU machine, other processes stretch wall-clock time but hardly this process's CPU time, so MFU
   (FLOPs per CPU-second over the peak's FLOPs per CPU-second) stays stable. Meant for 1 thread, where CPU
@@ -28,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from study.train.compiled import compile_model
 from wt_model import ModelConfig, build_model
 from wt_model.flops import training_flops_per_sequence
 
@@ -40,6 +45,7 @@ class BenchCase:
     cfg: ModelConfig
     batch_size: int
     seq_len: int
+    compile: str = "off"  # a resolved `compile_mode`: "off", "default" or "reduce-overhead"
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,13 @@ def matmul_peak_tflops(device: torch.device, size: int = 2048, reps: int = 5, cl
 
 
 def training_step(case: BenchCase, device: torch.device, build: ModelBuilder = build_model, seed: int = 0):
-    """A closure running one forward + backward + AdamW step of a fresh model on fixed random tokens."""
+    """A closure running one training step of a fresh model on fixed random tokens, as the loop's `_step` does
+    (compiled per `case.compile`; fused AdamW on CUDA)."""
     torch.manual_seed(seed)
     model = build(case.cfg).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    forward = compile_model(model, case.compile)
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-3, fused=True if device.type == "cuda" else None)
     shape = (case.batch_size, case.seq_len)
     x = torch.randint(0, case.cfg.vocab_size, shape, device=device)
     y = torch.randint(0, case.cfg.vocab_size, shape, device=device)
@@ -91,25 +100,33 @@ def training_step(case: BenchCase, device: torch.device, build: ModelBuilder = b
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
+            _, loss = forward(x, y)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     return step
 
 
 def time_steps(
-    steps: list[Callable[[], None]], device: torch.device, n: int, warmup: int, clock: str = "wall"
+    steps: list[Callable[[], None]],
+    device: torch.device,
+    n: int,
+    warmup: int,
+    clock: str = "wall",
+    steps_per_sample: int = 1,
 ) -> list[float]:
-    """Median seconds per call of each step function; the functions take turns (A, B, A, B, ...)."""
+    """Median seconds per call of each step function over `n` samples of `steps_per_sample` calls each, after
+    `warmup` untimed samples; the functions take turns (A, B, A, B, ...)."""
     times: list[list[float]] = [[] for _ in steps]
     for i in range(warmup + n):
         for step, samples in zip(steps, times, strict=True):
             start = _now(clock, device)
-            step()
+            for _ in range(steps_per_sample):
+                step()
             if i >= warmup:
-                samples.append(_now(clock, device) - start)
+                samples.append((_now(clock, device) - start) / steps_per_sample)
     return [statistics.median(samples) for samples in times]
 
 
@@ -131,12 +148,13 @@ def run_case(
     warmup: int,
     clock: str = "wall",
     baseline: ModelBuilder | None = None,
+    steps_per_sample: int = 1,
 ) -> list[BenchResult]:
     """This copy's result for `case`, then, with a `baseline` builder, the baseline's (steps interleaved)."""
     step_fns = [training_step(case, device)]
     if baseline is not None:
         step_fns.append(training_step(case, device, build=baseline))
-    seconds = time_steps(step_fns, device, steps, warmup, clock)
+    seconds = time_steps(step_fns, device, steps, warmup, clock, steps_per_sample)
     return [make_result(case, s, version) for s, version in zip(seconds, ("", "before"), strict=False)]
 
 
@@ -173,44 +191,62 @@ def bench_cases(
     archs: list[str],
     attentions: list[str],
     dropout_zero_row: bool,
+    compiles: tuple[str, ...] = ("off",),
 ) -> list[BenchCase]:
-    """Every (seq_len, batch) x arch x attention, plus per arch an sdpa row with dropout 0 (dropout's cost)."""
+    """Every (seq_len, batch) x compile mode x arch x attention, plus per arch an sdpa row with dropout 0
+    (dropout's cost)."""
     cases = []
     for seq_len, batch_size in shapes:
         cfg = replace(base, block_size=max(base.block_size, seq_len))
-        for arch in archs:
-            for attention in attentions:
-                cases.append(BenchCase(replace(cfg, arch=arch, attention=attention), batch_size, seq_len))
-            if dropout_zero_row and cfg.dropout > 0:
-                attention = "sdpa" if "sdpa" in attentions else attentions[0]
-                cases.append(BenchCase(replace(cfg, arch=arch, attention=attention, dropout=0.0), batch_size, seq_len))
+        for mode in compiles:
+            for arch in archs:
+                for attention in attentions:
+                    cases.append(BenchCase(replace(cfg, arch=arch, attention=attention), batch_size, seq_len, mode))
+                if dropout_zero_row and cfg.dropout > 0:
+                    attention = "sdpa" if "sdpa" in attentions else attentions[0]
+                    zero = replace(cfg, arch=arch, attention=attention, dropout=0.0)
+                    cases.append(BenchCase(zero, batch_size, seq_len, mode))
     return cases
 
 
 def format_table(results: list[BenchResult], peak_tflops: float) -> str:
     """Aligned text table. MFU = TFLOP/s over `peak_tflops`. `vs std` is the standard-sdpa step time at the
-    same shape, dropout and version over this row's, measured side by side (the fair speed ratio on a shared
-    machine). With baseline rows, `version` and `vs before` (the baseline's step time over this row's) appear."""
-    reference = {
-        (r.version, r.case.seq_len, r.case.batch_size, r.case.cfg.dropout): r.step_ms
-        for r in results
-        if r.case.cfg.arch == "standard" and r.case.cfg.attention == "sdpa"
-    }
+    same shape, dropout, compile mode and version over this row's, measured side by side (the fair speed ratio
+    on a shared machine). With baseline rows, `version` and `vs before` (the baseline's step time over this
+    row's) appear."""
+
+    def key(r: BenchResult) -> tuple:
+        return (r.version, r.case.seq_len, r.case.batch_size, r.case.cfg.dropout, r.case.compile)
+
+    reference = {key(r): r.step_ms for r in results if r.case.cfg.arch == "standard" and r.case.cfg.attention == "sdpa"}
     before = {r.case: r.step_ms for r in results if r.version == "before"}
-    header = ("arch", "attention", "dropout", "T", "batch", "ms/step", "tokens/s", "TFLOP/s", "MFU", "vs std")
+    header = (
+        "arch",
+        "attention",
+        "compile",
+        "dropout",
+        "T",
+        "batch",
+        "ms/step",
+        "tokens/s",
+        "TFLOP/s",
+        "MFU",
+        "vs std",
+    )
     if before:
         header = ("version", *header, "vs before")
     rows = [header]
     for r in results:
         c = r.case
-        ref = reference.get((r.version, c.seq_len, c.batch_size, c.cfg.dropout))
+        ref = reference.get(key(r))
         row = (
             c.cfg.arch,
             c.cfg.attention,
+            c.compile,
             f"{c.cfg.dropout:g}",
             str(c.seq_len),
             str(c.batch_size),
-            f"{r.step_ms:,.0f}",
+            f"{r.step_ms:,.0f}" if r.step_ms >= 100 else f"{r.step_ms:.2f}",
             f"{r.tokens_per_s:,.0f}",
             f"{r.tflops_per_s:.3f}",
             f"{100 * r.tflops_per_s / peak_tflops:.0f}%",
@@ -220,7 +256,7 @@ def format_table(results: list[BenchResult], peak_tflops: float) -> str:
             speedup = f"{before[c] / r.step_ms:.2f}x" if r.version == "" and c in before else "-"
             row = (r.version or "after", *row, speedup)
         rows.append(row)
-    n_left = 3 if before else 2  # text columns, left-aligned
+    n_left = 4 if before else 3  # text columns, left-aligned
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):
