@@ -34,7 +34,7 @@ def test_seed_replication_matches_the_seed_settings():
     assert (spec.train.batch_size, spec.train.lr, spec.train.schedule) == (16, 3e-4, "constant")
     assert (spec.budget.kind, spec.budget.value) == ("seconds", 300)
     assert set(spec.axes["attention"]) == {"naive", "sdpa"}
-    assert len(spec.seeds) == 3
+    assert len(spec.seeds) >= 5 and spec.model.init == "torch"
 
 
 def test_defaults_fill_missing_sections():

@@ -135,3 +135,53 @@ def test_status_counts_stopped_trials_as_finished(tmp_path):
     out = io.StringIO()
     print_status(plan.location.path, out=out)
     assert "Not finished" in out.getvalue()
+
+
+VERDICT_PRESETS = ("seed-replication", "seed-replication-evalclock", "seed-replication-steps", "scaling")
+
+
+@pytest.mark.parametrize("name", VERDICT_PRESETS)
+def test_verdict_presets_state_the_init_and_have_five_test_seeds(name):
+    from study.config.spec import load_preset
+
+    spec = load_preset(name)
+    assert len(spec.seeds) >= 5 and not set(spec.seeds) & set(spec.tune_seeds)
+    assert spec.model.init == "torch" or "init" in spec.axes
+
+
+def test_seed_replication_steps_is_the_seeds_300_s_in_its_own_steps():
+    from study.config.spec import load_preset
+
+    spec = load_preset("seed-replication-steps")
+    trials = expand(spec)
+    budgets = {(t.arch, t.run.model.attention): t.run.budget for t in trials}
+    assert {b.kind for b in budgets.values()} == {"steps"}
+    assert budgets[("standard", "naive")].value == 966 and budgets[("worker", "sdpa")].value == 2406
+    assert {t.run.eval.protocol for t in trials} == {"seed"}
+    m = trials[0].run.model
+    assert (m.block_size, m.n_embd, m.n_layer, m.n_head, m.dropout, m.init) == (1024, 256, 4, 4, 0.1, "torch")
+
+
+def test_scaling_spans_widths_tunes_lr_and_sweeps_the_conv_kernel():
+    from study.config.spec import load_preset
+    from wt_model.flops import count_params
+
+    spec = load_preset("scaling")
+    trials = expand(spec)
+    params = {t.run.model.n_embd: count_params(t.run.model).total for t in trials if t.arch == "standard"}
+    assert len(params) >= 5 and max(params.values()) / min(params.values()) >= 10**1.5
+    assert len(spec.axes["lr"]) >= 2 and len(spec.tune_seeds) >= 1
+    assert {t.run.model.conv_kernel for t in trials if t.arch == "worker"} == {3, 7}
+    assert total_budget(spec, trials)["trials"] == len(trials) == 525
+
+
+def test_init_ablation_fits_two_cores():
+    from study.config.spec import load_preset
+
+    spec = load_preset("init-ablation")
+    trials = expand(spec)
+    assert len(trials) == 18 and spec.max_concurrent == 2 and spec.resources.cpus == 1
+    assert {(t.arch, t.run.model.init) for t in trials} == {
+        (arch, init) for arch in ("standard", "worker") for init in ("torch", "nanogpt")
+    }
+    assert spec.budget.kind != "seconds"  # results must not depend on how busy the machine is
