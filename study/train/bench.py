@@ -21,6 +21,8 @@ alternate with this copy's on the same case, so a busy moment hits both and the 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import statistics
 import sys
@@ -153,7 +155,8 @@ def run_case(
     """This copy's result for `case`, then, with a `baseline` builder, the baseline's (steps interleaved)."""
     step_fns = [training_step(case, device)]
     if baseline is not None:
-        step_fns.append(training_step(case, device, build=baseline))
+        with contextlib.suppress(ValueError):  # the baseline cannot build this case: no 'before' row
+            step_fns.append(training_step(case, device, build=baseline))
     seconds = time_steps(step_fns, device, steps, warmup, clock, steps_per_sample)
     return [make_result(case, s, version) for s, version in zip(seconds, ("", "before"), strict=False)]
 
@@ -177,12 +180,23 @@ def import_build_model(src: Path) -> ModelBuilder:
         package = importlib.import_module("wt_model")
         if not Path(package.__file__).resolve().is_relative_to(src):
             raise FileNotFoundError(f"baseline source {src}: imported {package.__file__} instead")
-        return package.build_model
+        build, config_class = package.build_model, package.ModelConfig
     finally:
         sys.path.remove(str(src))
         for name in [name for name in sys.modules if ours(name)]:
             del sys.modules[name]
         sys.modules.update(saved)
+
+    def build_baseline(cfg: ModelConfig) -> nn.Module:
+        """The same model through the baseline's own ModelConfig: the fields it knows, with the FFN width
+        resolved (ours keeps ffn_hidden=0 as given; older copies read the field as the width). ValueError when
+        it cannot build `cfg` (an attention it does not know, say)."""
+        known = {f.name for f in dataclasses.fields(config_class)}
+        fields = {name: value for name, value in dataclasses.asdict(cfg).items() if name in known}
+        fields["ffn_hidden"] = cfg.ffn_width
+        return build(config_class(**fields))
+
+    return build_baseline
 
 
 def bench_cases(
