@@ -1,11 +1,13 @@
 """The whole product path on this machine: the smoke preset runs on Ray, then `status` and `analyze` read it.
 
-The preset's budget is cut to 4 s per trial to keep the suite short; everything else is the shipped preset.
+The preset's budget is cut to 4 s per trial to keep the suite short and it trains on the committed corpus
+excerpt (tests/data) instead of the downloaded TinyShakespeare; everything else is the shipped preset.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import tempfile
 
@@ -13,17 +15,25 @@ import pytest
 
 from analysis.load import load_study
 from study.cli import main
+from study.config.run import DataConfig
 from study.config.spec import dump_spec, load_preset
+from tests.reliability.helpers import check_budget
+
+BUDGET_S = 4.0
 
 PLOTS = ("pareto_time", "pareto_flops", "curves", "scaling_params", "throughput", "interval")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory):
+def smoke_study(tmp_path_factory, excerpt):
     folder = tmp_path_factory.mktemp("smoke")
     spec = load_preset("smoke")
-    spec = spec.replace(storage=str(folder / "results"), budget=dataclasses.replace(spec.budget, value=4.0))
+    spec = spec.replace(
+        storage=str(folder / "results"),
+        budget=dataclasses.replace(spec.budget, value=BUDGET_S),
+        data=DataConfig(corpus=excerpt),
+    )
     spec_path = folder / "smoke.yaml"
     spec_path.write_text(dump_spec(spec))
     ray_tmp = tempfile.mkdtemp(prefix="wts", dir="/tmp")
@@ -47,6 +57,20 @@ def test_smoke_study_completes_every_trial(smoke_study):
     assert set(study.trials["arch"]) == {"standard", "worker"}
     assert not study.partial
     assert study.metrics.groupby("trial_id")["is_final"].sum().eq(1).all()
+
+
+def test_trial_rows_carry_sizes_budget_and_environment(smoke_study):
+    study = load_study(str(smoke_study))
+    trials = study.trials.set_index("trial_id")
+    assert (trials.n_params > 0).all() and (trials.flops_per_token > 0).all()
+    assert trials.device_name.str.startswith("cpu").all() and (trials.git_sha != "").all()
+    for trial_id, trial in trials.iterrows():
+        assert trial.error == "", trial_id
+        check_budget(trial, BUDGET_S)  # spent once, within one step
+    for trial_id, curve in study.metrics.groupby("trial_id"):
+        assert curve.step.is_monotonic_increasing and curve.train_time_s.is_monotonic_increasing, trial_id
+    uniform = math.log(58)  # the loss of a uniform guess over the excerpt's 58 characters
+    assert (study.metrics[study.metrics.is_final].val_loss < uniform).all()
 
 
 def test_status_reads_the_study(smoke_study, capsys):

@@ -55,8 +55,8 @@ def _record_study(plan_: Plan) -> None:
     sink.flush()
 
 
-def _execute(plan_: Plan, *, restore: bool, print_fn) -> int:
-    tuner = make_tuner(plan_, restore=restore, print_fn=print_fn)
+def _execute(plan_: Plan, *, restore: bool, print_fn, trainable) -> int:
+    tuner = make_tuner(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
     try:
         tuner.fit()
     except KeyboardInterrupt:
@@ -104,17 +104,18 @@ def _start(plan_: Plan, address, ray_temp_dir) -> tuple[Plan, bool]:
     return plan_, started
 
 
-def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print) -> int:
+def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print, trainable=None) -> int:
+    """Run the planned study to its end; `trainable` replaces study.tune.trainable.trainable (tests wrap it)."""
     plan_, started = _start(plan_, address, ray_temp_dir)
     try:
         _record_study(plan_)
         print_fn(f"Study {plan_.spec.name}: {len(plan_.trials)} trials -> {plan_.location.uri}")
-        return _execute(plan_, restore=False, print_fn=print_fn)
+        return _execute(plan_, restore=False, print_fn=print_fn, trainable=trainable)
     finally:
         _stop_ray(started)
 
 
-def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, print_fn=print) -> int:
+def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, print_fn=print, trainable=None) -> int:
     from study.config.spec import load_spec
 
     spec, location = load_saved_spec(path)
@@ -143,7 +144,7 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
         _record_study(plan_)
         done = sum(s in TERMINAL_OK for s in statuses)
         print_fn(f"Resuming study {spec.name}: {done}/{len(statuses)} trials finished -> {location.uri}")
-        return _execute(plan_, restore=restore, print_fn=print_fn)
+        return _execute(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
     finally:
         _stop_ray(started)
 

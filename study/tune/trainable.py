@@ -4,6 +4,9 @@ It turns Tune's config into a `Trial` on its first line, resumes from `ray.tune.
 budget already used, reports every evaluation record (and checkpoints when due) through `ray.tune.report`, and
 ends with a status report (completed or diverged). The corpus arrives from Ray's object store through
 `tune.with_parameters`, so worker nodes need no copy of the text file.
+
+`trainable` is what the runner hands to Tune unless it is given another one: tests wrap it to inject faults
+(tests/faults.py), so the product holds no fault hooks.
 """
 
 from __future__ import annotations
@@ -58,7 +61,6 @@ def _environment() -> dict:
 def run_trial(trial, corpus) -> None:
     from ray import tune
 
-    from study.faults import fault_for, maybe_fire
     from study.train.loop import load_state, save_state, train
 
     attempt = time.time_ns() // 1000  # identifies this process lifetime of the trial (see study.results.sink)
@@ -76,12 +78,8 @@ def run_trial(trial, corpus) -> None:
         **_environment(),
     }
     last: dict = {}
-    fault = fault_for(trial.trial_id)
-    reports = [0]
 
     def on_report(record, checkpoint_state) -> None:
-        reports[0] += 1
-        maybe_fire(fault, reports[0], restarts)
         if record is not None:
             last.update(record.to_dict())
         metrics = {**last, **base, "is_eval": record is not None}

@@ -8,12 +8,15 @@ from study.config.spec import StudySpec
 from study.tune.plan import TUNE_DIR, Plan
 
 
-def make_tuner(plan_: Plan, *, restore: bool, print_fn):
+def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
+    """The Tuner of `plan_`; `trainable` (default: study.tune.trainable.trainable) has its signature, tests pass
+    a wrapper of it."""
     from ray import tune
 
     from study.tune.callbacks import ProgressCallback, ResultsCallback
-    from study.tune.trainable import trainable
 
+    if trainable is None:
+        from study.tune.trainable import trainable
     spec = plan_.spec
     fn = tune.with_resources(
         tune.with_parameters(trainable, corpus=plan_.corpus, cpus=spec.resources.cpus, gpus=spec.resources.gpus),

@@ -15,6 +15,8 @@ import pytest
 from analysis.load import load_study
 from study.cli import main
 
+pytestmark = pytest.mark.integration
+
 GPU_NODES = 2
 
 

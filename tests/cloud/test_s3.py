@@ -1,8 +1,10 @@
 """Cloud storage end to end against a real S3-protocol server (moto, see conftest.py).
 
 A study runs with `--storage s3://...`, its driver is killed, and `wt-study resume`, `status` and `analyze` all
-work from the bucket URI alone. Every process runs in an empty working directory with an empty HOME, so
-anything written outside the bucket (other than Ray's temp dir and the report's --out dir) shows up.
+work from the bucket URI alone (an integration test: the default suite's one driver kill is in
+tests/reliability/test_driver_kill.py, on local storage). Every process runs in an empty working directory with
+an empty HOME, so anything written outside the bucket (other than Ray's temp dir and the report's --out dir)
+shows up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from analysis.load import load_study
 from study.errors import StudyError
@@ -47,6 +51,7 @@ def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+@pytest.mark.integration
 def test_s3_study_killed_resumed_and_analysed_from_the_bucket(bucket, write_spec, tmp_path, ray_tmp):
     storage = bucket.uri("wt_results")
     study_uri = bucket.uri("wt_results/tiny")
@@ -99,7 +104,7 @@ def test_s3_study_killed_resumed_and_analysed_from_the_bucket(bucket, write_spec
 
     status = wt_study(["status", study_uri], cwd=cwd, env=env, timeout_s=120)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "2 trials | 2 completed, 0 running, 0 pending" in status.stdout
+    assert "2 trials | 2 completed, 0 stopped, 0 running, 0 pending" in status.stdout
     analyzed = wt_study(["analyze", study_uri, "--out", str(out)], cwd=cwd, env=env, timeout_s=180)
     assert analyzed.returncode == 0, analyzed.stdout + analyzed.stderr
     assert (out / "report.md").is_file()

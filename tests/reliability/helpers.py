@@ -13,6 +13,15 @@ from study.results.schema import METRICS_SCHEMA, TRIALS_SCHEMA
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_spec(spec_path: Path, **kwargs) -> int:
+    """`wt-study run SPEC` in this process, with run_study's keywords (e.g. a test's `trainable`)."""
+    from study.config.spec import load_spec
+    from study.tune.plan import plan
+    from study.tune.runner import run_study
+
+    return run_study(plan(load_spec(spec_path)), **kwargs)
+
+
 def raw_rows(study_dir: Path, kind: str) -> pd.DataFrame:
     """Every row of every visible file under results/<kind>/, in write order (no dedup, nothing dropped)."""
     folder = Path(study_dir) / "results" / kind

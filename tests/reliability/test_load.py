@@ -47,8 +47,8 @@ def test_sink_memory_does_not_grow_with_rows(tmp_path):
 
 
 @pytest.mark.slow
-def test_200_short_trials_complete_with_bounded_driver_memory(ray_tmp, tmp_path):
-    figures = _bench().run_load(200, 1.0, 2, storage=str(tmp_path / "results"), ray_temp_dir=ray_tmp)
+def test_200_short_trials_complete_with_bounded_driver_memory(ray_tmp, tmp_path, excerpt):
+    figures = _bench().run_load(200, 1.0, 2, storage=str(tmp_path / "results"), ray_temp_dir=ray_tmp, data=excerpt)
     print(figures)
     assert figures["exit_code"] == 0
     assert figures["trials"] == figures["completed"] == 200

@@ -85,12 +85,18 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("damage", sorted(DAMAGE))
-def test_damaged_metrics_file_is_named_and_skipped_by_status_and_analyze(damage, tmp_path, capsys):
-    study_dir = make_study(tmp_path / "results")
+def _damaged_metrics_file(study_dir: Path, damage: str) -> tuple[Path, str]:
+    """Damage the first metrics file; returns it and the trial whose rows it held."""
     victim = _files(study_dir, "metrics")[0]
     lost_trial = pq.read_table(victim).column("trial_id")[0].as_py()
     DAMAGE[damage](victim)
+    return victim, lost_trial
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_metrics_file_is_named_and_skipped_by_the_reader_and_status(damage, tmp_path, capsys):
+    study_dir = make_study(tmp_path / "results")
+    victim, lost_trial = _damaged_metrics_file(study_dir, damage)
     name = f"results/metrics/{victim.name}"
 
     with pytest.warns(UserWarning, match=victim.name):
@@ -103,6 +109,12 @@ def test_damaged_metrics_file_is_named_and_skipped_by_status_and_analyze(damage,
     out = capsys.readouterr().out
     assert f"warning: skipped unreadable results file {name}" in out
 
+
+def test_analyze_names_the_skipped_file_in_its_output_and_report(tmp_path, capsys):
+    """analyze reads through the reader tested with every damage kind above: one kind is enough here."""
+    study_dir = make_study(tmp_path / "results")
+    victim, _ = _damaged_metrics_file(study_dir, "truncated")
+    name = f"results/metrics/{victim.name}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = main(["analyze", str(study_dir), "--out", str(tmp_path / "report")])

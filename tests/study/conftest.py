@@ -1,4 +1,5 @@
-"""Fixtures for the study tests: tiny specs (ray_tmp and fault_env come from tests/conftest.py)."""
+"""Fixtures for the study tests: tiny specs on the committed corpus excerpt (ray_tmp and ray_session come from
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import EXCERPT
+
 TINY_SPEC = {
     "name": "tiny",
+    "data": {"corpus": str(EXCERPT)},
     "budget": {"kind": "seconds", "value": 3},
     "eval": {"every_s": 1.0, "val_tokens": 1024},
     "checkpoint_every_s": 1.0,

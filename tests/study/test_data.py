@@ -6,6 +6,7 @@ import hashlib
 import io
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,18 +28,27 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def shakespeare():
-    return load_corpus(DataConfig())
+def shakespeare(excerpt):
+    """The committed excerpt (the first 39,908 characters of TinyShakespeare) as a local-file corpus."""
+    return load_corpus(DataConfig(corpus=excerpt))
 
 
-def test_tinyshakespeare_split_and_vocab_match_the_seed(shakespeare):
-    assert len(shakespeare.vocab) == 65
-    assert list(shakespeare.vocab) == sorted(shakespeare.vocab)
-    assert (len(shakespeare.train), len(shakespeare.val)) == (1_003_854, 111_540)
-    assert shakespeare.sha256 == KNOWN_CORPORA["tinyshakespeare"].sha256
-    assert shakespeare.decode(shakespeare.train[:14]) == "First Citizen:"
+def test_tinyshakespeare_split_and_vocab_match_the_seed(tinyshakespeare):
+    real = load_corpus(DataConfig())  # by name, from the download cache
+    assert len(real.vocab) == 65
+    assert list(real.vocab) == sorted(real.vocab)
+    assert (len(real.train), len(real.val)) == (1_003_854, 111_540)
+    assert real.sha256 == KNOWN_CORPORA["tinyshakespeare"].sha256
+    assert real.decode(real.train[:14]) == "First Citizen:"
     text = "To be, or not to be"
-    assert shakespeare.decode(shakespeare.encode(text)) == text
+    assert real.decode(real.encode(text)) == text
+
+
+def test_local_file_corpus_splits_90_10_with_its_own_vocab(shakespeare, excerpt):
+    text = Path(excerpt).read_text(encoding="utf-8")
+    assert (len(shakespeare.train), len(shakespeare.val)) == (35_917, 3_991)  # int(0.9 * 39,908) and the rest
+    assert shakespeare.vocab == "".join(sorted(set(text))) and len(shakespeare.vocab) < 65  # not the real one
+    assert shakespeare.decode(shakespeare.val[-9:]) == "is true.\n" and shakespeare.name == excerpt
 
 
 def test_local_file_round_trips_non_ascii(tmp_path):
@@ -51,8 +61,8 @@ def test_local_file_round_trips_non_ascii(tmp_path):
     assert corpus.sha256 == hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_download_is_verified_and_written_atomically(tmp_path, monkeypatch, tinyshakespeare_cache):
-    good = (tinyshakespeare_cache / "tinyshakespeare.txt").read_bytes()
+def test_download_is_verified_and_written_atomically(tmp_path, monkeypatch, tinyshakespeare):
+    good = tinyshakespeare.read_bytes()
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(good))
     cache = tmp_path / "fresh" / "cache"
     corpus = load_corpus(DataConfig(cache_dir=str(cache)))
@@ -106,9 +116,9 @@ def test_missing_empty_unknown_and_non_utf8_inputs(tmp_path):
 
 
 def test_sequence_must_fit_both_splits(tmp_path, shakespeare):
-    check_corpus_fits(shakespeare, 111_539)  # exactly one val window
-    with pytest.raises(StudyError, match="validation split has 111540"):
-        check_corpus_fits(shakespeare, 111_540)
+    check_corpus_fits(shakespeare, 3_990)  # exactly one val window
+    with pytest.raises(StudyError, match="validation split has 3991"):
+        check_corpus_fits(shakespeare, 3_991)
     (tmp_path / "short.txt").write_text("abcdefghij" * 3)  # 27 train chars, 3 val chars
     short = load_corpus(DataConfig(corpus=str(tmp_path / "short.txt")))
     with pytest.raises(StudyError, match="seq_len=8 is too long"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import time
 
@@ -22,8 +23,8 @@ from wt_model.flops import training_flops_per_token
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    return load_corpus(DataConfig())
+def corpus(excerpt):
+    return load_corpus(DataConfig(corpus=excerpt))
 
 
 def train_cfg(**fields) -> TrainConfig:
@@ -85,27 +86,47 @@ def clock_before_each_step(monkeypatch) -> list:
     return seen
 
 
+class FakeClock:
+    """A budget clock that moves only when told (spies below charge each step and each evaluation to it)."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+STEP_S, EVAL_S = 0.125, 0.25  # binary fractions: the sums below are exact
+
+
 def test_seconds_budget_ends_within_one_step_and_excludes_slow_evaluation(corpus, monkeypatch):
-    evals = spy(monkeypatch, "_evaluate", before=lambda *args: time.sleep(0.25))
-    steps = spy(monkeypatch, "_step")
+    """A 2 s budget on a fake clock: each step costs 0.125 s, each evaluation pass 0.25 s (two per record: the
+    validation windows, then the training windows for the overfitting gap)."""
+    clock = FakeClock()
+    evals = spy(monkeypatch, "_evaluate", before=lambda *args: clock.advance(EVAL_S))
+    spy(monkeypatch, "_step", before=lambda *args: clock.advance(STEP_S))
     before_step = clock_before_each_step(monkeypatch)
-    cfg = tiny(budget=("seconds", 2.0), eval=EvalConfig(every_steps=10, val_tokens=256, final_full=False))
-    result = train(cfg, corpus)
-    periodic = [r for r in result.records if not r.is_final]
-    # every record evaluates the validation windows, then the training windows (the overfitting gap)
-    assert len(periodic) >= 2 and len(evals) == 2 * (len(periodic) + 1)
-    assert len(before_step) == result.steps
-    assert before_step[-1][1] < 2.0 <= result.train_time_s  # the last step started inside the budget
-    eval_s = sum(seconds for _, seconds in evals[:-2])  # periodic evaluations, sleep included
-    step_s = sum(seconds for _, seconds in steps)  # forward/backward/optimizer
-    assert step_s <= result.train_time_s < step_s + 0.5 * eval_s  # the clock holds steps, not evaluation
-    assert result.wall_time_s >= result.train_time_s + eval_s
-    # the seed's definition: evaluation eats the budget, so fewer training seconds fit
+    cfg = tiny(budget=("seconds", 2.0), eval=EvalConfig(every_steps=4, val_tokens=256, final_full=False))
+    result = train(cfg, corpus, clock=clock)
+    assert [r.step for r in result.records] == [4, 8, 12, 16] and len(evals) == 2 * 4
+    assert result.steps == len(before_step) == 16
+    assert before_step[-1][1] == 1.875 < 2.0 == result.train_time_s  # the last step started inside the budget
+    assert [r.train_time_s for r in result.records] == [0.5, 1.0, 1.5, 2.0]  # steps only, never evaluation
+    assert result.wall_time_s == result.final.wall_time_s == 16 * STEP_S + 8 * EVAL_S  # everything
+    # the seed's definition: validation (not the training windows) eats the budget, so fewer steps fit
     before_step.clear()
     seed_style = dataclasses.replace(cfg, budget=BudgetConfig(kind="seconds", value=2.0, count_eval_in_budget=True))
-    result = train(seed_style, corpus)
+    result = train(seed_style, corpus, clock=clock)
     counters, last_used = before_step[-1]
-    assert counters.eval_time_s >= 0.25 and last_used < 2.0 <= counters.train_time_s + counters.eval_time_s
+    assert result.steps == 12 and counters.eval_time_s == 2 * EVAL_S  # two periodic validations, at 4 and 8
+    assert last_used == 11 * STEP_S + 2 * EVAL_S < 2.0 <= result.train_time_s + counters.eval_time_s
+
+
+def test_the_budget_clock_is_perf_counter_unless_a_test_injects_one():
+    assert inspect.signature(train).parameters["clock"].default is time.perf_counter
 
 
 def test_counted_budgets_stop_exactly_at_the_limit(corpus):

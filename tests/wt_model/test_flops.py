@@ -44,8 +44,16 @@ def test_seed_parameter_counts(arch, expected):
     assert count_params(cfg).non_embedding == expected - 2 * 65 * 256
 
 
-@pytest.mark.parametrize("arch", ["standard", "worker"])
-@pytest.mark.parametrize("overrides", [{}, {"vocab_size": 100, "ffn_hidden": 48, "n_layer": 3}, {"conv_kernel": 5}])
+@pytest.mark.parametrize(
+    ("arch", "overrides"),
+    [
+        ("standard", {}),
+        ("standard", {"vocab_size": 100, "ffn_hidden": 48, "n_layer": 3}),
+        ("worker", {}),
+        ("worker", {"vocab_size": 100, "ffn_hidden": 48, "n_layer": 3}),
+        ("worker", {"conv_kernel": 5}),  # the standard model has no conv
+    ],
+)
 def test_analytic_count_equals_numel(arch, overrides):
     cfg = tiny_config(arch=arch, **overrides)
     assert count_params(cfg).total == sum(p.numel() for p in build_model(cfg).parameters())

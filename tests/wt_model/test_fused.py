@@ -113,10 +113,11 @@ def test_dropout_attention_drops_attention_weights():
 
 
 def test_dropout_attention_gradients_match_finite_differences():
-    """Same seed per call, so the same masks: the hand-written backward is the forward's gradient."""
+    """Same seed per call, so the same masks: the hand-written backward is the forward's gradient. One head of
+    width 2 (heads are independent, and every input element costs two forward passes here)."""
     n_keys = sorted(torch.randint(1, 41, (20,)).tolist())  # non-decreasing prefixes, as worker rows give
     n_keys[-1] = 40
-    q, k, v = (torch.randn(1, 2, n, 4, dtype=torch.float64) for n in (20, 40, 40))
+    q, k, v = (torch.randn(1, 1, n, 2, dtype=torch.float64) for n in (20, 40, 40))
 
     def seeded(q, k, v):
         torch.manual_seed(0)
