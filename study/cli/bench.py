@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help="also time the wt_model package under DIR (e.g. `git worktree add DIR <sha>`), its steps "
         "alternating with this copy's; rows labelled 'before'",
     )
+    parser.add_argument(
+        "--csv", type=Path, default=None, metavar="FILE", help="also append each row to FILE as it is measured"
+    )
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the timed models (seed: 0.1)")
     parser.add_argument("--no-dropout-row", action="store_true", help="skip the extra dropout-0 rows")
     parser.add_argument("--n-embd", type=int, default=256)
@@ -87,7 +90,14 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from study.train.bench import bench_cases, format_table, import_build_model, matmul_peak_tflops, run_case
+    from study.train.bench import (
+        append_csv,
+        bench_cases,
+        format_table,
+        import_build_model,
+        matmul_peak_tflops,
+        run_case,
+    )
     from study.train.compiled import compile_mode
     from study.train.device import resolve_device
     from wt_model import ModelConfig
@@ -141,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         for r in case_results:
             results.append(r)
+            if args.csv is not None:
+                name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+                append_csv(args.csv, r, peak, name, clock)
             version = (r.version or "after") if baseline else ""
             print(
                 f"  {version:6s} {label}: {r.step_ms:,.2f} ms/step",

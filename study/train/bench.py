@@ -22,6 +22,7 @@ alternate with this copy's on the same case, so a busy moment hits both and the 
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import importlib
 import statistics
@@ -197,6 +198,38 @@ def import_build_model(src: Path) -> ModelBuilder:
         return build(config_class(**fields))
 
     return build_baseline
+
+
+CSV_COLUMNS = (
+    "device",
+    "torch",
+    "clock",
+    "version",
+    "arch",
+    "attention",
+    "compile",
+    "dropout",
+    "seq_len",
+    "batch_size",
+    "step_ms",
+    "tokens_per_s",
+    "tflops_per_s",
+    "peak_tflops",
+)
+
+
+def append_csv(path: Path, result: BenchResult, peak_tflops: float, device: str, clock: str) -> None:
+    """Append one result as a CSV row (a header first when the file is new), so a run cut short keeps its rows.
+    `peak_tflops` is the best matmul peak measured so far in the run."""
+    c = result.case
+    values = (device, torch.__version__, clock, result.version or "after", c.cfg.arch, c.cfg.attention, c.compile)
+    values += (c.cfg.dropout, c.seq_len, c.batch_size, result.step_ms, result.tokens_per_s, result.tflops_per_s)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(CSV_COLUMNS)
+        writer.writerow((*values, peak_tflops))
 
 
 def bench_cases(

@@ -182,3 +182,24 @@ def test_cuda_graphs_training_equals_eager(arch):
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-5)
     for name, grad in grads_e.items():
         torch.testing.assert_close(grads_c[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@cuda
+@pytest.mark.parametrize("arch", ["standard", "worker"])
+def test_cuda_graphs_evaluation_equals_eager(arch):
+    """The evaluation passes (every worker phase) replayed as CUDA graphs give the eager loss sums."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(arch=arch, dropout=0.1)).cuda().eval()
+    compiled = torch.compile(model, mode="reduce-overhead", dynamic=False)
+
+    def replay(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs)
+
+    x, y = tokens(4, 64).cuda(), tokens(4, 64, seed=2).cuda()
+    eager = evaluate_batch(model, x, y)
+    for _ in range(3):  # record, then replay
+        graphs = evaluate_batch(model, x, y, forward=replay)
+    assert graphs.n_all == eager.n_all and graphs.n_seed == eager.n_seed
+    assert graphs.loss_sum_all == pytest.approx(eager.loss_sum_all, rel=1e-4)
+    assert graphs.loss_sum_seed == pytest.approx(eager.loss_sum_seed, rel=1e-4)
