@@ -45,11 +45,11 @@ class Analysis:
 def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = None) -> Analysis:
     final = stats.final_values(study.trials, study.metrics, metric)
     chosen = tuning.choose_settings(final)
-    points = stats.curve_points(study.metrics)
-    shape = final.set_index("trial_id")[["arch", "seq_len", "attention"]]
+    points = stats.curve_points(study.metrics, final)
+    shape = final[["trial_id", "arch", "seq_len", "attention"]]
     curves, fronts = {}, []
     for x, name in FRONTS:
-        c = pareto.best_so_far(points, metric, x).join(shape, on="trial_id", how="inner")
+        c = pareto.best_so_far(points, metric, x).merge(shape, on="trial_id", how="inner")
         curves[x] = c
         means = stats.seed_curves(c, final, "best_loss", x, common=True)
         fronts.append(pareto.config_fronts(means, final, x).rename(columns={x: "cost"}).assign(front=name))

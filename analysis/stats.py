@@ -81,6 +81,9 @@ def _final_loss(trials: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.
 def _with_keys(out: pd.DataFrame, fields: pd.DataFrame) -> pd.DataFrame:
     """Add config/cell/arm/tuned keys, ids and labels (analysis.configs)."""
     cell, arm, tuned = configs.split_fields(fields)
+    full = fields["eval.final_full"] if "eval.final_full" in fields else pd.Series(None, index=out.index)
+    periodic_set = (full.eq(False) | out["eval_protocol"].eq("seed")).astype(object)
+    out["final_on_periodic_set"] = periodic_set.where(full.notna() | out["eval_protocol"].eq("seed"), None)
     out["config_key"] = configs.keys_of(fields, cell + arm + tuned)
     out["cell_key"] = configs.keys_of(fields, cell)
     out["arm_key"] = configs.keys_of(fields, arm)
@@ -131,14 +134,22 @@ def config_summary(final: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def curve_points(metrics: pd.DataFrame) -> pd.DataFrame:
+def curve_points(metrics: pd.DataFrame, final: pd.DataFrame | None = None) -> pd.DataFrame:
     """The evaluation points one learning curve may join: every periodic point, and the final point only when
-    it used the same validation set (same `val_tokens`, i.e. eval.final_full was off)."""
+    it used the periodic validation set.
+
+    Whether it did comes from the trial's configuration (`final_on_periodic_set` of final_values: eval.final_full
+    off, or the seed's protocol); where that is unknown, from the points (same `val_tokens` as the trial's
+    periodic evaluations).
+    """
     periodic = metrics[~metrics["is_final"]]
     tokens = periodic.drop_duplicates("trial_id", keep="last").set_index("trial_id")["val_tokens"]
-    final = metrics[metrics["is_final"]]
-    same_set = final["val_tokens"].eq(final["trial_id"].map(tokens)).fillna(False).astype(bool)
-    return pd.concat([periodic, final[same_set]]).sort_values(["trial_id", "step"], kind="stable")
+    last = metrics[metrics["is_final"]]
+    same_set = last["val_tokens"].eq(last["trial_id"].map(tokens)).fillna(False).astype(bool)
+    if final is not None:
+        known = last["trial_id"].map(final.set_index("trial_id")["final_on_periodic_set"])
+        same_set = known.astype(object).where(known.notna(), same_set).astype(bool)
+    return pd.concat([periodic, last[same_set]]).sort_values(["trial_id", "step"], kind="stable")
 
 
 def seed_curves(
@@ -157,7 +168,7 @@ def seed_curves(
     seed covers (one seed: exactly its points). Columns: config_id, x, n, n_seeds, mean, std, ci_low, ci_high.
     """
     test = final[final["seed_role"].eq("test")].set_index("trial_id")["config_id"]
-    m = points[["trial_id", x, metric]].dropna(subset=[x])
+    m = points[["trial_id", x, metric]].dropna(subset=[x]).reset_index(drop=True)
     m = m.assign(config_id=m["trial_id"].map(test)).dropna(subset=["config_id"])
     m = m.sort_values(["config_id", "trial_id"], kind="stable")
     config_ids, trial_ids = m["config_id"].to_numpy(), m["trial_id"].to_numpy()
@@ -169,7 +180,7 @@ def seed_curves(
     columns = ["config_id", x, "n", "n_seeds", "mean", "std", "ci_low", "ci_high"]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
     out = pd.concat(frames, ignore_index=True)
     out["ci_low"], out["ci_high"] = t_interval(pd.Series(out["n"]), out["mean"], out["std"])
     return out[columns]

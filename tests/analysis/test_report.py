@@ -145,3 +145,10 @@ def test_cli_module_imports_no_heavy_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_study_whose_runs_have_no_periodic_evaluation_still_reports(tmp_path):
+    study = write_study(tmp_path, n_points=1, final_full=True, seeds=(0, 1, 2))
+    assert analyze_cli([str(study)]) == 0
+    report = (study / "analysis" / "report.md").read_text()
+    assert "## Verdicts" in report and "insufficient seeds" not in report

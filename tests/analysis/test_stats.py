@@ -121,3 +121,11 @@ def test_curve_points_keep_the_final_point_only_on_the_periodic_validation_set(t
     whole_split = full.metrics[full.metrics["is_final"]].set_index("trial_id")["val_loss"]
     assert (full.metrics.loc[full.metrics["is_final"], "val_tokens"] == 65536).all()
     assert np.allclose(final, whole_split.reindex(final.index))
+
+
+def test_a_run_with_only_its_final_evaluation_keeps_it_on_the_curve_when_the_set_is_the_periodic_one(tmp_path):
+    # a budget shorter than the evaluation interval: one point per trial, the final one (smoke preset, 4 s)
+    for final_full, kept in ((False, True), (True, False)):
+        study = load_study(str(write_study(tmp_path / str(final_full), n_points=1, final_full=final_full)))
+        points = curve_points(study.metrics, final_values(study.trials, study.metrics))
+        assert (len(points) == len(study.metrics)) is kept and (kept or points.empty)
