@@ -113,7 +113,8 @@ def curves_plot(
     seed_curves: pd.DataFrame, configs: pd.DataFrame, highlight: set, x: str, ylabel: str, title: str
 ) -> Figure:
     """Loss vs train time per configuration, faceted by seq_len: all configurations thin, the `highlight`
-    configuration ids (best per arm and facet) with their mean and 95% CI band over seeds."""
+    configuration ids (each arm's chosen setting, tuning.choose_settings) with their mean and 95% CI band over
+    test seeds."""
     data = seed_curves.merge(configs[["config_id", "arm", "seq_len"]], on="config_id", how="inner")
     data = data[np.isfinite(data["mean"])]
     seq_lens = sorted(data["seq_len"].dropna().unique()) or [None]
@@ -128,7 +129,7 @@ def curves_plot(
         for arm in arm_order(facet["arm"]):
             group = facet[facet["arm"] == arm]
             _thin_lines(ax, _segments(group, "config_id", x, "mean"), colors[arm], 0.5, 0.3)
-            label = f"{arm} (best configuration, mean of {group['n'].max()} seeds)"
+            label = f"{arm} (chosen setting, mean of {group['n'].max()} test seeds)"
             for _, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
                 ax.plot(g[x], g["mean"], color=colors[arm], lw=2, label=label)
                 label = None
