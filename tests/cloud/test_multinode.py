@@ -7,6 +7,7 @@ storage a real multi-node cluster needs; a plain path on such a cluster is refus
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 
@@ -30,19 +31,22 @@ def cluster(s3_endpoint):
     from ray.cluster_utils import Cluster
 
     temp_dir = tempfile.mkdtemp(prefix="wtm", dir="/tmp")
-    nodes = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "num_gpus": 0, "temp_dir": temp_dir, "include_dashboard": False},
-    )
-    try:
-        for _ in range(GPU_NODES):
-            nodes.add_node(num_cpus=1, num_gpus=1, temp_dir=temp_dir)
-        nodes.wait_for_nodes()
-        yield nodes
-    finally:
-        ray.shutdown()  # the in-process driver joined the cluster through --address
-        nodes.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", temp_dir)  # Cluster writes its address file to $RAY_TMPDIR/ray, not /tmp/ray
+        os.mkdir(os.path.join(temp_dir, "ray"))
+        nodes = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 0, "num_gpus": 0, "temp_dir": temp_dir, "include_dashboard": False},
+        )
+        try:
+            for _ in range(GPU_NODES):
+                nodes.add_node(num_cpus=1, num_gpus=1, temp_dir=temp_dir)
+            nodes.wait_for_nodes()
+            yield nodes
+        finally:
+            ray.shutdown()  # the in-process driver joined the cluster through --address
+            nodes.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_local_storage_on_a_multinode_cluster_is_refused_before_anything_starts(

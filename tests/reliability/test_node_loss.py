@@ -10,6 +10,7 @@ checkpoints; Tune retries the trial (max_failures) on the surviving node from th
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -29,6 +30,8 @@ def test_lost_node_trial_resumes_on_another_node_from_its_checkpoint(
 
     monkeypatch.setenv("WT_ALLOW_LOCAL_STORAGE_MULTINODE", "1")
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)  # Cluster writes its address file to $RAY_TMPDIR/ray, not /tmp/ray
+    os.mkdir(os.path.join(ray_tmp, "ray"))
     spec_path = write_spec(
         budget={"kind": "seconds", "value": BUDGET_S},
         axes={"arch": ["standard", "worker"], "worker_interval": [4], "seq_len": [32]},
