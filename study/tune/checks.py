@@ -75,8 +75,28 @@ def check_cluster(plan_: Plan) -> None:
             f"(largest: {most_cpu:g} CPUs, {most_gpu:g} GPUs): lower resources or add nodes."
         )
     check_memory(plan_, max(n["Resources"].get("memory", 0) for n in fits), "the largest node")
+    check_cores(plan_, nodes, ray.util.get_node_ip_address())
     if len(nodes) > 1 and plan_.location.is_local and os.environ.get(ALLOW_LOCAL_MULTINODE) != "1":
         raise StudyError(
             f"storage={plan_.spec.storage!r} is a local path but the cluster has {len(nodes)} nodes: trials on "
             "other nodes could not write their checkpoints there; use shared storage such as s3://bucket/prefix."
         )
+
+
+def check_cores(plan_: Plan, nodes: list, here: str) -> None:
+    """A seconds budget of CPU trials needs a core per trial thread. Ray packs trials by the CPUs each node
+    declares, so a node that declares more CPUs than it has cores (`ray start --num-cpus`) would share cores and
+    the clock would measure contention. Only this machine's cores are visible from the driver, so only nodes on
+    it (`here`, its IP address) are checked; `plan.check_shared_device` refuses fractional cpus everywhere."""
+    spec = plan_.spec
+    if spec.budget.kind != "seconds" or spec.allow_shared_device or spec.resources.gpus:
+        return
+    cores = os.cpu_count() or 1
+    for node in nodes:
+        declared = node["Resources"].get("CPU", 0)
+        if node.get("NodeManagerAddress") == here and declared > cores:
+            raise StudyError(
+                f"the Ray node on this machine declares {declared:g} CPUs but the machine has {cores} cores: "
+                "trials of a seconds budget would share cores; start Ray with --num-cpus at most the cores, use a "
+                "steps, tokens or flops budget, or allow_shared_device: true."
+            )

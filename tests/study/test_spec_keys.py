@@ -185,3 +185,20 @@ def test_init_ablation_fits_two_cores():
         (arch, init) for arch in ("standard", "worker") for init in ("torch", "nanogpt")
     }
     assert spec.budget.kind != "seconds"  # results must not depend on how busy the machine is
+
+
+def test_a_node_declaring_more_cpus_than_its_cores_is_refused_for_seconds_budgets(tmp_path):
+    import os
+
+    from study.tune import plan as planning
+    from study.tune.checks import check_cores
+
+    cores = os.cpu_count() or 1
+    node = {"NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": cores + 4}}
+    plan = planning.plan(spec_with(storage=str(tmp_path), resources={"cpus": 1, "gpus": 0}))
+    with pytest.raises(StudyError, match=f"declares {cores + 4} CPUs but the machine has {cores} cores"):
+        check_cores(plan, [node], here="10.0.0.1")
+    check_cores(plan, [node], here="10.0.0.2")  # another machine: its cores are not visible from here
+    check_cores(plan, [{**node, "Resources": {"CPU": cores}}], here="10.0.0.1")
+    steps = planning.plan(spec_with(storage=str(tmp_path), budget={"kind": "steps", "value": 3}))
+    check_cores(steps, [node], here="10.0.0.1")  # no clock decides a steps budget
