@@ -18,6 +18,7 @@ from study.errors import StudyError
 from study.results.schema import METRICS_SCHEMA
 from study.train.data import load_corpus
 from study.train.loop import EvalRecord, load_state, lr_at, save_state, train
+from tests.conftest import EXCERPT
 from wt_model import ModelConfig
 from wt_model.flops import training_flops_per_token
 
@@ -339,7 +340,7 @@ def test_bad_data_for_the_run_is_a_user_error(corpus, tmp_path):
         (["--data", "missing.txt"], "no such file"),
         (["--data", "wikitext-9000"], "not a known corpus"),
         (["--budget", "-3"], "budget.value=-3.0"),
-        (["--seq-len", "200000"], "too long"),
+        (["--seq-len", "200000", "--data", str(EXCERPT)], "too long"),
         (["--resume"], "--checkpoint-dir"),
     ],
 )
@@ -373,9 +374,11 @@ def test_loss_drops_clearly_below_the_unigram_entropy(corpus):
     assert result.final.val_loss < unigram_entropy - 0.6
 
 
-def test_cli_trains_checkpoints_resumes_and_samples(tmp_path, capsys):
+def test_cli_trains_checkpoints_resumes_and_samples(tmp_path, capsys, excerpt):
     run_dir = tmp_path / "run"
     common = [
+        "--data",
+        excerpt,
         "--device",
         "cpu",
         "--threads",
@@ -437,9 +440,10 @@ def test_cli_trains_checkpoints_resumes_and_samples(tmp_path, capsys):
     assert load_state(run_dir / "state.pt")["step"] == 9
 
 
-def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
+def test_cli_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys, excerpt):
     config = tmp_path / "run.yaml"
     config.write_text(
+        f"data: {{corpus: {excerpt}}}\n"
         "model: {arch: standard, block_size: 32, n_embd: 32, n_head: 2, n_layer: 1}\n"
         "train: {batch_size: 4, threads: 1}\nbudget: {kind: steps, value: 50}\n"
         "eval: {final_full: false, val_tokens: 256}\n"
