@@ -72,7 +72,10 @@ class PrefixMask:
 @functools.cache
 def _compiled_flex_attention():
     """flex_attention compiled on first use: without compile it runs an unfused reference that materialises
-    every score. Under an outer torch.compile the plain function is used and compiled with its caller."""
+    every score. Under an outer torch.compile the plain function is used and compiled with its caller. Each
+    worker phase's mask is its own graph (the phase is a constant of its mask_mod): up to 64 before Dynamo
+    would fall back to the unfused reference."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(flex_attention, dynamic=False)
 
 
