@@ -1,4 +1,4 @@
-"""Fixtures for the reliability tests: the study tests' tiny specs and short Ray temp dirs, plus fault control."""
+"""Fixtures for the reliability tests: the study tests' tiny specs, and a check that a test left no Ray running."""
 
 from __future__ import annotations
 
