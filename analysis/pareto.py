@@ -62,7 +62,7 @@ def time_to_target(curves: pd.DataFrame, targets: pd.DataFrame, x: str = "train_
 
     `curves` comes from best_so_far; `targets` has columns trial_id, target. Columns: trial_id, target, x.
     """
-    joined = curves.merge(targets[["trial_id", "target"]], on="trial_id", how="inner")
+    joined = curves.merge(targets[["trial_id", "target"]].astype({"target": float}), on="trial_id", how="inner")
     reached = joined[joined["best_loss"] <= joined["target"]]
     first = reached.groupby("trial_id", sort=False)[x].min()
     out = targets[["trial_id", "target"]].drop_duplicates("trial_id").reset_index(drop=True)
@@ -88,7 +88,7 @@ def default_targets(
     std = std.assign(lowest=std["trial_id"].map(lowest)).dropna(subset=["lowest"])
     cell_target = std.groupby("cell_key", sort=False)["lowest"].max().rename("target").reset_index()
     out = final[["trial_id", "cell_key"]].merge(cell_target, on="cell_key", how="inner")
-    return out[["trial_id", "target"]]
+    return out[["trial_id", "target"]].astype({"target": float})  # float even when empty (no cell has a target)
 
 
 def censored_median(times: np.ndarray) -> float:

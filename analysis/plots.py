@@ -237,7 +237,7 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
     fig, (left, right) = _figure(2, width=5.5)
     workers = losses[losses["arch"] != STANDARD].dropna(subset=["worker_interval", "mean"])
     seq_lens = sorted(losses["seq_len"].dropna().unique())
-    seq_colors = dict(zip(seq_lens, sns.color_palette("viridis", max(len(seq_lens), 1)), strict=True))
+    seq_colors = dict(zip(seq_lens, sns.color_palette("viridis", max(len(seq_lens), 1)), strict=False))
     if workers.empty:
         _note(left, "not enough data: no completed worker trials")
     for (arch, seq_len), group in workers.groupby(["arch", "seq_len"], sort=True):

@@ -207,3 +207,19 @@ def test_fronts_come_from_seed_means_one_per_seq_len_and_attention():
     # the single-seed front over raw trials, as before: the lucky seed is on it
     lucky = final["trial_id"].iloc[0]
     assert lucky in set(pareto_front(curves[curves["seq_len"].eq(64)], "train_time_s")["trial_id"])
+
+
+def test_no_chosen_standard_setting_means_no_target_and_no_crash():
+    # lr swept without tuning seeds and a seed failed at every lr: no standard setting is chosen, so no cell has
+    # a reference and nothing has a target (this crashed: the empty target column came out string-typed and the
+    # comparison with the losses raised)
+    std = arm_rows("standard", [2.0, NAN], lr=1e-3) + arm_rows("standard", [NAN, 2.1], lr=1e-2)
+    std = [dict(r, status="failed") if np.isnan(r["val_loss"]) else r for r in std]
+    final = final_frame(std + arm_rows("worker", [2.0, 2.2]))
+    chosen = choose_settings(final)
+    assert chosen.loc[chosen["arch"].eq("standard"), "config_id"].isna().all()
+    done = final[final["status"].eq("completed")]
+    curves = curve_rows(done, [[2.5, 2.0, 2.0]] * len(done))
+    targets = default_targets(final, chosen, curves)
+    assert targets.empty and targets["target"].dtype == float
+    assert time_to_target(curves, targets).empty

@@ -152,3 +152,15 @@ def test_a_study_whose_runs_have_no_periodic_evaluation_still_reports(tmp_path):
     assert analyze_cli([str(study)]) == 0
     report = (study / "analysis" / "report.md").read_text()
     assert "## Verdicts" in report and "insufficient seeds" not in report
+
+
+def test_a_study_where_every_setting_lost_a_seed_still_reports(tmp_path):
+    # two learning rates, no tuning seeds, one seed failed at each: no setting is chosen for either arm, so no
+    # cell has a reference, a target or a verdict (this crashed in time-to-target and in the interval plot)
+    def status_of(index, config):
+        return "failed" if config["seed"] == (0 if config["lr"] == 3e-4 else 1) else "completed"
+
+    study = write_study(tmp_path, intervals=(4,), seq_lens=(64,), lrs=(3e-4, 1e-3), status_of=status_of)
+    assert analyze_cli([str(study)]) == 0
+    report = (study / "analysis" / "report.md").read_text()
+    assert "## Verdicts" in report
