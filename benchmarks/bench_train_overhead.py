@@ -24,7 +24,7 @@ def measure(arch: str, args: argparse.Namespace, corpus) -> dict:
     step_s: list[float] = []
     eval_s: list[float] = []
     real_step, real_warm_up, real_final = train_module._step, train_module._Run._warm_up, train_module._Run._final_eval
-    real_evaluate = train_module._evaluate
+    real_evaluate = train_module.evaluate_windows
 
     import torch
 
@@ -51,7 +51,7 @@ def measure(arch: str, args: argparse.Namespace, corpus) -> dict:
         eval_s.append(time.perf_counter() - t0)
         return out
 
-    train_module._step, train_module._evaluate = timed_step, timed_evaluate
+    train_module._step, train_module.evaluate_windows = timed_step, timed_evaluate
     train_module._Run._warm_up, train_module._Run._final_eval = warm_up, final_eval
     try:
         cfg = RunConfig(
@@ -62,7 +62,7 @@ def measure(arch: str, args: argparse.Namespace, corpus) -> dict:
         )
         result = train_module.train(cfg, corpus)
     finally:
-        train_module._step, train_module._evaluate = real_step, real_evaluate
+        train_module._step, train_module.evaluate_windows = real_step, real_evaluate
         train_module._Run._warm_up, train_module._Run._final_eval = real_warm_up, real_final
     loop_s = marks["loop_end"] - marks["loop_start"]
     compute_s = sum(step_s)

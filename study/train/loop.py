@@ -34,47 +34,16 @@ from study.config.run import RunConfig
 from study.errors import StudyError
 from study.train.budget import Budget, lr_at
 from study.train.compiled import CUDA_READ_EVERY, LossWindow, compile_mode, compile_model
-from study.train.data import (
-    BatchSampler,
-    Corpus,
-    check_corpus_fits,
-    gather_windows,
-    seed_window_starts,
-    stream_window_starts,
-)
+from study.train.data import BatchSampler, Corpus, check_corpus_fits
 from study.train.device import resolve_device
+from study.train.evaluation import EvalRecord, eval_windows, evaluate_windows
 from study.train.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
-from wt_model import build_model, evaluate_batch
+from wt_model import build_model
 from wt_model.flops import training_flops_per_token
 
 STATE_FORMAT = 1
 
 __all__ = ["EvalRecord", "RunResult", "load_state", "save_state", "train"]
-
-
-@dataclass(frozen=True)
-class EvalRecord:
-    """One evaluation point (a row of the metrics table, without the study/trial keys)."""
-
-    step: int  # optimizer steps done
-    tokens: int  # training tokens consumed
-    train_time_s: float  # training-step time (the budget clock)
-    wall_time_s: float  # everything since the run started, across resumes
-    flops: float  # analytic training FLOPs spent
-    lr: float  # learning rate of the last step
-    train_loss: float  # mean training loss since the previous evaluation
-    val_loss: float  # mean next-token loss over all validation positions (the fair metric)
-    val_loss_seed: float  # the seed's metric (worker positions of phase 0 for the worker model)
-    val_bpc: float  # val_loss in bits per character
-    train_eval_loss: float  # the same evaluation on fixed training windows (eval mode, all positions)
-    train_minus_val: float  # train_eval_loss - val_loss: below 0 when the model starts to overfit
-    epochs: float  # passes over the training split so far (training tokens / its length)
-    val_tokens: int  # validation positions covered
-    tokens_per_s: float  # training tokens per train second since the previous evaluation
-    is_final: bool  # the end-of-run evaluation
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -135,21 +104,6 @@ def _step(model, optimizer, x, y, lr: float, grad_clip: float, autocast, phase: 
     return loss
 
 
-def _evaluate(model, windows: torch.Tensor, batch_size: int, autocast, forward=None) -> tuple[float, float]:
-    """Mean loss over all positions and the seed's metric on `windows` (N, T+1); model left in train mode.
-    `forward` runs the passes (the compiled model) when given."""
-    model.eval()
-    sum_all, n_all, sum_seed, n_seed = 0.0, 0, 0.0, 0
-    with autocast():
-        for i in range(0, len(windows), batch_size):
-            chunk = windows[i : i + batch_size].long()  # (b, T+1)
-            losses = evaluate_batch(model, chunk[:, :-1], chunk[:, 1:], forward)
-            sum_all, n_all = sum_all + losses.loss_sum_all, n_all + losses.n_all
-            sum_seed, n_seed = sum_seed + losses.loss_sum_seed, n_seed + losses.n_seed
-    model.train()
-    return sum_all / max(n_all, 1), sum_seed / max(n_seed, 1)
-
-
 class _Run:
     """The objects of one run (model, optimizer, sampler, validation windows) and its loop."""
 
@@ -187,27 +141,14 @@ class _Run:
         self.sampler = BatchSampler(corpus.train, cfg.train.batch_size, seq_len, cfg.train.seed, self.device)
         self.counters = Counters(next_eval_s=cfg.eval.every_s)
         self.status, self.error = "completed", ""
-        self._make_val_windows()
+        windows = eval_windows(corpus, seq_len, cfg.eval, self.device)
+        self.val_windows, self.final_windows, self.train_windows = windows
 
     def _adamw(self, params) -> torch.optim.AdamW:
         t = self.cfg.train
         return torch.optim.AdamW(
             params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay, fused=True if self.cuda else None
         )
-
-    def _make_val_windows(self) -> None:
-        seq_len, ev, n_val = self.cfg.seq_len, self.cfg.eval, len(self.corpus.val)
-        if ev.protocol == "seed":
-            starts = seed_window_starts(n_val, seq_len, ev.val_tokens)
-            final_starts = starts
-        else:
-            starts = stream_window_starts(n_val, seq_len, ev.val_tokens)
-            final_starts = stream_window_starts(n_val, seq_len, None) if ev.final_full else starts
-        self.val_windows = gather_windows(self.corpus.val, starts, seq_len, self.device)
-        self.final_windows = gather_windows(self.corpus.val, final_starts, seq_len, self.device)
-        # the train-split counterpart of the periodic validation windows (overfitting shows as their gap)
-        train_starts = stream_window_starts(len(self.corpus.train), seq_len, ev.val_tokens)
-        self.train_windows = gather_windows(self.corpus.train, train_starts, seq_len, self.device)
 
     # -- state --------------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -349,13 +290,8 @@ class _Run:
         loss.item()
         if self.compile_mode != "off":  # the evaluation passes' graphs (a full batch; a ragged last one compiles later)
             for _ in range(passes):
-                _evaluate(
-                    self.model,
-                    self.val_windows[: sampler.batch_size],
-                    sampler.batch_size,
-                    self.autocast,
-                    self.step_model,
-                )
+                batch = self.val_windows[: sampler.batch_size]
+                evaluate_windows(self.model, batch, sampler.batch_size, self.autocast, self.step_model)
         # the clip and the optimizer step run on clones, so the real optimizer state does not move
         params = [p for p in self.model.parameters() if p.grad is not None]
         clones = [p.detach().clone().requires_grad_() for p in params]
@@ -396,7 +332,7 @@ class _Run:
 
     def _evaluate(self, windows: torch.Tensor) -> tuple[float, float]:
         forward = None if self.compile_mode == "off" else self.step_model
-        return _evaluate(self.model, windows, self.cfg.train.batch_size, self.autocast, forward)
+        return evaluate_windows(self.model, windows, self.cfg.train.batch_size, self.autocast, forward)
 
     def _make_record(self, val_loss: float, val_loss_seed: float, val_tokens: int, is_final: bool) -> EvalRecord:
         c = self.counters

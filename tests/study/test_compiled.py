@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import study.train.compiled as compiled_module
+import study.train.evaluation as evaluation_module
 import study.train.loop as train_module
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig, from_mapping
 from study.errors import StudyError
@@ -130,13 +131,13 @@ def test_a_compiled_run_matches_the_eager_run(corpus, monkeypatch):
     cfg = tiny("standard", budget=("steps", 4), every_steps=2, dropout=0.0)
     eager = train(cfg, corpus)
     monkeypatch.setattr(compiled_module.torch, "compile", aot_eager)
-    forwards, real_evaluate_batch = [], train_module.evaluate_batch
+    forwards, real_evaluate_batch = [], evaluation_module.evaluate_batch
 
     def spy_evaluate_batch(model, x, y, forward=None):
         forwards.append(forward)
         return real_evaluate_batch(model, x, y, forward)
 
-    monkeypatch.setattr(train_module, "evaluate_batch", spy_evaluate_batch)
+    monkeypatch.setattr(evaluation_module, "evaluate_batch", spy_evaluate_batch)
     torch._dynamo.reset()
     try:
         compiled = train(tiny("standard", budget=("steps", 4), every_steps=2, dropout=0.0, compile=True), corpus)

@@ -107,7 +107,7 @@ def test_seconds_budget_ends_within_one_step_and_excludes_slow_evaluation(corpus
     """A 2 s budget on a fake clock: each step costs 0.125 s, each evaluation pass 0.25 s (two per record: the
     validation windows, then the training windows for the overfitting gap)."""
     clock = FakeClock()
-    evals = spy(monkeypatch, "_evaluate", before=lambda *args: clock.advance(EVAL_S))
+    evals = spy(monkeypatch, "evaluate_windows", before=lambda *args: clock.advance(EVAL_S))
     spy(monkeypatch, "_step", before=lambda *args: clock.advance(STEP_S))
     before_step = clock_before_each_step(monkeypatch)
     cfg = tiny(budget=("seconds", 2.0), eval=EvalConfig(every_steps=4, val_tokens=256, final_full=False))
@@ -212,7 +212,7 @@ def test_non_finite_loss_ends_the_run_as_diverged(corpus, monkeypatch):
 
 def test_same_seed_gives_the_same_batches_and_validation_stream_for_every_arch(corpus, monkeypatch):
     steps = spy(monkeypatch, "_step")
-    evals = spy(monkeypatch, "_evaluate")
+    evals = spy(monkeypatch, "evaluate_windows")
     for arch in ("standard", "worker"):
         train(tiny(arch, budget=("steps", 3), eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False)), corpus)
     train(

@@ -1,0 +1,80 @@
+"""Evaluation of one run: the fixed windows it is evaluated on, the evaluation passes, and the record of one
+evaluation point (a row of the metrics table)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from study.config.run import EvalConfig
+from study.train.data import Corpus, gather_windows, seed_window_starts, stream_window_starts
+from wt_model import evaluate_batch
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation point (a row of the metrics table, without the study/trial keys)."""
+
+    step: int  # optimizer steps done
+    tokens: int  # training tokens consumed
+    train_time_s: float  # training-step time (the budget clock)
+    wall_time_s: float  # everything since the run started, across resumes
+    flops: float  # analytic training FLOPs spent
+    lr: float  # learning rate of the last step
+    train_loss: float  # mean training loss since the previous evaluation
+    val_loss: float  # mean next-token loss over all validation positions (the fair metric)
+    val_loss_seed: float  # the seed's metric (worker positions of phase 0 for the worker model)
+    val_bpc: float  # val_loss in bits per character
+    train_eval_loss: float  # the same evaluation on fixed training windows (eval mode, all positions)
+    train_minus_val: float  # train_eval_loss - val_loss: below 0 when the model starts to overfit
+    epochs: float  # passes over the training split so far (training tokens / its length)
+    val_tokens: int  # validation positions covered
+    tokens_per_s: float  # training tokens per train second since the previous evaluation
+    is_final: bool  # the end-of-run evaluation
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class EvalWindows(NamedTuple):
+    """The fixed windows (N, T+1) of one run, on its device."""
+
+    val: torch.Tensor  # periodic evaluations
+    final: torch.Tensor  # the final evaluation (the whole val split with `final_full`)
+    train: torch.Tensor  # the training-split counterpart of `val` (overfitting shows as their gap)
+
+
+def eval_windows(corpus: Corpus, seq_len: int, ev: EvalConfig, device: torch.device) -> EvalWindows:
+    """`ev.val_tokens` of non-overlapping validation windows, or the seed's stride-1 ones with protocol "seed"
+    (then the final evaluation uses them too)."""
+    n_val = len(corpus.val)
+    if ev.protocol == "seed":
+        starts = seed_window_starts(n_val, seq_len, ev.val_tokens)
+        final_starts = starts
+    else:
+        starts = stream_window_starts(n_val, seq_len, ev.val_tokens)
+        final_starts = stream_window_starts(n_val, seq_len, None) if ev.final_full else starts
+    train_starts = stream_window_starts(len(corpus.train), seq_len, ev.val_tokens)
+    return EvalWindows(
+        gather_windows(corpus.val, starts, seq_len, device),
+        gather_windows(corpus.val, final_starts, seq_len, device),
+        gather_windows(corpus.train, train_starts, seq_len, device),
+    )
+
+
+def evaluate_windows(model, windows: torch.Tensor, batch_size: int, autocast, forward=None) -> tuple[float, float]:
+    """Mean loss over all positions and the seed's metric on `windows` (N, T+1); model left in train mode.
+    `forward` runs the passes (the compiled model) when given."""
+    model.eval()
+    sum_all, n_all, sum_seed, n_seed = 0.0, 0, 0.0, 0
+    with autocast():
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i : i + batch_size].long()  # (b, T+1)
+            losses = evaluate_batch(model, chunk[:, :-1], chunk[:, 1:], forward)
+            sum_all, n_all = sum_all + losses.loss_sum_all, n_all + losses.n_all
+            sum_seed, n_seed = sum_seed + losses.loss_sum_seed, n_seed + losses.n_seed
+    model.train()
+    return sum_all / max(n_all, 1), sum_seed / max(n_seed, 1)
