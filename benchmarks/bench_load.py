@@ -52,7 +52,7 @@ def run_load(
     ray_temp_dir: str | None = None,
     data: str | None = None,
 ) -> dict:
-    from study.config.spec import parse_spec
+    from study.config.specfile import parse_spec
     from study.tune import callbacks, runner
     from study.tune.plan import plan
 

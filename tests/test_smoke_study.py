@@ -16,7 +16,7 @@ import pytest
 from analysis.load import load_study
 from study.cli import main
 from study.config.run import DataConfig
-from study.config.spec import dump_spec, load_preset
+from study.config.specfile import dump_spec, load_preset
 from tests.reliability.helpers import check_budget
 
 BUDGET_S = 4.0

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "resume":
         return runner.resume_study(args.path, spec_file=args.spec, address=args.address, ray_temp_dir=args.ray_temp_dir)
-    from study.config.spec import load_preset, load_spec
+    from study.config.specfile import load_preset, load_spec
 
     if args.spec and args.preset:
         raise StudyError("give either a spec file or --preset, not both.")

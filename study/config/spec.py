@@ -3,7 +3,7 @@
 A spec names the study, where results go, the data, the budget, evaluation and checkpoint cadence, the default
 train and model settings, the axes whose grid product (x random samples x seeds) gives the trials, the resources
 of one trial and the scheduler. Every dataclass validates itself in `__post_init__`, so a spec built from YAML
-(`load_spec` / `parse_spec`, which only turn the YAML mapping into the dataclasses), in code or by `replace` is
+(`study.config.specfile`, which only turns the YAML mapping into the dataclasses), in code or by `replace` is
 checked before anything starts.
 """
 
@@ -13,13 +13,8 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
-import yaml
-
-from study.config.run import BudgetConfig, DataConfig, EvalConfig, TrainConfig, coerce, from_mapping
-from study.config.yamlio import load_yaml, parse_yaml
+from study.config.run import BudgetConfig, DataConfig, EvalConfig, TrainConfig
 from study.errors import StudyError, is_int, require
 from wt_model.config import INITS, ModelConfig
 
@@ -301,104 +296,3 @@ def _check_budgets(spec: StudySpec) -> None:
             f"scheduler.grace_period_s={spec.scheduler.grace_period_s!r} is invalid with asha: expected a number "
             f"below the shortest trial budget, {shortest:g} ({spec.budget.kind})."
         )
-
-
-# ---- YAML mapping -> dataclasses (types only; the dataclasses validate the values) ------------------------
-def parse_spec(document: object) -> StudySpec:
-    """Build the spec from a parsed YAML document. The sections whose YAML form is not their dataclass's own
-    (axes, sample, seeds, tune_seeds, budget_by_arch) are converted first; `from_mapping` then rejects unknown
-    keys and wrong types, and `StudySpec.__post_init__` (with its parts') checks the values."""
-    if not isinstance(document, dict):
-        raise StudyError(f"a study spec must be a mapping of keys to values, got {type(document).__name__}.")
-    doc = dict(document)
-    for key, convert in _YAML_FORMS.items():
-        if key in doc:
-            doc[key] = convert(doc[key])
-    return from_mapping(StudySpec, doc, "")
-
-
-def _axes_from_yaml(mapping: object) -> dict:
-    """axis name -> tuple of values; a single value is a one-value axis; ints are numbers on float axes."""
-    if not isinstance(mapping, dict):
-        raise StudyError(f"axes must be a mapping of axis name to a list of values, got {mapping!r}.")
-    return {
-        name: tuple(_axis_value_from_yaml(name, v) for v in (values if isinstance(values, list) else [values]))
-        for name, values in mapping.items()
-    }
-
-
-def _axis_value_from_yaml(name: str, value: object) -> object:
-    if name in AXES and AXES[name][2] is float:
-        try:
-            return coerce(float, value, f"axes.{name}")
-        except StudyError:
-            return value  # the axis check names the value and the type
-    return value
-
-
-def _sample_from_yaml(mapping: object) -> SampleSpec:
-    """`sample:` holds num_samples, seed and one mapping per sampled axis, side by side."""
-    if not isinstance(mapping, dict):
-        raise StudyError(f"sample must be a mapping, got {mapping!r}.")
-    mapping = dict(mapping)
-    num_samples, seed = mapping.pop("num_samples", 0), mapping.pop("seed", 0)
-    axes = {}
-    for name, raw in mapping.items():
-        path = f"sample.{name}"
-        if not isinstance(raw, dict):
-            raise StudyError(f"{path} must be a mapping such as {{distribution: loguniform, low: 1e-4, high: 1e-2}}.")
-        dist = from_mapping(Distribution, raw, path)
-        if dist.distribution == "choice":  # only the values count
-            values = dist.values if isinstance(dist.values, (list, tuple)) else (dist.values,)
-            dist = Distribution("choice", values=tuple(_axis_value_from_yaml(name, v) for v in values))
-        axes[name] = dist
-    return SampleSpec(num_samples=num_samples, seed=seed, axes=axes)
-
-
-def _seeds_from_yaml(raw: object) -> tuple:
-    """A count n (seeds 0..n-1) or a list of seeds."""
-    if is_int(raw):
-        require(raw >= 1, "seeds", raw, "a count >= 1 or a list of integer seeds")
-        return tuple(range(raw))
-    require(isinstance(raw, list) and len(raw) > 0, "seeds", raw, "a count >= 1 or a non-empty list of integer seeds")
-    return tuple(raw)
-
-
-def _tune_seeds_from_yaml(raw: object) -> tuple:
-    require(isinstance(raw, list), "tune_seeds", raw, "a list of integer seeds such as [100, 101]")
-    return tuple(raw)
-
-
-def _budget_by_arch_from_yaml(raw: object) -> dict:
-    require(isinstance(raw, dict), "budget_by_arch", raw, "a mapping such as {standard: 966}")
-    return {label: coerce(float, value, f"budget_by_arch.{label}") for label, value in raw.items()}
-
-
-_YAML_FORMS = {
-    "axes": _axes_from_yaml,
-    "sample": _sample_from_yaml,
-    "seeds": _seeds_from_yaml,
-    "tune_seeds": _tune_seeds_from_yaml,
-    "budget_by_arch": _budget_by_arch_from_yaml,
-}
-
-
-def load_spec(path: str | Path) -> StudySpec:
-    return parse_spec(load_yaml(Path(path), "spec file"))
-
-
-def preset_names() -> list[str]:
-    folder = resources.files("study.config") / PRESET_DIR
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def load_preset(name: str) -> StudySpec:
-    names = preset_names()
-    if name not in names:
-        raise StudyError(f"--preset {name!r} is not a known preset: expected one of {', '.join(names)}.")
-    text = (resources.files("study.config") / PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8")
-    return parse_spec(parse_yaml(text, f"preset {name!r}"))
-
-
-def dump_spec(spec: StudySpec) -> str:
-    return yaml.safe_dump(spec.to_dict(), sort_keys=False)

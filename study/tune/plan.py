@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 
 from study.config.run import DataConfig
-from study.config.spec import StudySpec, parse_spec
+from study.config.spec import StudySpec
+from study.config.specfile import parse_spec
 from study.errors import StudyError
 from study.results.storage import Location, check_writable, read_text, resolve
 
@@ -99,7 +100,7 @@ def _data_path(data: str) -> str:
 
 
 def load_saved_spec(path: str) -> tuple[StudySpec, Location]:
-    from study.config.spec import parse_yaml
+    from study.config.yamlio import parse_yaml
 
     location = resolve(path, "PATH")
     text = read_text(location, SPEC_FILE)

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import os
 
-from study.config.spec import dump_spec
+from study.config.specfile import dump_spec
 from study.errors import StudyError
 from study.results.storage import write_text_atomic
 from study.tune.checks import check_cluster, check_local_resources, with_resolved_gpus
@@ -116,7 +116,7 @@ def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print, t
 
 
 def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, print_fn=print, trainable=None) -> int:
-    from study.config.spec import load_spec
+    from study.config.specfile import load_spec
 
     spec, location = load_saved_spec(path)
     if spec_file is not None:

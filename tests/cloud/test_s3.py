@@ -127,7 +127,7 @@ def test_s3_study_killed_resumed_and_analysed_from_the_bucket(bucket, write_spec
 
 def test_study_in_a_bucket_keeps_its_endpoint_when_reopened(bucket, write_spec):
     """`resume`/`status` find the storage from the study URI; its query (endpoint, scheme) must survive."""
-    from study.config.spec import dump_spec, load_spec
+    from study.config.specfile import dump_spec, load_spec
     from study.results.storage import resolve, write_text_atomic
     from study.tune.plan import SPEC_FILE, load_saved_spec
 

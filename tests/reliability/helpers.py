@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_spec(spec_path: Path, **kwargs) -> int:
     """`wt-study run SPEC` in this process, with run_study's keywords (e.g. a test's `trainable`)."""
-    from study.config.spec import load_spec
+    from study.config.specfile import load_spec
     from study.tune.plan import plan
     from study.tune.runner import run_study
 

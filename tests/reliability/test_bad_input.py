@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from study.cli import main
-from study.config.spec import dump_spec, parse_spec
+from study.config.specfile import dump_spec, parse_spec
 from study.results.storage import write_text_atomic
 from study.tune import plan as runner
 from tests.study.conftest import TINY_SPEC, deep_update

@@ -21,7 +21,7 @@ import pytest
 import study.results.sink
 from analysis.load import load_study
 from study.cli import main
-from study.config.spec import dump_spec, parse_spec
+from study.config.specfile import dump_spec, parse_spec
 from study.results.sink import ParquetSink
 from study.results.storage import resolve, write_text_atomic
 from study.tune import plan as runner

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from study.cli import main
-from study.config.spec import load_spec
+from study.config.specfile import load_spec
 from study.tune.plan import plan
 from tests.faults import Fault, with_faults
 from tests.reliability.helpers import check_budget, check_study_guarantees, final_trials, raw_rows, run_spec

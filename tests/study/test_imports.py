@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from study.config.spec import dump_spec, parse_spec
+from study.config.specfile import dump_spec, parse_spec
 from study.results.sink import ParquetSink
 from study.results.storage import resolve, write_text_atomic
 from study.tune.plan import SPEC_FILE

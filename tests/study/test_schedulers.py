@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from ray.tune.schedulers import TrialScheduler
 
 from study.config.space import expand
-from study.config.spec import parse_spec
+from study.config.specfile import parse_spec
 from study.tune.callbacks import ProgressCallback, ResultsCallback, end_fields
 from study.tune.schedulers import PerArmASHA, arm_of
 from tests.study.conftest import TINY_SPEC, deep_update

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from study.config.space import Trial, expand, total_budget
-from study.config.spec import parse_spec
+from study.config.specfile import parse_spec
 from study.errors import StudyError
 from tests.study.conftest import TINY_SPEC, deep_update
 

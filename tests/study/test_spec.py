@@ -6,16 +6,9 @@ import pytest
 import yaml
 
 from study.cli import main
-from study.config.spec import (
-    Distribution,
-    SampleSpec,
-    StudySpec,
-    dump_spec,
-    load_preset,
-    parse_spec,
-    parse_yaml,
-    preset_names,
-)
+from study.config.spec import Distribution, SampleSpec, StudySpec
+from study.config.specfile import dump_spec, load_preset, parse_spec, preset_names
+from study.config.yamlio import parse_yaml
 from study.errors import StudyError
 from tests.study.conftest import TINY_SPEC
 

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from study.config.space import expand, total_budget
-from study.config.spec import parse_spec
+from study.config.specfile import parse_spec
 from study.errors import StudyError
 from study.tune.plan import check_shared_device
 from study.tune.rows import pending_row
@@ -31,7 +31,8 @@ def test_tune_seeds_expand_first_with_their_own_ids_and_role():
 
 
 def test_spec_with_the_new_keys_round_trips_through_yaml():
-    from study.config.spec import dump_spec, parse_yaml
+    from study.config.specfile import dump_spec
+    from study.config.yamlio import parse_yaml
 
     spec = spec_with(
         tune_seeds=[100, 101], equivalence_margin=0.02, budget_by_arch={"worker": 5}, allow_shared_device=True
@@ -107,7 +108,7 @@ def test_shared_devices_only_where_the_clock_does_not_decide(kind, resources, al
 
 def test_status_counts_stopped_trials_as_finished(tmp_path):
     """A stopped trial is finished (no ETA for it, no resume hint); a running one is not."""
-    from study.config.spec import dump_spec
+    from study.config.specfile import dump_spec
     from study.results.sink import ParquetSink
     from study.results.status import print_status
     from study.results.storage import write_text_atomic
@@ -142,7 +143,7 @@ VERDICT_PRESETS = ("seed-replication", "seed-replication-evalclock", "seed-repli
 
 @pytest.mark.parametrize("name", VERDICT_PRESETS)
 def test_verdict_presets_state_the_init_and_have_five_test_seeds(name):
-    from study.config.spec import load_preset
+    from study.config.specfile import load_preset
 
     spec = load_preset(name)
     assert len(spec.seeds) >= 5 and not set(spec.seeds) & set(spec.tune_seeds)
@@ -150,7 +151,7 @@ def test_verdict_presets_state_the_init_and_have_five_test_seeds(name):
 
 
 def test_seed_replication_steps_is_the_seeds_300_s_in_its_own_steps():
-    from study.config.spec import load_preset
+    from study.config.specfile import load_preset
 
     spec = load_preset("seed-replication-steps")
     trials = expand(spec)
@@ -163,7 +164,7 @@ def test_seed_replication_steps_is_the_seeds_300_s_in_its_own_steps():
 
 
 def test_scaling_spans_widths_tunes_lr_and_sweeps_the_conv_kernel():
-    from study.config.spec import load_preset
+    from study.config.specfile import load_preset
     from wt_model.flops import count_params
 
     spec = load_preset("scaling")
@@ -176,7 +177,7 @@ def test_scaling_spans_widths_tunes_lr_and_sweeps_the_conv_kernel():
 
 
 def test_init_ablation_fits_two_cores():
-    from study.config.spec import load_preset
+    from study.config.specfile import load_preset
 
     spec = load_preset("init-ablation")
     trials = expand(spec)
