@@ -8,6 +8,12 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    _add_case_arguments(parser)
+    _add_timing_arguments(parser)
+
+
+def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is timed: shapes, architectures, attention kernels, compile modes and the model."""
     parser.add_argument(
         "--seq-lens", type=int, nargs="+", default=[256, 1024], metavar="T", help="sequence lengths (256 1024)"
     )
@@ -30,6 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help="one or more train.compile modes, each a set of rows: off, default, reduce-overhead (CUDA graphs; "
         "default on a CPU), auto (reduce-overhead on CUDA, off on a CPU). Default: off",
     )
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the timed models (seed: 0.1)")
+    parser.add_argument("--no-dropout-row", action="store_true", help="skip the extra dropout-0 rows")
+    parser.add_argument("--n-embd", type=int, default=256)
+    parser.add_argument("--n-layer", type=int, default=4)
+    parser.add_argument("--n-head", type=int, default=4)
+    parser.add_argument("--worker-interval", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=65)
+
+
+def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """How it is timed: samples, clock, device, threads, a baseline copy, the CSV."""
     parser.add_argument(
         "--steps-per-sample",
         type=int,
@@ -61,16 +78,38 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument(
         "--csv", type=Path, default=None, metavar="FILE", help="also append each row to FILE as it is measured"
     )
-    parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the timed models (seed: 0.1)")
-    parser.add_argument("--no-dropout-row", action="store_true", help="skip the extra dropout-0 rows")
-    parser.add_argument("--n-embd", type=int, default=256)
-    parser.add_argument("--n-layer", type=int, default=4)
-    parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--worker-interval", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=65)
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_flags(args)
+    import torch
+
+    from study.train.bench import bench_cases, format_table
+    from study.train.compiled import compile_mode
+    from study.train.device import resolve_device
+
+    device = resolve_device(args.device, "--device")
+    clock, baseline = _clock_and_baseline(args, device)
+    base = _base_model(args)
+    compiles = tuple(dict.fromkeys(compile_mode(mode, device) for mode in args.compile))  # resolved, in order
+    cases = bench_cases(base, _shapes(args), args.archs, args.attentions, not args.no_dropout_row, compiles)
+    per_sample = args.steps_per_sample or (10 if device.type == "cuda" else 1)
+    dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
+    print(
+        f"device {device} ({dtype}, {torch.get_num_threads()} threads, {clock} clock), torch {torch.__version__}; "
+        f"model n_embd={base.n_embd} n_layer={base.n_layer} "
+        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} samples of {per_sample} "
+        f"step(s) after {args.warmup} (compile and CUDA graph recording happen there)"
+        + (f"; 'before' = {args.baseline_src}, steps alternating" if baseline else ""),
+        flush=True,
+    )
+    results, peak = _measure(args, cases, device, clock, baseline, per_sample)
+    print(f"matmul peak (best of {2 + len(cases)} measurements in this run, {clock} clock): {peak:.3f} TFLOP/s")
+    print(format_table(results, peak))
+    return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
     from study.errors import StudyError
 
     if len(args.batch_sizes) not in (1, len(args.seq_lens)):
@@ -88,36 +127,36 @@ def run(args: argparse.Namespace) -> int:
         if value < low:
             raise StudyError(f"{flag}={value} is invalid: expected an integer >= {low}.")
 
+
+def _clock_and_baseline(args: argparse.Namespace, device):
+    """The clock to time with (set the thread count for it) and the 'before' build_model, if any."""
     import torch
 
-    from study.train.bench import (
-        append_csv,
-        bench_cases,
-        format_table,
-        import_build_model,
-        matmul_peak_tflops,
-        run_case,
-    )
-    from study.train.compiled import compile_mode
-    from study.train.device import resolve_device
-    from wt_model import ModelConfig
+    from study.errors import StudyError
+    from study.train.bench import import_build_model
 
-    device = resolve_device(args.device, "--device")
     clock = args.clock if args.clock != "auto" else ("cpu" if device.type == "cpu" else "wall")
     if clock == "cpu" and device.type != "cpu":
         raise StudyError(f"--clock=cpu is invalid with --device={device}: GPU work is not CPU time; use wall.")
     if args.threads or clock == "cpu":
         torch.set_num_threads(args.threads or 1)
-    baseline = None
-    if args.baseline_src is not None:
-        try:
-            baseline = import_build_model(args.baseline_src)
-        except (FileNotFoundError, ImportError) as exc:
-            raise StudyError(f"--baseline-src={str(args.baseline_src)!r} is invalid: {exc}") from None
+    if args.baseline_src is None:
+        return clock, None
+    try:
+        return clock, import_build_model(args.baseline_src)
+    except (FileNotFoundError, ImportError) as exc:
+        raise StudyError(f"--baseline-src={str(args.baseline_src)!r} is invalid: {exc}") from None
 
+
+def _shapes(args: argparse.Namespace) -> list[tuple[int, int]]:
     batches = args.batch_sizes * len(args.seq_lens) if len(args.batch_sizes) == 1 else args.batch_sizes
-    shapes = list(zip(args.seq_lens, batches, strict=True))
-    base = ModelConfig(
+    return list(zip(args.seq_lens, batches, strict=True))
+
+
+def _base_model(args: argparse.Namespace):
+    from wt_model import ModelConfig
+
+    return ModelConfig(
         vocab_size=args.vocab_size,
         block_size=max(args.seq_lens),
         n_embd=args.n_embd,
@@ -126,19 +165,16 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         worker_interval=args.worker_interval,
     )
-    compiles = tuple(dict.fromkeys(compile_mode(mode, device) for mode in args.compile))  # resolved, in order
-    cases = bench_cases(base, shapes, args.archs, args.attentions, not args.no_dropout_row, compiles)
-    per_sample = args.steps_per_sample or (10 if device.type == "cuda" else 1)
+
+
+def _measure(args: argparse.Namespace, cases, device, clock: str, baseline, per_sample: int):
+    """Time every case (printing each row as it comes, appending it to --csv); the rows and the best matmul
+    peak measured around them."""
+    import torch
+
+    from study.train.bench import append_csv, matmul_peak_tflops, run_case
+
     peak = matmul_peak_tflops(device, clock=clock)
-    dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
-    print(
-        f"device {device} ({dtype}, {torch.get_num_threads()} threads, {clock} clock), torch {torch.__version__}; "
-        f"model n_embd={base.n_embd} n_layer={base.n_layer} "
-        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} samples of {per_sample} "
-        f"step(s) after {args.warmup} (compile and CUDA graph recording happen there)"
-        + (f"; 'before' = {args.baseline_src}, steps alternating" if baseline else ""),
-        flush=True,
-    )
     results = []
     for case in cases:
         peak = max(peak, matmul_peak_tflops(device, clock=clock))
@@ -155,12 +191,5 @@ def run(args: argparse.Namespace) -> int:
                 name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
                 append_csv(args.csv, r, peak, name, clock)
             version = (r.version or "after") if baseline else ""
-            print(
-                f"  {version:6s} {label}: {r.step_ms:,.2f} ms/step",
-                file=sys.stderr,
-                flush=True,
-            )
-    peak = max(peak, matmul_peak_tflops(device, clock=clock))
-    print(f"matmul peak (best of {2 + len(cases)} measurements in this run, {clock} clock): {peak:.3f} TFLOP/s")
-    print(format_table(results, peak))
-    return 0
+            print(f"  {version:6s} {label}: {r.step_ms:,.2f} ms/step", file=sys.stderr, flush=True)
+    return results, max(peak, matmul_peak_tflops(device, clock=clock))
