@@ -90,11 +90,26 @@ def covers(a) -> str:
             f"- **Partial study**: {running} trials are still pending or running; curves and fronts "
             "include their points so far."
         )
+    shared = _shared_device_trials(t)
+    if shared:
+        lines.append(
+            f"- **Shared devices**: {shared} trials ran on a seconds budget with `allow_shared_device: true`, "
+            "sharing a GPU or a core with other trials: their train time includes that contention, so their "
+            "losses at the budget are not those of a dedicated device."
+        )
     if orphans:
         lines.append(f"- {len(orphans)} trials have evaluation points but no trial row yet; they are left out.")
     skipped = "; ".join(f"`{f}`" for f in s.skipped_files) or "none"
     lines.append(f"- **Skipped files** (unreadable): {skipped}.")
     return "\n".join(lines)
+
+
+def _shared_device_trials(t) -> int:
+    """Trials whose seconds budget was allowed to run on a shared device (a column since schema version 2)."""
+    if "allow_shared_device" not in t:
+        return 0
+    allowed = t["allow_shared_device"].astype("boolean").fillna(False).astype(bool)
+    return int((allowed & t["budget_kind"].eq("seconds")).sum())
 
 
 def _epochs(value) -> str:

@@ -164,3 +164,13 @@ def test_a_study_where_every_setting_lost_a_seed_still_reports(tmp_path):
     assert analyze_cli([str(study)]) == 0
     report = (study / "analysis" / "report.md").read_text()
     assert "## Verdicts" in report
+
+
+def test_report_states_trials_that_shared_a_device_on_a_seconds_budget(smoke_study):
+    from analysis.render import covers
+
+    analysis = analyze(load_study(str(smoke_study)))
+    assert "Shared devices" not in covers(analysis)
+    analysis.final["allow_shared_device"] = [True, False] * (len(analysis.final) // 2)
+    line = next(x for x in covers(analysis).splitlines() if "Shared devices" in x)
+    assert f"{len(analysis.final) // 2} trials ran on a seconds budget" in line
