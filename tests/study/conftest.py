@@ -3,6 +3,7 @@ tests/conftest.py)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,21 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def poison_step(monkeypatch):
+    """poison_step(at) makes the training loop's `at`-th step (counted from 1) return a NaN loss."""
+    import study.train.loop as loop
+
+    def poison(at: int) -> None:
+        real_step, calls = loop._step, []
+
+        def poisoned(*args):
+            calls.append(1)
+            loss = real_step(*args)
+            return loss * math.nan if len(calls) == at else loss
+
+        monkeypatch.setattr(loop, "_step", poisoned)
+
+    return poison

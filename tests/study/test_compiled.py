@@ -89,16 +89,8 @@ def test_windowed_reads_give_the_same_run(corpus, monkeypatch):
     assert _records(windowed) == _records(every_step)
 
 
-def test_divergence_inside_a_window_names_its_step(corpus, monkeypatch):
-    real_step = train_module._step
-    calls = []
-
-    def poisoned(*args):  # the third step's loss is NaN
-        calls.append(1)
-        loss = real_step(*args)
-        return loss * math.nan if len(calls) == 3 else loss
-
-    monkeypatch.setattr(train_module, "_step", poisoned)
+def test_divergence_inside_a_window_names_its_step(corpus, monkeypatch, poison_step):
+    poison_step(at=3)
     monkeypatch.setattr(train_module, "_read_every", lambda device: 4)
     result = train(tiny(every_steps=0), corpus)
     assert result.status == "diverged" and "at step 3" in result.error

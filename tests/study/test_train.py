@@ -189,17 +189,8 @@ def test_records_carry_the_metrics_columns_and_checkpoints_come_at_the_end(corpu
     assert final.tokens == 8 * 8 * 32 and final.tokens_per_s > 0 and math.isfinite(final.train_loss)
 
 
-def test_non_finite_loss_ends_the_run_as_diverged(corpus, monkeypatch):
-    real_step = train_module._step
-
-    calls = []
-
-    def poisoned(*args):  # the third step's loss is NaN
-        calls.append(1)
-        loss = real_step(*args)
-        return loss * math.nan if len(calls) == 3 else loss
-
-    monkeypatch.setattr(train_module, "_step", poisoned)
+def test_non_finite_loss_ends_the_run_as_diverged(corpus, poison_step):
+    poison_step(at=3)
     reports = []
     result = train(tiny(budget=("steps", 10)), corpus, on_report=lambda r, s: reports.append((r, s)))
     assert result.status == "diverged" and result.steps == 3 and "step 3" in result.error
