@@ -51,6 +51,7 @@ STEPS = {
     "graphs-1024": (240, both(1024, "reduce-overhead")),
     "graphs-256": (180, both(256, "reduce-overhead")),
     "cuda-tests": (180, [PYTEST + ["tests/wt_model/test_compile.py", "-k", "cuda"]]),
+    "cuda-check": (60, [[sys.executable, "benchmarks/cuda_check.py"]]),  # naive = sdpa, bf16 passes, generation
     "eager-256": (60, both(256, "off", dropout_row=True)),
     "compiled-1024": (180, both(1024, "default")),
     "compiled-256": (150, both(256, "default")),
