@@ -8,6 +8,7 @@ is missing or too thin is still drawn, with a note saying what is missing, so ev
 from __future__ import annotations
 
 import re
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,11 @@ def _figure(n: int = 1, width: float = 7.0, height: float = 4.5, wrap: int = 3) 
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[:n]
+
+
+def _suptitle(fig: Figure, title: str) -> None:
+    """The figure's title, wrapped to its width (about 10 characters per inch at the default size)."""
+    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 10))))
 
 
 def palette(labels) -> dict:
@@ -105,8 +111,21 @@ def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str,
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
         ax.legend(fontsize=7, loc="upper right")
         ax.set(xlabel=xlabel, ylabel=ylabel, title=f"seq_len {group[0]}, {group[1]}")
-    fig.suptitle(title)
+    _suptitle(fig, title)
     return fig
+
+
+LINE_STYLES = ["-", "--", ":", "-."]
+CELL_FIELDS = ("init", "attention", "n_embd", "n_layer", "n_head", "batch_size", "conv_kernel", "lr")
+
+
+def _cell_names(chosen: pd.DataFrame) -> dict:
+    """config_id -> the settings that tell the chosen configurations of one panel apart beyond their arm
+    ("init torch"), or "" where nothing does."""
+    fields = [f for f in CELL_FIELDS if f in chosen and chosen[f].nunique() > 1]  # NA (not applicable) aside
+    return {
+        row["config_id"]: ", ".join(f"{f} {row[f]}" for f in fields if pd.notna(row[f])) for _, row in chosen.iterrows()
+    }
 
 
 def curves_plot(
@@ -115,6 +134,7 @@ def curves_plot(
     """Loss vs train time per configuration, faceted by seq_len: all configurations thin, the `highlight`
     configuration ids (each arm's chosen setting, tuning.choose_settings) with their mean and 95% CI band over
     test seeds."""
+    cells = configs[configs["config_id"].isin(highlight)]
     data = seed_curves.merge(configs[["config_id", "arm", "seq_len"]], on="config_id", how="inner")
     data = data[np.isfinite(data["mean"])]
     seq_lens = sorted(data["seq_len"].dropna().unique()) or [None]
@@ -126,20 +146,22 @@ def curves_plot(
             ax.set(xlabel="train time (s)", ylabel=ylabel, title=title)
             continue
         facet = data[data["seq_len"] == seq_len]
+        names = _cell_names(cells[cells["seq_len"] == seq_len])
+        styles = dict(zip(sorted(set(names.values())), LINE_STYLES * len(names), strict=False))
         for arm in arm_order(facet["arm"]):
             group = facet[facet["arm"] == arm]
             _thin_lines(ax, _segments(group, "config_id", x, "mean"), colors[arm], 0.5, 0.3)
-            label = f"{arm} (chosen setting, mean of {group['n'].max()} test seeds)"
-            for _, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
-                ax.plot(g[x], g["mean"], color=colors[arm], lw=2, label=label)
-                label = None
+            for config_id, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
+                name = names.get(config_id, "")
+                label = f"{arm}{', ' + name if name else ''} (chosen setting, mean of {g['n'].max()} test seeds)"
+                ax.plot(g[x], g["mean"], color=colors[arm], lw=2, ls=styles.get(name, "-"), label=label)
                 ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=colors[arm], alpha=0.2, lw=0)
         ax.autoscale_view()
         lo, hi = np.nanpercentile(facet["mean"], [0, 98])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
         ax.set(xlabel="train time (s)", ylabel=ylabel, title=f"seq_len {seq_len}")
         ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle(title)
+    _suptitle(fig, title)
     return fig
 
 
@@ -189,7 +211,7 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
         ax.legend(fontsize=7, loc="upper right")
-    ax.set(xlabel="parameters", ylabel=ylabel, title=title)
+    ax.set(xlabel="parameters", ylabel=ylabel, title=textwrap.fill(title, width=int(fig.get_figwidth() * 10)))
     return fig
 
 
@@ -223,7 +245,7 @@ def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
             ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
             ax.legend(fontsize=7, loc="upper right")
         ax.set(xlabel="sequence length (tokens)", ylabel=label, title=label)
-    fig.suptitle(title)
+    _suptitle(fig, title)
     return fig
 
 
@@ -276,7 +298,7 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
             ax.set_xticks(intervals)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle(title)
+    _suptitle(fig, title)
     return fig
 
 

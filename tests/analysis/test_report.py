@@ -174,3 +174,24 @@ def test_report_states_trials_that_shared_a_device_on_a_seconds_budget(smoke_stu
     analysis.final["allow_shared_device"] = [True, False] * (len(analysis.final) // 2)
     line = next(x for x in covers(analysis).splitlines() if "Shared devices" in x)
     assert f"{len(analysis.final) // 2} trials ran on a seconds budget" in line
+
+
+def test_curves_tell_apart_chosen_settings_of_one_arm_in_one_panel(tmp_path):
+    # two inits are two cells with a chosen setting each: both curves are labelled with what differs (the
+    # legend said "standard (chosen setting ...)" twice, in one colour and one line style)
+    from analysis.plots import curves_plot
+
+    analysis = analyze(load_study(str(write_study(tmp_path, seq_lens=(64,), inits=("torch", "nanogpt")))))
+    chosen = set(analysis.chosen["config_id"].dropna())
+    fig = curves_plot(analysis.seed_curves, analysis.final.drop_duplicates("config_id"), chosen, "train_time_s", "", "")
+    labels = [line.get_label() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert sorted(label.split(" (")[0] for label in labels) == [
+        "standard, init nanogpt",
+        "standard, init torch",
+        "worker k=2, init nanogpt",
+        "worker k=2, init torch",
+        "worker k=4, init nanogpt",
+        "worker k=4, init torch",
+    ]
+    styles = {line.get_label().split(" (")[0]: line.get_linestyle() for line in fig.axes[0].get_lines()}
+    assert styles["standard, init nanogpt"] != styles["standard, init torch"]
