@@ -12,6 +12,12 @@ from study.tune.plan import load_saved_spec
 
 BUDGET_COLUMN = {"seconds": "train_time_s", "steps": "steps", "tokens": "tokens", "flops": "flops"}
 FINISHED = ("completed", "stopped", "diverged")  # never run again; stopped: ended early by the scheduler (ASHA)
+# Settings a trial id does not show (it shows arch, interval, seq_len, n_embd and seed): listed after the id when
+# they differ between a study's trials, so two trials that differ only by them can be told apart.
+SETTING_COLUMNS = (
+    "init", "attention", "lr", "n_layer", "n_head", "conv_kernel", "dropout", "batch_size", "weight_decay",
+    "schedule", "warmup_frac",
+)  # fmt: skip
 
 
 def study_status(path: str) -> dict:
@@ -48,6 +54,16 @@ def study_status(path: str) -> dict:
     }
 
 
+def trial_settings(trials) -> list[str]:
+    """Per trial (in row order), "init nanogpt, lr 0.001": the SETTING_COLUMNS that vary across the trials."""
+    fields = [f for f in SETTING_COLUMNS if f in trials and trials[f].nunique() > 1]
+    return [", ".join(_setting(f, row[f]) for f in fields if row[f] == row[f]) for _, row in trials.iterrows()]
+
+
+def _setting(field: str, value) -> str:
+    return f"{field} {value:g}" if isinstance(value, float) else f"{field} {value}"
+
+
 def _eta_seconds(spec, trials) -> float | None:
     """Remaining budget x (wall / train time of finished trials) / concurrency; seconds budgets only."""
     if spec.budget.kind != "seconds":
@@ -76,12 +92,15 @@ def print_status(path: str, out=None) -> int:
     unit = {"seconds": "s", "steps": " steps", "tokens": " tokens", "flops": " FLOPs"}[spec.budget.kind]
     by_arch = "".join(f", {arch} {value:g}{unit}" for arch, value in spec.budget_by_arch.items())
     print(f"Budget per trial: {spec.budget.value:g}{unit} ({spec.budget.kind}){by_arch}", file=out)
+    trials = trials.assign(settings=trial_settings(trials))
     width = max(len(t) for t in trials["trial_id"])
-    for row in trials.sort_values(["status", "trial_id"]).itertuples():
+    settings_width = max(len(t) for t in trials["settings"])
+    for row in trials.sort_values(["status", "trial_id", "settings"]).itertuples():
         bar = "#" * round(row.used_frac * 20)
         loss = "" if row.val_loss is None or not math.isfinite(row.val_loss) else f"  final val_loss {row.val_loss:.4f}"
         error = f"  error: {row.error}" if isinstance(row.error, str) and row.error else ""
-        print(f"  {row.trial_id:<{width}}  {row.status:<9}  [{bar:<20}] {row.used_frac:6.1%}{loss}{error}", file=out)
+        name = f"{row.trial_id:<{width}}" + (f"  {row.settings:<{settings_width}}" if settings_width else "")
+        print(f"  {name}  {row.status:<9}  [{bar:<20}] {row.used_frac:6.1%}{loss}{error}", file=out)
     if status["best"]:
         print("Best val_loss so far: " + ", ".join(f"{a} {v:.4f}" for a, v in sorted(status["best"].items())), file=out)
     if status["eta_s"] is not None and sum(counts.get(s, 0) for s in FINISHED) < len(trials):

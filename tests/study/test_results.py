@@ -97,3 +97,28 @@ def test_sink_and_analysis_list_the_same_files(tmp_path):
     assert [posixpath.basename(p) for p in listed] == [p.name for p in metrics.glob("0*.parquet")]
     study = load_study(str(tmp_path / "study"))  # would skip (and name) an unreadable file it listed
     assert study.skipped_files == [] and len(study.metrics) == 1
+
+
+def test_status_names_the_settings_a_trial_id_does_not_show():
+    # init-ablation's trials differ by init only, which the id does not show: status printed them as twins
+    import numpy as np
+    import pandas as pd
+
+    from study.results.status import trial_settings
+
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "d"],
+            "init": ["torch", "nanogpt", "torch", "nanogpt"],
+            "lr": [1e-3, 1e-3, 3e-4, 3e-4],
+            "conv_kernel": [3, 3, np.nan, np.nan],  # standard trials have none: not a difference
+            "attention": ["sdpa"] * 4,  # the same everywhere: not shown
+        }
+    )
+    assert trial_settings(trials) == [
+        "init torch, lr 0.001",
+        "init nanogpt, lr 0.001",
+        "init torch, lr 0.0003",
+        "init nanogpt, lr 0.0003",
+    ]
+    assert trial_settings(trials[["trial_id", "attention"]]) == ["", "", "", ""]
