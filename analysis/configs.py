@@ -168,6 +168,16 @@ def describe(fields: pd.DataFrame, names: list[str]) -> pd.Series:
     return fields.apply(one, axis=1).astype(object)
 
 
+def set_apart(fields: pd.DataFrame, names) -> list[str]:
+    """Per row, "init nanogpt, lr 0.001": the names among `names` whose known values differ between rows. A
+    missing value (the conv kernel of a standard model) is no difference and is not shown."""
+    shown = [n for n in names if n in fields.columns and fields[n].dropna().map(canonical).astype(str).nunique() > 1]
+    return [
+        ", ".join(f"{n} {_short(row[n])}" for n in shown if canonical(row[n]) is not None)
+        for _, row in fields.iterrows()
+    ]
+
+
 def _short(value) -> str:
     value = canonical(value)
     if value is None:

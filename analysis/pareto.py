@@ -62,7 +62,7 @@ def time_to_target(curves: pd.DataFrame, targets: pd.DataFrame, x: str = "train_
 
     `curves` comes from best_so_far; `targets` has columns trial_id, target. Columns: trial_id, target, x.
     """
-    joined = curves.merge(targets[["trial_id", "target"]].astype({"target": float}), on="trial_id", how="inner")
+    joined = curves.merge(targets[["trial_id", "target"]], on="trial_id", how="inner")
     reached = joined[joined["best_loss"] <= joined["target"]]
     first = reached.groupby("trial_id", sort=False)[x].min()
     out = targets[["trial_id", "target"]].drop_duplicates("trial_id").reset_index(drop=True)

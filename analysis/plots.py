@@ -18,7 +18,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 
-from analysis.configs import STANDARD
+from analysis.configs import STANDARD, set_apart
 
 PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "throughput.png", "interval.png")
 
@@ -35,9 +35,13 @@ def _figure(n: int = 1, width: float = 7.0, height: float = 4.5, wrap: int = 3) 
     return fig, axes[:n]
 
 
+def _wrapped(fig: Figure, title: str) -> str:
+    """A title wrapped to the figure's width (about 10 characters per inch at the default size)."""
+    return textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 10)))
+
+
 def _suptitle(fig: Figure, title: str) -> None:
-    """The figure's title, wrapped to its width (about 10 characters per inch at the default size)."""
-    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 10))))
+    fig.suptitle(_wrapped(fig, title))
 
 
 def palette(labels) -> dict:
@@ -122,10 +126,7 @@ CELL_FIELDS = ("init", "attention", "n_embd", "n_layer", "n_head", "batch_size",
 def _cell_names(chosen: pd.DataFrame) -> dict:
     """config_id -> the settings that tell the chosen configurations of one panel apart beyond their arm
     ("init torch"), or "" where nothing does."""
-    fields = [f for f in CELL_FIELDS if f in chosen and chosen[f].nunique() > 1]  # NA (not applicable) aside
-    return {
-        row["config_id"]: ", ".join(f"{f} {row[f]}" for f in fields if pd.notna(row[f])) for _, row in chosen.iterrows()
-    }
+    return dict(zip(chosen["config_id"], set_apart(chosen, CELL_FIELDS), strict=True))
 
 
 def curves_plot(
@@ -211,7 +212,7 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
         ax.legend(fontsize=7, loc="upper right")
-    ax.set(xlabel="parameters", ylabel=ylabel, title=textwrap.fill(title, width=int(fig.get_figwidth() * 10)))
+    ax.set(xlabel="parameters", ylabel=ylabel, title=_wrapped(fig, title))
     return fig
 
 

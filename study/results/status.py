@@ -56,12 +56,9 @@ def study_status(path: str) -> dict:
 
 def trial_settings(trials) -> list[str]:
     """Per trial (in row order), "init nanogpt, lr 0.001": the SETTING_COLUMNS that vary across the trials."""
-    fields = [f for f in SETTING_COLUMNS if f in trials and trials[f].nunique() > 1]
-    return [", ".join(_setting(f, row[f]) for f in fields if row[f] == row[f]) for _, row in trials.iterrows()]
+    from analysis.configs import set_apart
 
-
-def _setting(field: str, value) -> str:
-    return f"{field} {value:g}" if isinstance(value, float) else f"{field} {value}"
+    return set_apart(trials, SETTING_COLUMNS)
 
 
 def _eta_seconds(spec, trials) -> float | None:
