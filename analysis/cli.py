@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import math
     import warnings
 
-    from study.errors import StudyError
+    from wt_base.errors import StudyError
 
     if args.target_loss is not None and not (math.isfinite(args.target_loss) and args.target_loss > 0):
         raise StudyError(f"--target-loss is {args.target_loss}; it must be a finite number > 0.")

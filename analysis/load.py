@@ -1,6 +1,6 @@
 """The only reader: a study's Parquet results (local path or URI) -> tidy pandas frames.
 
-Layout (study.results.schema): `<study>/results/metrics/*.parquet` and `<study>/results/trials/*.parquet`, many small
+Layout (wt_base.schema): `<study>/results/metrics/*.parquet` and `<study>/results/trials/*.parquet`, many small
 files whose names sort in write order. The last written row per key wins (file name, then row order), so a
 resumed trial that re-reports a step, or a trial row updated from "running" to "completed", counts once.
 """
@@ -17,20 +17,18 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.errors import StudyError
-from study.results.schema import (
-    METRICS_DIR,
+from wt_base.errors import StudyError
+from wt_base.layout import METRICS_DIR, RESULTS_DIR, TRIALS_DIR
+from wt_base.schema import (
     METRICS_KEY,
     METRICS_SCHEMA,
-    RESULTS_DIR,
     SCHEMA_VERSION,
-    TRIALS_DIR,
     TRIALS_KEY,
     TRIALS_SCHEMA,
+    UNFINISHED_STATUSES,
 )
-from study.results.storage import Location, list_parquet, resolve
+from wt_base.storage import Location, list_parquet, resolve
 
-UNFINISHED_STATUSES = ("pending", "running")
 EARLY_STOP_NOTE = "stopped early by the scheduler"  # the note of a scheduler-stopped trial (study.tune.callbacks)
 READ_ATTEMPTS = 3
 
@@ -98,7 +96,7 @@ def _read_dir(results: Location, sub, schema, key, skipped) -> pd.DataFrame:
 
 
 def superseded(metrics: pd.DataFrame) -> pd.Series:
-    """True for evaluation points that a later attempt of the same trial redid (study.results.schema's reading rule).
+    """True for evaluation points that a later attempt of the same trial redid (wt_base.schema's reading rule).
 
     A trial resumed from a checkpoint at step S (a later `attempt` with `resumed_from_step` S) redoes the
     training after S, so rows of earlier attempts with step > S describe lost work. They stay in storage and

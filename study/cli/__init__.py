@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(args._module)
-    from study.errors import StudyError
+    from wt_base.errors import StudyError
 
     try:
         return int(module.run(args) or 0)

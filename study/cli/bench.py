@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    from study.errors import StudyError
+    from wt_base.errors import StudyError
 
     if len(args.batch_sizes) not in (1, len(args.seq_lens)):
         raise StudyError(
@@ -132,8 +132,8 @@ def _clock_and_baseline(args: argparse.Namespace, device):
     """The clock to time with (set the thread count for it) and the 'before' build_model, if any."""
     import torch
 
-    from study.errors import StudyError
     from study.train.bench import import_build_model
+    from wt_base.errors import StudyError
 
     clock = args.clock if args.clock != "auto" else ("cpu" if device.type == "cpu" else "wall")
     if clock == "cpu" and device.type != "cpu":

@@ -27,11 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from study.errors import StudyError
+    from wt_base.errors import StudyError
 
     warnings.formatwarning = lambda message, *a, **k: f"wt-study: warning: {message}\n"
     if args.command == "status":
-        from study.results.status import print_status
+        from study.cli.status import print_status
 
         return print_status(args.path)
     from study.tune import runner

@@ -88,9 +88,9 @@ def _read_yaml(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.errors import StudyError
     from study.train.data import DataConfig, load_corpus
     from study.train.loop import load_state, save_state, train
+    from wt_base.errors import StudyError
 
     state_path = Path(args.checkpoint_dir) / STATE_FILE if args.checkpoint_dir else None
     state = None

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from study.errors import StudyError, require
+from wt_base.errors import StudyError, require
 from wt_model.config import ModelConfig
 
 BUDGET_KINDS = ("seconds", "steps", "tokens", "flops")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from study.config.run import RunConfig
 from study.config.spec import ARCH_LABELS, AXES, WORKER_ONLY_AXES, StudySpec
-from study.errors import StudyError
+from wt_base.errors import StudyError
 from wt_model.config import ModelConfig
 
 STANDARD_WORKER_INTERVAL = 1  # stored for the standard model, which ignores it, so its ids do not vary

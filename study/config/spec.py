@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, TrainConfig
-from study.errors import StudyError, is_int, require
+from wt_base.errors import StudyError, is_int, require
 from wt_model.config import INITS, ModelConfig
 
 # Axis label -> (ModelConfig.arch, random_worker_phase).

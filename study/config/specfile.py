@@ -11,7 +11,7 @@ import yaml
 from study.config.run import coerce, from_mapping
 from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, StudySpec
 from study.config.yamlio import load_yaml, parse_yaml
-from study.errors import StudyError, is_int, require
+from wt_base.errors import StudyError, is_int, require
 
 
 def parse_spec(document: object) -> StudySpec:

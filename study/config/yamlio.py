@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 
 class _StrictLoader(yaml.SafeLoader):

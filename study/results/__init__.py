@@ -1,2 +1,2 @@
-"""Results: the Parquet schema (the contract with `analysis`), the sink, storage locations and `status`.
-Nothing here imports torch or Ray at module level."""
+"""The results writer: the Parquet sink (the contract it writes is wt_base.schema). Nothing here imports torch or
+Ray at module level."""

@@ -1,6 +1,6 @@
 """The Parquet sink: evaluation points and trial states written under `<study>/results/` as the study runs.
 
-`ParquetSink` buffers rows and writes each flush as new, atomically written files (see `study.results.storage`), so a
+`ParquetSink` buffers rows and writes each flush as new, atomically written files (see `wt_base.storage`), so a
 killed driver never leaves a half file and earlier files are never rewritten. It does not write duplicates:
 within one attempt of a trial (one process lifetime, identified by `attempt`) steps only grow, so a row whose
 step is not above the attempt's last written step is a re-report (Ray Tune repeats results after a restore) and
@@ -22,16 +22,14 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.results.schema import (
-    METRICS_DIR,
+from wt_base.layout import METRICS_DIR, RESULTS_DIR, TRIALS_DIR
+from wt_base.schema import (
     METRICS_SCHEMA,
-    RESULTS_DIR,
     SCHEMA_VERSION,
-    TRIALS_DIR,
     TRIALS_SCHEMA,
     conform,
 )
-from study.results.storage import Location, list_parquet, write_parquet_atomic
+from wt_base.storage import Location, list_parquet, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +87,6 @@ class ParquetSink:
     # ---- rows ----
     def trial_row(self, trial_id: str) -> dict | None:
         return self._trials.get(trial_id)
-
-    def trial_ids(self) -> list[str]:
-        return list(self._trials)
 
     def update_trial(self, trial_id: str, **fields) -> None:
         row = self._trials.setdefault(trial_id, {"trial_id": trial_id, "study": self.study})

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from study.config.run import BudgetConfig, TrainConfig
-from study.errors import StudyError
 from study.train.state import Counters
+from wt_base.errors import StudyError
 
 
 class Budget:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from study.config.run import DataConfig
-from study.errors import StudyError
-from study.results.storage import write_local_atomic
+from wt_base.errors import StudyError
+from wt_base.storage import write_local_atomic
 
 CACHE_ENV = "WT_CACHE_DIR"
 

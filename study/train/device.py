@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 
 def resolve_device(name: str, what: str = "train.device") -> torch.device:

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 from study.config.run import RunConfig
-from study.errors import StudyError
 from study.train.budget import Budget, lr_at
 from study.train.compiled import CUDA_READ_EVERY, LossWindow, compile_mode, compile_model
 from study.train.data import BatchSampler, Corpus, check_corpus_fits
 from study.train.device import resolve_device
 from study.train.evaluation import EvalRecord, eval_windows, evaluate_windows
 from study.train.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
+from wt_base.errors import StudyError
 from wt_model import build_model
 from wt_model.flops import training_flops_per_token
 

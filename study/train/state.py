@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from study.errors import StudyError
-from study.results.storage import write_local_atomic
+from wt_base.errors import StudyError
+from wt_base.storage import write_local_atomic
 
 
 @dataclass
@@ -70,7 +70,7 @@ def restore_rng(rng: dict) -> None:
 
 
 def save_state(state: dict, path: str | os.PathLike) -> None:
-    """Write `state` to `path` atomically (complete or absent, see study.results.storage.write_local_atomic)."""
+    """Write `state` to `path` atomically (complete or absent, see wt_base.storage.write_local_atomic)."""
     write_local_atomic(path, lambda f: torch.save(state, f))
 
 

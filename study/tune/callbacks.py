@@ -14,7 +14,7 @@ import time
 from ray.tune import Callback
 
 from study.results.sink import METRIC_FIELDS, ParquetSink, utc_now
-from study.results.storage import resolve
+from wt_base.storage import resolve
 
 log = logging.getLogger(__name__)
 

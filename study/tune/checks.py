@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from study.errors import StudyError
 from study.tune.plan import Plan
+from wt_base.errors import StudyError
 
 # Set to 1 only when every node of the cluster shares this path (e.g. ray.cluster_utils.Cluster in tests, whose
 # nodes all run on one machine, or an NFS mount at the same path everywhere): the local-storage check is skipped.

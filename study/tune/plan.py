@@ -1,10 +1,7 @@
 """A study's plan: every check that needs no cluster (spec, storage, data, trials), made before anything is
 written, and the saved spec of an existing study.
 
-Layout of a study directory `<storage>/<name>/`:
-  study.yaml    the resolved spec (resume reads it; a different spec is refused)
-  results/      the Parquet results (study.results.schema)
-  tune/         Ray Tune's experiment state and trial checkpoints
+The layout of a study directory is wt_base.layout's.
 """
 
 from __future__ import annotations
@@ -16,11 +13,9 @@ from dataclasses import dataclass
 from study.config.run import DataConfig
 from study.config.spec import StudySpec
 from study.config.specfile import parse_spec
-from study.errors import StudyError
-from study.results.storage import Location, check_writable, read_text, resolve
-
-SPEC_FILE = "study.yaml"
-TUNE_DIR = "tune"
+from wt_base.errors import StudyError
+from wt_base.layout import SPEC_FILE, TUNE_DIR
+from wt_base.storage import Location, check_writable, read_text, resolve
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ import logging
 import os
 
 from study.config.specfile import dump_spec
-from study.errors import StudyError
-from study.results.storage import write_text_atomic
 from study.tune.checks import check_cluster, check_local_resources, with_resolved_gpus
-from study.tune.plan import SPEC_FILE, Plan, load_saved_spec, plan
+from study.tune.plan import Plan, load_saved_spec, plan
 from study.tune.tuner import make_tuner
-
-TERMINAL_OK = ("completed", "stopped", "diverged")  # finished: never run again (stopped: by ASHA)
+from wt_base.errors import StudyError
+from wt_base.layout import SPEC_FILE
+from wt_base.schema import FINISHED_STATUSES
+from wt_base.storage import write_text_atomic
 
 
 def start_ray(address: str | None, temp_dir: str | None) -> bool:
@@ -78,7 +78,7 @@ def _summarise(plan_: Plan, print_fn) -> int:
     statuses = trial_statuses(plan_)
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     print_fn("Trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    unfinished = [s for s in statuses if s not in TERMINAL_OK]
+    unfinished = [s for s in statuses if s not in FINISHED_STATUSES]
     if unfinished:
         print_fn(f"Not finished. Resume with: wt-study resume {plan_.location.uri}")
     print_fn(f"Results: {plan_.location.uri}   Analyze with: wt-study analyze {plan_.location.uri}")
@@ -133,7 +133,7 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
             )
     plan_ = plan(spec, for_resume=True)
     statuses = trial_statuses(plan_)
-    if all(s in TERMINAL_OK for s in statuses):
+    if all(s in FINISHED_STATUSES for s in statuses):
         print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
         return 0
     plan_, started = _start(plan_, address, ray_temp_dir)
@@ -142,7 +142,7 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
 
         restore = tune.Tuner.can_restore(plan_.tune_location.path, storage_filesystem=plan_.tune_location.fs)
         _record_study(plan_)
-        done = sum(s in TERMINAL_OK for s in statuses)
+        done = sum(s in FINISHED_STATUSES for s in statuses)
         print_fn(f"Resuming study {spec.name}: {done}/{len(statuses)} trials finished -> {location.uri}")
         return _execute(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
     finally:

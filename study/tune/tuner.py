@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from study.config.spec import StudySpec
-from study.tune.plan import TUNE_DIR, Plan
+from study.tune.plan import Plan
+from wt_base.layout import TUNE_DIR
 
 
 def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):

@@ -1,4 +1,4 @@
-"""A synthetic study writer: valid Parquet results (via study.results.schema.conform) with known structure.
+"""A synthetic study writer: valid Parquet results (via wt_base.schema.conform) with known structure.
 
 Loss follows a smooth curve in steps plus a size term, the worker model runs 1.5x more steps per second and
 ends a little lower, each seed adds its own small offset. Trial rows carry every column of schema version 2,
@@ -18,12 +18,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from study.config.run import BudgetConfig, EvalConfig, RunConfig, TrainConfig
-from study.results.schema import (
-    METRICS_DIR,
+from wt_base.layout import METRICS_DIR, RESULTS_DIR, TRIALS_DIR
+from wt_base.schema import (
     METRICS_SCHEMA,
-    RESULTS_DIR,
     SCHEMA_VERSION,
-    TRIALS_DIR,
     TRIALS_SCHEMA,
     conform,
 )

@@ -9,8 +9,8 @@ from pandas.testing import assert_frame_equal
 from synth import write_study
 
 from analysis.load import load_study
-from study.errors import StudyError
-from study.results.schema import METRICS_SCHEMA, SCHEMA_VERSION, conform
+from wt_base.errors import StudyError
+from wt_base.schema import METRICS_SCHEMA, SCHEMA_VERSION, conform
 
 
 def test_last_row_per_key_wins_and_duplicates_change_nothing(tmp_path):

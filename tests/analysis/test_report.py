@@ -14,7 +14,7 @@ from synth import write_study
 from analysis import cli
 from analysis.load import load_study
 from analysis.report import PLOTS, analyze, config_label
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -15,7 +15,7 @@ from synth import write_study
 from analysis.inference import welch
 from analysis.load import load_study
 from analysis.stats import config_summary, curve_points, final_values, seed_summary
-from study.results.schema import SCHEMA_VERSION, TRIALS_SCHEMA, conform
+from wt_base.schema import SCHEMA_VERSION, TRIALS_SCHEMA, conform
 
 # Welch's t-test, Wikipedia "Welch's t-test", example 1 (published: t = -2.46, dof = 24.99, p = 0.021)
 WIKI_A1 = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from analysis.load import load_study
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET_S = 4.0
@@ -128,8 +128,9 @@ def test_s3_study_killed_resumed_and_analysed_from_the_bucket(bucket, write_spec
 def test_study_in_a_bucket_keeps_its_endpoint_when_reopened(bucket, write_spec):
     """`resume`/`status` find the storage from the study URI; its query (endpoint, scheme) must survive."""
     from study.config.specfile import dump_spec, load_spec
-    from study.results.storage import resolve, write_text_atomic
-    from study.tune.plan import SPEC_FILE, load_saved_spec
+    from study.tune.plan import load_saved_spec
+    from wt_base.layout import SPEC_FILE
+    from wt_base.storage import resolve, write_text_atomic
 
     storage = bucket.uri("wt_results")
     spec = load_spec(write_spec(storage))

@@ -4,7 +4,7 @@ With WT_TEST_SLOW_FLUSH=DIR set, every metrics flush of the Parquet sink is slow
 or object store would: the temporary file is fully written, then a marker `DIR/flushing` appears and the
 rename that publishes the file waits WT_TEST_SLOW_FLUSH_S seconds (default 3). A test that SIGKILLs the driver
 while the marker exists kills it in the middle of a flush: after the write, before the rename. Nothing else
-differs from `wt-study` (the patch is the local branch of study.results.storage.write_parquet_atomic plus a sleep).
+differs from `wt-study` (the patch is the local branch of wt_base.storage.write_parquet_atomic plus a sleep).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _slow_flushes(marker_dir: Path, delay_s: float) -> None:
     import pyarrow.parquet as pq
 
     import study.results.sink
-    from study.results.schema import METRICS_DIR
+    from wt_base.layout import METRICS_DIR
 
     real = study.results.sink.write_parquet_atomic
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 
-from study.results.schema import METRICS_SCHEMA, TRIALS_SCHEMA
+from wt_base.schema import METRICS_SCHEMA, TRIALS_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 

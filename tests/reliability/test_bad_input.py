@@ -16,9 +16,9 @@ import yaml
 
 from study.cli import main
 from study.config.specfile import dump_spec, parse_spec
-from study.results.storage import write_text_atomic
 from study.tune import plan as runner
 from tests.study.conftest import TINY_SPEC, deep_update
+from wt_base.storage import write_text_atomic
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:

@@ -12,9 +12,9 @@ import tracemalloc
 import pytest
 
 from study.results.sink import ParquetSink
-from study.results.storage import resolve
 from tests.reliability.helpers import REPO
 from tests.reliability.test_storage_faults import _metric
+from wt_base.storage import resolve
 
 
 def _bench():

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from study.config.run import DataConfig
-from study.errors import StudyError
 from study.train.data import (
     KNOWN_CORPORA,
     BatchSampler,
@@ -23,6 +22,7 @@ from study.train.data import (
     seed_window_starts,
     stream_window_starts,
 )
+from wt_base.errors import StudyError
 
 CPU = torch.device("cpu")
 

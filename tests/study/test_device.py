@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from study.errors import StudyError
 from study.train.device import resolve_device
+from wt_base.errors import StudyError
 
 
 def test_auto_and_cpu():

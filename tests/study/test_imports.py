@@ -9,10 +9,10 @@ import textwrap
 
 from study.config.specfile import dump_spec, parse_spec
 from study.results.sink import ParquetSink
-from study.results.storage import resolve, write_text_atomic
-from study.tune.plan import SPEC_FILE
 from tests.conftest import REPO
 from tests.study.conftest import TINY_SPEC, deep_update
+from wt_base.layout import SPEC_FILE
+from wt_base.storage import resolve, write_text_atomic
 
 HEAVY = ("torch", "ray")
 

@@ -9,7 +9,7 @@ from pandas.testing import assert_frame_equal
 
 from analysis.load import load_study
 from study.results.sink import ParquetSink
-from study.results.storage import list_parquet, resolve, write_atomic, write_local_atomic, write_text_atomic
+from wt_base.storage import list_parquet, resolve, write_atomic, write_local_atomic, write_text_atomic
 
 
 def _metric(trial_id: str, attempt: int, step: int, resumed: int = 0) -> dict:
@@ -104,7 +104,7 @@ def test_status_names_the_settings_a_trial_id_does_not_show():
     import numpy as np
     import pandas as pd
 
-    from study.results.status import trial_settings
+    from study.cli.status import trial_settings
 
     trials = pd.DataFrame(
         {

@@ -6,8 +6,8 @@ import pytest
 
 from study.config.space import Trial, expand, total_budget
 from study.config.specfile import parse_spec
-from study.errors import StudyError
 from tests.study.conftest import TINY_SPEC, deep_update
+from wt_base.errors import StudyError
 
 
 def spec_with(**changes):

@@ -9,8 +9,8 @@ from study.cli import main
 from study.config.spec import Distribution, SampleSpec, StudySpec
 from study.config.specfile import dump_spec, load_preset, parse_spec, preset_names
 from study.config.yamlio import parse_yaml
-from study.errors import StudyError
 from tests.study.conftest import TINY_SPEC
+from wt_base.errors import StudyError
 
 
 def test_presets_parse_and_round_trip():

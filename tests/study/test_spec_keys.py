@@ -9,10 +9,10 @@ import pytest
 
 from study.config.space import expand, total_budget
 from study.config.specfile import parse_spec
-from study.errors import StudyError
 from study.tune.plan import check_shared_device
 from study.tune.rows import pending_row
 from tests.study.conftest import TINY_SPEC, deep_update
+from wt_base.errors import StudyError
 
 
 def spec_with(**changes):
@@ -108,11 +108,11 @@ def test_shared_devices_only_where_the_clock_does_not_decide(kind, resources, al
 
 def test_status_counts_stopped_trials_as_finished(tmp_path):
     """A stopped trial is finished (no ETA for it, no resume hint); a running one is not."""
+    from study.cli.status import print_status
     from study.config.specfile import dump_spec
     from study.results.sink import ParquetSink
-    from study.results.status import print_status
-    from study.results.storage import write_text_atomic
     from study.tune import plan as planning
+    from wt_base.storage import write_text_atomic
 
     spec = spec_with(storage=str(tmp_path), budget={"kind": "steps", "value": 10})
     plan = planning.plan(spec)

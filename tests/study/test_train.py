@@ -14,11 +14,11 @@ import torch
 import study.train.loop as train_module
 from study.cli import main
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
-from study.errors import StudyError
-from study.results.schema import METRICS_SCHEMA
 from study.train.data import load_corpus
 from study.train.loop import EvalRecord, load_state, lr_at, save_state, train
 from tests.conftest import EXCERPT
+from wt_base.errors import StudyError
+from wt_base.schema import METRICS_SCHEMA
 from wt_model import ModelConfig
 from wt_model.flops import training_flops_per_token
 

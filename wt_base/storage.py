@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
 
@@ -53,9 +53,6 @@ class Location:
             return Location(self.fs, path, path)
         base, sep, query = self.uri.partition("?")
         return Location(self.fs, path, base.rstrip("/").rsplit("/", 1)[0] + sep + query)
-
-    def exists(self) -> bool:
-        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
 
     def is_dir(self) -> bool:
         return self.fs.get_file_info(self.path).type == pafs.FileType.Directory

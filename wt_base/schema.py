@@ -1,6 +1,6 @@
 """The Parquet contract between the study and the analysis (see docs/results.md).
 
-Layout under `<storage>/<study_name>/results/`:
+Layout under `<storage>/<study_name>/results/` (file names in wt_base.layout):
   metrics/*.parquet : one row per evaluation point, keyed by (trial_id, step)
   trials/*.parquet  : one row per trial state, keyed by trial_id
 Readers keep the last written row per key (order: file name, then row order). Files are written atomically.
@@ -18,15 +18,13 @@ SCHEMA_VERSION = 2  # 2: init, conv_kernel, weight_decay, warmup_frac, seed_role
 # allow_shared_device, epochs, train_eval_loss, train_minus_val, status "stopped". Readers accept older versions
 # (new columns are null there).
 
-METRICS_DIR = "metrics"
-TRIALS_DIR = "trials"
-RESULTS_DIR = "results"
-
 METRICS_KEY = ("trial_id", "step")
 TRIALS_KEY = ("trial_id",)
 
 TRIAL_STATUSES = ("pending", "running", "completed", "stopped", "diverged", "failed")
 # "stopped": ended early by a scheduler (ASHA); its last loss is never a final loss.
+FINISHED_STATUSES = ("completed", "stopped", "diverged")  # never run again (resume skips them)
+UNFINISHED_STATUSES = ("pending", "running")  # a study with such trials is partial
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -115,10 +113,6 @@ TRIALS_SCHEMA = pa.schema(
         ("note", pa.string()),  # anything else a reader should know (e.g. stopped early by the scheduler)
     ]
 )
-
-
-def empty_table(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
 
 
 def conform(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -9,9 +9,9 @@ import math
 import sys
 
 from study.tune.plan import load_saved_spec
+from wt_base.schema import FINISHED_STATUSES
 
 BUDGET_COLUMN = {"seconds": "train_time_s", "steps": "steps", "tokens": "tokens", "flops": "flops"}
-FINISHED = ("completed", "stopped", "diverged")  # never run again; stopped: ended early by the scheduler (ASHA)
 # Settings a trial id does not show (it shows arch, interval, seq_len, n_embd and seed): listed after the id when
 # they differ between a study's trials, so two trials that differ only by them can be told apart.
 SETTING_COLUMNS = (
@@ -66,7 +66,7 @@ def _eta_seconds(spec, trials) -> float | None:
     if spec.budget.kind != "seconds":
         return None
     budgets = trials["budget_value"].fillna(spec.budget.value)
-    remaining = ((1.0 - trials["used_frac"]) * budgets)[~trials["status"].isin([*FINISHED, "failed"])].sum()
+    remaining = ((1.0 - trials["used_frac"]) * budgets)[~trials["status"].isin([*FINISHED_STATUSES, "failed"])].sum()
     finished = trials[trials["status"] == "completed"]
     ratio = 1.3
     if len(finished) and finished["train_time_s"].sum() > 0:
@@ -100,7 +100,7 @@ def print_status(path: str, out=None) -> int:
         print(f"  {name}  {row.status:<9}  [{bar:<20}] {row.used_frac:6.1%}{loss}{error}", file=out)
     if status["best"]:
         print("Best val_loss so far: " + ", ".join(f"{a} {v:.4f}" for a, v in sorted(status["best"].items())), file=out)
-    if status["eta_s"] is not None and sum(counts.get(s, 0) for s in FINISHED) < len(trials):
+    if status["eta_s"] is not None and sum(counts.get(s, 0) for s in FINISHED_STATUSES) < len(trials):
         print(f"ETA: about {status['eta_s'] / 60:.1f} min of wall clock (if resumed / still running)", file=out)
     for name in status["skipped_files"]:
         print(f"warning: skipped unreadable results file {name}", file=out)

@@ -1,0 +1,12 @@
+"""The file names of a study directory `<storage>/<name>/` (the study's layout, shared by writer and readers):
+
+study.yaml    the resolved spec (resume reads it; a different spec is refused)
+results/      the Parquet results (wt_base.schema): metrics/*.parquet and trials/*.parquet
+tune/         Ray Tune's experiment state and the trials' checkpoints
+"""
+
+SPEC_FILE = "study.yaml"
+RESULTS_DIR = "results"
+METRICS_DIR = "metrics"  # under RESULTS_DIR
+TRIALS_DIR = "trials"  # under RESULTS_DIR
+TUNE_DIR = "tune"
