@@ -22,45 +22,15 @@ import math
 import numpy as np
 import pandas as pd
 
-# trials column -> its path in config_json
-COLUMN_PATHS = {
-    "arch": ("arch",),
-    "attention": ("run", "model", "attention"),
-    "init": ("run", "model", "init"),
-    "worker_interval": ("run", "model", "worker_interval"),
-    "random_worker_phase": ("run", "model", "random_worker_phase"),
-    "seq_len": ("run", "model", "block_size"),
-    "n_embd": ("run", "model", "n_embd"),
-    "n_layer": ("run", "model", "n_layer"),
-    "n_head": ("run", "model", "n_head"),
-    "ffn_hidden": ("run", "model", "ffn_hidden"),
-    "conv_kernel": ("run", "model", "conv_kernel"),
-    "dropout": ("run", "model", "dropout"),
-    "batch_size": ("run", "train", "batch_size"),
-    "lr": ("run", "train", "lr"),
-    "weight_decay": ("run", "train", "weight_decay"),
-    "schedule": ("run", "train", "schedule"),
-    "warmup_frac": ("run", "train", "warmup_frac"),
-    "seed": ("run", "train", "seed"),
-    "budget_kind": ("run", "budget", "kind"),
-    "budget_value": ("run", "budget", "value"),
-    "count_eval_in_budget": ("run", "budget", "count_eval_in_budget"),
-    "eval_protocol": ("run", "eval", "protocol"),
-    "corpus": ("run", "data", "corpus"),
-}
+from wt_base.fields import EXECUTION_PATHS, FIELDS
+from wt_model import archs
+
+# trials column -> its path in config_json (the axis table, wt_base.fields)
+COLUMN_PATHS = {f.column: tuple(f.path.split(".")) for f in FIELDS}
 # never part of a configuration: the seed itself, the id, and settings that leave the math unchanged
-IGNORED_PATHS = {
-    ("trial_id",),
-    ("run", "train", "seed"),
-    ("run", "train", "device"),
-    ("run", "train", "threads"),
-    ("run", "train", "compile"),
-    ("run", "data", "cache_dir"),
-    ("run", "checkpoint_every_s"),
-}
-STANDARD = "standard"
-WORKER_ONLY_FIELDS = ("worker_interval", "conv_kernel")  # meaningless (null) for the standard model
-ARM_FIELDS = ["arch", "model.arch", "worker_interval", "conv_kernel", "random_worker_phase"]
+IGNORED_PATHS = {("trial_id",), ("run", "train", "seed"), *(tuple(path.split(".")) for path in EXECUTION_PATHS)}
+STANDARD = archs.REFERENCE  # the architecture every other one is compared against
+ARM_FIELDS = ["arch", "model.arch", *archs.ARM_FIELDS]  # what tells arms apart (null where an arch has none)
 TUNED_FIELDS = ["lr", "weight_decay", "warmup_frac", "schedule", "dropout", "train.beta1", "train.beta2"]
 TUNED_FIELDS += ["train.grad_clip"]
 SIZE_FIELDS = ["n_embd", "n_layer", "n_head", "ffn_hidden"]  # what a scaling series varies
@@ -71,7 +41,8 @@ def config_fields(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per trial (same index), one column per configuration field, seed and ignored settings excluded.
 
     Fields with a trials column take its name; the others are their config_json path without "run."
-    (e.g. "train.beta1", "model.vocab_size"). Worker-only fields are null for the standard model.
+    (e.g. "train.beta1", "model.vocab_size"). Fields an architecture does not read (wt_model.archs) are null
+    for it.
     """
     parsed = [_flatten(text) for text in _json_column(trials)]
     columns = {c: trials[c].astype(object).tolist() for c in COLUMN_PATHS if c != "seed" and c in trials.columns}
@@ -81,11 +52,17 @@ def config_fields(trials: pd.DataFrame) -> pd.DataFrame:
         for column, values in columns.items():
             if not _missing(values[i]) or column not in row:
                 row[column] = None if _missing(values[i]) else values[i]
-        if row.get("arch") == STANDARD:
-            row.update(dict.fromkeys(WORKER_ONLY_FIELDS))
+        row.update(dict.fromkeys(_not_read_by(row.get("arch"))))
         rows.append(row)
     fields = pd.DataFrame(rows, index=trials.index)
     return fields.reindex(columns=sorted(fields.columns))
+
+
+def _not_read_by(label) -> list[str]:
+    """The arm fields the architecture of spec label `label` does not read (none for an unknown label)."""
+    if label not in archs.LABELS:
+        return []
+    return [name for name in archs.ARM_FIELDS if not archs.applies(name, archs.of_label(label).name)]
 
 
 def _json_column(trials: pd.DataFrame) -> list:

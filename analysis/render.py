@@ -10,6 +10,7 @@ import pandas as pd
 from analysis import tables
 from analysis.inference import ALPHA, POWER
 from analysis.tables import fmt, md_table
+from wt_base.budgets import BUDGET_KINDS
 
 NO_WARNING = "No compared configuration's periodic val loss ended above its minimum by more than the margin."
 METRIC_WORDS = {
@@ -109,7 +110,8 @@ def _shared_device_trials(t) -> int:
     if "allow_shared_device" not in t:
         return 0
     allowed = t["allow_shared_device"].astype("boolean").fillna(False).astype(bool)
-    return int((allowed & t["budget_kind"].eq("seconds")).sum())
+    clocked = t["budget_kind"].map(lambda kind: kind in BUDGET_KINDS and BUDGET_KINDS[kind].measured)
+    return int((allowed & clocked.astype(bool)).sum())
 
 
 def _epochs(value) -> str:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: init, conv_kernel, weight_decay, warmup_frac, seed_role, equivalence_margin,
-# allow_shared_device, epochs, train_eval_loss, train_minus_val, status "stopped". Readers accept older versions
-# (new columns are null there).
+from wt_base.fields import FIELDS
+
+SCHEMA_VERSION = 3  # 2: init, conv_kernel, weight_decay, warmup_frac, seed_role, equivalence_margin,
+# allow_shared_device, epochs, train_eval_loss, train_minus_val, status "stopped". 3: id_scheme; the configuration
+# columns in the axis table's order. Readers accept older versions (new columns are null there).
 
 METRICS_KEY = ("trial_id", "step")
 TRIALS_KEY = ("trial_id",)
@@ -25,6 +27,9 @@ TRIAL_STATUSES = ("pending", "running", "completed", "stopped", "diverged", "fai
 # "stopped": ended early by a scheduler (ASHA); its last loss is never a final loss.
 FINISHED_STATUSES = ("completed", "stopped", "diverged")  # never run again (resume skips them)
 UNFINISHED_STATUSES = ("pending", "running")  # a study with such trials is partial
+
+_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+CONFIG_COLUMNS = [(f.column, _ARROW_TYPES[f.kind]) for f in FIELDS]
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -59,33 +64,12 @@ TRIALS_SCHEMA = pa.schema(
         ("study", pa.string()),
         ("trial_id", pa.string()),
         ("status", pa.string()),  # one of TRIAL_STATUSES
-        # configuration (the axes and the defaults they override)
-        ("arch", pa.string()),  # axis label: "standard", "worker" or "worker-random-phase"
-        ("attention", pa.string()),
-        ("init", pa.string()),  # "torch" (PyTorch module defaults, the seed's) or "nanogpt"
-        ("worker_interval", pa.int64()),  # null for the standard model
-        ("random_worker_phase", pa.bool_()),
-        ("seq_len", pa.int64()),
-        ("n_embd", pa.int64()),
-        ("n_layer", pa.int64()),
-        ("n_head", pa.int64()),
-        ("ffn_hidden", pa.int64()),
-        ("conv_kernel", pa.int64()),  # null for the standard model
-        ("dropout", pa.float64()),
-        ("batch_size", pa.int64()),
-        ("lr", pa.float64()),
-        ("weight_decay", pa.float64()),
-        ("schedule", pa.string()),
-        ("warmup_frac", pa.float64()),
-        ("seed", pa.int64()),
+        # configuration: the axis table's columns (wt_base.fields), then the spec-level settings of the trial
+        *CONFIG_COLUMNS,
         ("seed_role", pa.string()),  # "test" (verdicts) or "tune" (only chooses tuned settings, spec tune_seeds)
         ("equivalence_margin", pa.float64()),  # nats: |worker - standard| below it counts as equivalent (TOST)
         ("allow_shared_device", pa.bool_()),  # seconds budgets: trials were allowed to share a GPU or a core
-        ("budget_kind", pa.string()),
-        ("budget_value", pa.float64()),
-        ("count_eval_in_budget", pa.bool_()),
-        ("eval_protocol", pa.string()),
-        ("corpus", pa.string()),
+        ("id_scheme", pa.int32()),  # how trial_id was made (study.config.space.ID_SCHEME); null: scheme 1
         ("config_json", pa.string()),  # the full RunConfig as JSON
         # model size and cost
         ("n_params", pa.int64()),

@@ -33,14 +33,11 @@ _LAZY = {
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The model `cfg.arch` names, initialised as `cfg.init` says: PyTorch's module defaults (the seed's, the
-    default) or nanoGPT's scheme. Seed torch yourself for reproducibility."""
-    from wt_model.standard import StandardTransformer
-    from wt_model.worker import WorkerTransformer
+    """The model of architecture `cfg.arch` (wt_model.archs), initialised as `cfg.init` says: PyTorch's module
+    defaults (the seed's, the default) or nanoGPT's scheme. Seed torch yourself for reproducibility."""
+    from wt_model.archs import model_class
 
-    if cfg.arch == "worker":
-        return WorkerTransformer(cfg)
-    return StandardTransformer(cfg)
+    return model_class(cfg.arch)(cfg)
 
 
 def __getattr__(name: str):

@@ -1,14 +1,16 @@
-"""Model configuration: one frozen dataclass for both architectures."""
+"""Model configuration: one frozen dataclass for every architecture (the registry, wt_model.archs, says which
+fields each one reads)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ARCHS = ("standard", "worker")
+from wt_model import archs
+
 ATTENTIONS = ("sdpa", "naive", "flex")
 INITS = ("torch", "nanogpt")
 # field -> its allowed values: __post_init__ checks them, and `wt-study train` offers them as flag choices
-CHOICES = {"arch": ARCHS, "attention": ATTENTIONS, "init": INITS}
+CHOICES = {"arch": tuple(archs.ARCHS), "attention": ATTENTIONS, "init": INITS}
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class ModelConfig:
     The defaults are the seed's long-sequence experiment (T=1024, dim 256, 4 layers, 4 heads, interval 4).
     """
 
-    arch: str = "worker"  # "standard" (every token updated) or "worker" (every k-th token updated in place)
+    arch: str = "worker"  # a name in wt_model.archs: "standard" (every token updated), "worker" (every k-th, in place)
     vocab_size: int = 65  # number of distinct tokens (65 characters for TinyShakespeare)
     block_size: int = 1024  # longest sequence the model accepts (sizes the RoPE tables)
     n_embd: int = 256  # residual stream width

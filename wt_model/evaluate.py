@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wt_model import archs
 from wt_model.positions import regular_workers
-from wt_model.worker import WorkerTransformer
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,15 @@ def evaluate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, forward: 
     """Loss sums on one batch x, y (B, T). The caller sets model.eval(). `forward` runs the model's passes
     instead of `model` itself (its torch.compile'd wrapper, say).
 
-    Worker model: one pass per worker phase; in each pass only the regular workers of that phase (positions
-    with p % k == (k - 1 - phase) % k) are scored, so every position is predicted by a worker exactly once
-    (the last position in the pass where it is a regular worker). Phases with no position in [0, T) are
-    skipped, except phase 0, which gives the seed's metric (all its workers, the last position included).
+    A sparse architecture (wt_model.archs: the worker model): one pass per worker phase; in each pass only the
+    regular workers of that phase (positions with p % k == (k - 1 - phase) % k) are scored, so every position
+    is predicted by a worker exactly once (the last position in the pass where it is a regular worker). Phases
+    with no position in [0, T) are skipped, except phase 0, which gives the seed's metric (all its workers, the
+    last position included). Any other architecture: one pass over every position.
     """
     B, T = x.shape
     forward = model if forward is None else forward
-    if not isinstance(model, WorkerTransformer):
+    if not archs.get(model.cfg.arch).sparse:
         logits, _ = forward(x)  # (B, T, V)
         total = _ce_sum(logits, y)
         return EvalLosses(loss_sum_all=total, n_all=B * T, loss_sum_seed=total, n_seed=B * T)
@@ -49,7 +50,7 @@ def evaluate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, forward: 
         n_regular = len(regular_workers(T, k, offset))
         if n_regular == 0 and offset != 0:
             continue  # this phase has no regular worker in the sequence
-        pos = model.worker_positions(T, offset, x.device)  # (W,)
+        pos = model.worker_positions(T, offset, x.device)  # (W,): a sparse model's worker rows, built on the device
         logits, _ = forward(x, worker_offset=offset)  # (B, W, V)
         y_w = y.index_select(1, pos)  # (B, W)
         if offset == 0:

@@ -1,4 +1,4 @@
-"""Analytic parameter counts and FLOPs of both models.
+"""Analytic parameter counts and FLOPs of every architecture, from its traits in the registry (wt_model.archs).
 
 FLOP convention (the study's `flops` column, the bench's utilisation and the FlopCounterMode test all use it):
 - a multiply-add is 2 FLOPs; only matmuls and the worker's convolution are counted, the operations that
@@ -12,8 +12,9 @@ FLOP convention (the study's `flops` column, the bench's utilisation and the Flo
   torch's own SDPA formula for that kernel, which counts the same full L x S products. SDPA's fused causal
   kernels skip fully masked key blocks, and so does `sdpa`'s CPU training path with dropout
   (`fused.dropout_attention`); both are still counted at the full L x S, like the naive path.
-- the worker model is charged only for what it computes: Q, gate, output projection, FFN and LM head on the
-  W worker rows; K, V and the depthwise conv (2 * kernel FLOPs per channel per position) on all T rows.
+- a sparse architecture (the worker model) is charged only for what it computes: Q, gate, output projection,
+  FFN and LM head on the W worker rows; K and V on all T rows. A token mixer costs 2 * kernel FLOPs per
+  channel per position, on all T rows.
 - a training step is forward + backward = 3x the forward FLOPs (the backward of every matmul computes the
   input gradient and the weight gradient, each as large as the forward product).
 - "per token" means per input position of the sequence: the sequence total divided by T.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wt_model import archs
 from wt_model.config import ModelConfig
 from wt_model.positions import worker_position_list
 
@@ -40,18 +42,19 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
     attention = 5 * C * C  # q, gate, k, v, out; no biases
     ffn = C * F + F + F * C + C  # with biases
     block = C + attention + C + ffn  # two RMSNorm weights
-    if cfg.arch == "worker":
+    arch = archs.get(cfg.arch)
+    if arch.mixer:
         block += C * cfg.conv_kernel + C  # depthwise conv weight and bias
     vocab = 2 * V * C  # token embedding + untied LM head
     total = cfg.n_layer * block + vocab + C  # final RMSNorm
-    if cfg.arch == "worker":
+    if arch.marker:
         total += C  # worker-type embedding
     return ParamCounts(total=total, non_embedding=total - vocab)
 
 
 def n_workers(cfg: ModelConfig, seq_len: int) -> int:
-    """Rows that get queries at phase 0 in a sequence of `seq_len`: every row (standard) or the workers."""
-    if cfg.arch == "standard":
+    """Rows that get queries at phase 0 in a sequence of `seq_len`: every row, or the workers (sparse)."""
+    if not archs.get(cfg.arch).sparse:
         return seq_len
     return len(worker_position_list(seq_len, cfg.worker_interval))
 
@@ -68,7 +71,7 @@ def forward_flops_per_sequence(cfg: ModelConfig, seq_len: int) -> float:
         + 2 * 2 * W * T * C  # scores (W x T) and mixing, summed over heads
         + 2 * 2 * W * C * F  # FFN up and down
     )
-    if cfg.arch == "worker":
+    if archs.get(cfg.arch).mixer:
         per_layer += 2 * T * C * cfg.conv_kernel  # depthwise token mixer
     return float(cfg.n_layer * per_layer + 2 * W * C * V)
 

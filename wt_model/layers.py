@@ -1,4 +1,4 @@
-"""Layers shared by the standard and the worker transformer: RMSNorm, RoPE, gated attention, FFN.
+"""Layers shared by every architecture: RMSNorm, RoPE, gated attention, FFN, the causal depthwise token mixer.
 
 Both models build their blocks from these, so any difference in speed or loss between them comes from the
 architecture (who is updated, who attends), never from one model getting a better-written layer.
@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from wt_model.config import ModelConfig
-from wt_model.fused import dropout_attention, rms_norm, rope, use_cpu_kernels
+from wt_model.fused import causal_depthwise_conv, dropout_attention, rms_norm, rope, use_cpu_kernels
 
 RMS_EPS = 1e-6
 
@@ -165,6 +165,22 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.gelu(self.up(x)))
+
+
+class CausalDepthwiseConv(nn.Module):
+    """Depthwise Conv1d over time with left padding, so position t sees t-kernel+1 .. t only.
+
+    The parameters are an `nn.Conv1d`'s (weight (C, 1, kernel), bias (C,)), but the product is computed as
+    `kernel` shifted multiply-adds in (B, T, C) layout (`fused.causal_depthwise_conv`): about 2x faster on CPU
+    than transposing to channels-first for conv1d and back, and numerically the same sum.
+    """
+
+    def __init__(self, dim: int, kernel: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel, groups=dim, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return causal_depthwise_conv(x, self.conv.weight[:, 0, :], self.conv.bias)  # (B, T, C)
 
 
 def init_weights(model: nn.Module, cfg: ModelConfig) -> None:

@@ -57,13 +57,15 @@ def run(args: argparse.Namespace) -> int:
 
 def print_plan(plan, out=None) -> None:
     from study.config.space import total_budget
+    from wt_base.budgets import BUDGET_KINDS
+    from wt_model.archs import applies
 
     out = out or sys.stdout
     header = ("trial_id", "arch", "attention", "k", "seq_len", "n_embd", "n_layer", "n_head", "batch", "lr", "seed")
     rows = []
     for t in plan.trials:
         m, tr = t.run.model, t.run.train
-        k = str(m.worker_interval) if m.arch == "worker" else "-"
+        k = str(m.worker_interval) if applies("worker_interval", m.arch) else "-"
         rows.append(
             (
                 t.trial_id,
@@ -83,13 +85,13 @@ def print_plan(plan, out=None) -> None:
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip(), file=out)
     b = total_budget(plan.spec, plan.trials)
-    unit = {"seconds": "s", "steps": " steps", "tokens": " tokens", "flops": " FLOPs"}[b["budget_kind"]]
+    kind = BUDGET_KINDS[b["budget_kind"]]
     per_trial = " or ".join(f"{v:g}" for v in b["budget_values"])
     line = (
-        f"\n{b['trials']} trials x {per_trial}{unit} ({b['budget_kind']} budget), "
-        f"{b['concurrency']} at a time -> about {b['study_length']:g}{unit} of training"
+        f"\n{b['trials']} trials x {per_trial}{kind.unit} ({kind.name} budget), "
+        f"{b['concurrency']} at a time -> about {kind.format(b['study_length'])} of training"
     )
-    if b["budget_kind"] == "seconds":
+    if kind.measured:
         line += f" ({b['study_length'] / 3600:.2f} h wall clock, before evaluation and start-up)"
         gpu_hours = (
             "GPU-hours: one GPU per trial where there are GPUs"

@@ -9,15 +9,9 @@ import math
 import sys
 
 from study.tune.plan import load_saved_spec
+from wt_base.budgets import BUDGET_KINDS
+from wt_base.fields import SHOWN
 from wt_base.schema import FINISHED_STATUSES
-
-BUDGET_COLUMN = {"seconds": "train_time_s", "steps": "steps", "tokens": "tokens", "flops": "flops"}
-# Settings a trial id does not show (it shows arch, interval, seq_len, n_embd and seed): listed after the id when
-# they differ between a study's trials, so two trials that differ only by them can be told apart.
-SETTING_COLUMNS = (
-    "init", "attention", "lr", "n_layer", "n_head", "conv_kernel", "dropout", "batch_size", "weight_decay",
-    "schedule", "warmup_frac",
-)  # fmt: skip
 
 
 def study_status(path: str) -> dict:
@@ -28,12 +22,12 @@ def study_status(path: str) -> dict:
     study = load_study(path)
     trials = study.trials.copy()
     metrics = study.metrics
-    kind = spec.budget.kind
-    if kind == "flops":
-        spent = metrics.groupby("trial_id")["flops"].max() if len(metrics) else None
+    kind = BUDGET_KINDS[spec.budget.kind]
+    if kind.trials_column is None:  # only the metrics rows carry it (FLOPs)
+        spent = metrics.groupby("trial_id")[kind.metric].max() if len(metrics) else None
         trials["used"] = trials["trial_id"].map(spent).fillna(0.0) if spent is not None else 0.0
     else:
-        trials["used"] = trials[BUDGET_COLUMN[kind]].fillna(0.0)
+        trials["used"] = trials[kind.trials_column].fillna(0.0)
     trials["used_frac"] = (trials["used"] / trials["budget_value"].fillna(spec.budget.value)).clip(upper=1.0)
     trials.loc[trials["status"].isin(["completed", "diverged"]), "used_frac"] = 1.0  # stopped: what it used
     best = {}
@@ -55,15 +49,17 @@ def study_status(path: str) -> dict:
 
 
 def trial_settings(trials) -> list[str]:
-    """Per trial (in row order), "init nanogpt, lr 0.001": the SETTING_COLUMNS that vary across the trials."""
+    """Per trial (in row order), "init nanogpt, lr 0.001": the settings a trial id does not show (it shows arch,
+    interval, seq_len, n_embd and seed; wt_base.fields.SHOWN) that vary across the trials, so two trials that
+    differ only by them can be told apart."""
     from analysis.configs import set_apart
 
-    return set_apart(trials, SETTING_COLUMNS)
+    return set_apart(trials, SHOWN)
 
 
 def _eta_seconds(spec, trials) -> float | None:
-    """Remaining budget x (wall / train time of finished trials) / concurrency; seconds budgets only."""
-    if spec.budget.kind != "seconds":
+    """Remaining budget x (wall / train time of finished trials) / concurrency; clock (seconds) budgets only."""
+    if not BUDGET_KINDS[spec.budget.kind].measured:
         return None
     budgets = trials["budget_value"].fillna(spec.budget.value)
     remaining = ((1.0 - trials["used_frac"]) * budgets)[~trials["status"].isin([*FINISHED_STATUSES, "failed"])].sum()
@@ -86,9 +82,9 @@ def print_status(path: str, out=None) -> int:
         f"Study {spec.name}: {len(trials)} trials | " + ", ".join(f"{counts.get(s, 0)} {s}" for s in order),
         file=out,
     )
-    unit = {"seconds": "s", "steps": " steps", "tokens": " tokens", "flops": " FLOPs"}[spec.budget.kind]
-    by_arch = "".join(f", {arch} {value:g}{unit}" for arch, value in spec.budget_by_arch.items())
-    print(f"Budget per trial: {spec.budget.value:g}{unit} ({spec.budget.kind}){by_arch}", file=out)
+    kind = BUDGET_KINDS[spec.budget.kind]
+    by_arch = "".join(f", {arch} {kind.format(value)}" for arch, value in spec.budget_by_arch.items())
+    print(f"Budget per trial: {kind.format(spec.budget.value)} ({kind.name}){by_arch}", file=out)
     trials = trials.assign(settings=trial_settings(trials))
     width = max(len(t) for t in trials["trial_id"])
     settings_width = max(len(t) for t in trials["settings"])

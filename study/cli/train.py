@@ -66,7 +66,7 @@ def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = 
     """The RunConfig from `base` (a RunConfig mapping) with the flags that were given applied on top."""
     from study.cli.flags import apply_flags, run_config_flags
     from study.config.run import RunConfig
-    from study.config.spec import ARCH_LABELS
+    from wt_model.archs import label_settings
 
     mapping = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
     if args.eval_every_s is not None or args.eval_every_steps is not None:
@@ -74,7 +74,7 @@ def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = 
     mapping = apply_flags(args, run_config_flags(), mapping)
     model = mapping.setdefault("model", {})
     if args.arch is not None:
-        model["arch"], model["random_worker_phase"] = ARCH_LABELS[args.arch]
+        model.update(label_settings(args.arch))
     if vocab_size is not None:
         model["vocab_size"] = vocab_size
     return RunConfig.from_dict(mapping)

@@ -13,10 +13,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from wt_base.budgets import BUDGET_KINDS as BUDGET_TABLE
 from wt_base.errors import StudyError, require
 from wt_model.config import ModelConfig
 
-BUDGET_KINDS = ("seconds", "steps", "tokens", "flops")
+BUDGET_KINDS = tuple(BUDGET_TABLE)
 SCHEDULES = ("constant", "linear", "cosine")
 EVAL_PROTOCOLS = ("stream", "seed")
 DEVICES = ("auto", "cpu", "cuda")

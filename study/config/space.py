@@ -1,8 +1,13 @@
 """Expansion of a study spec into trials: grid x random samples x seeds, deduplicated, with stable ids.
 
-Axes that do not apply to an architecture are dropped for it (the standard model has no worker interval, so it
-is not repeated per interval). Each trial's id is a hash of its full run configuration, so the same spec always
-gives the same ids (resume relies on this) and two identical configurations collapse into one trial.
+Axes that do not apply to an architecture (wt_model.archs: the standard model has no worker interval) are
+dropped for it, so it is not repeated per interval, and such fields keep their defaults in its config.
+
+A trial's id hashes only what changes the math (`math_key`: the run config without the execution settings of
+wt_base.fields.EXECUTION_PATHS, without fields its architecture does not read, and without values equal to
+their defaults), so a release that adds a config field with a default leaves every id as it was, and two
+trials that would compute the same collapse into one. Ids are stored with a study (its trial rows): resume runs
+that stored list and never re-derives ids, so even a change of this rule leaves running studies alone.
 """
 
 from __future__ import annotations
@@ -16,11 +21,19 @@ import random
 from dataclasses import dataclass
 
 from study.config.run import RunConfig
-from study.config.spec import ARCH_LABELS, AXES, WORKER_ONLY_AXES, StudySpec
+from study.config.spec import StudySpec
+from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
+from wt_base.fields import AXES, EXECUTION_PATHS
+from wt_model import archs
 from wt_model.config import ModelConfig
 
-STANDARD_WORKER_INTERVAL = 1  # stored for the standard model, which ignores it, so its ids do not vary
+# How trial ids are made; recorded in every trial row (trials column id_scheme; null in rows written before it):
+#   1 (releases up to 2c32965): sha1 of the whole RunConfig, so any new config field changed every id;
+#   2: sha1 of `math_key` (what changes the math, defaults left out).
+# Studies keep the ids they were started with (resume reads them from the trial rows), so a new scheme needs no
+# rewrite of old studies: tests/upgrade pins both the stored ids of a scheme-1 study and scheme-2 ids.
+ID_SCHEME = 2
 
 
 @dataclass(frozen=True)
@@ -79,18 +92,20 @@ def _draw(rng: random.Random, dist) -> object:
 
 
 def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
-    label = point.get("arch", "worker" if spec.model.arch == "worker" else "standard")
-    arch, random_phase = ARCH_LABELS[label]
-    model_changes: dict = {"arch": arch, "random_worker_phase": random_phase}
+    label = point.get("arch", spec.model.arch)
+    arch = archs.of_label(label)
+    defaults = ModelConfig()
+    model_changes = archs.label_settings(label)
     train_changes: dict = {"seed": seed}
     for name, value in point.items():
-        if name == "arch" or (arch == "standard" and name in WORKER_ONLY_AXES):
+        axis = AXES[name]
+        if name == "arch" or (axis.section == "model" and not archs.applies(axis.name, arch.name)):
             continue
-        section, field_name, kind = AXES[name]
-        value = kind(value) if kind is not str else value
-        (model_changes if section == "model" else train_changes)[field_name] = value
-    if arch == "standard":
-        model_changes["worker_interval"] = STANDARD_WORKER_INTERVAL
+        value = axis.kind(value) if axis.kind is not str else value
+        (model_changes if axis.section == "model" else train_changes)[axis.name] = value
+    for name in archs.ARM_FIELDS:  # fields this architecture does not read keep their defaults
+        if not archs.applies(name, arch.name):
+            model_changes[name] = getattr(defaults, name)
     where = ", ".join(f"{k}={v}" for k, v in point.items()) or "the defaults"
     try:
         model = dataclasses.replace(spec.model, **model_changes)
@@ -111,12 +126,38 @@ def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
     return Trial(trial_id=trial_id(label, run), arch=label, run=run)
 
 
+def math_key(label: str, run: RunConfig) -> dict:
+    """What a trial computes, as a nested mapping: the run config without execution settings (EXECUTION_PATHS),
+    without model fields its architecture does not read, and without values equal to their defaults, plus the
+    arch label. Two trials with equal keys compute the same; a new config field with a default changes no key."""
+    arch = archs.of_label(label)
+    ignored = set(EXECUTION_PATHS) | {
+        f"run.model.{name}" for name in archs.ARM_FIELDS if not archs.applies(name, arch.name)
+    }
+
+    def prune(node: dict, default: dict, path: str) -> dict:
+        out = {}
+        for name, value in node.items():
+            where = f"{path}.{name}"
+            if where in ignored:
+                continue
+            if isinstance(value, dict):
+                value = prune(value, default.get(name, {}), where)
+                if value:
+                    out[name] = value
+            elif name not in default or value != default[name]:
+                out[name] = value
+        return out
+
+    return {"arch": label, "run": prune(run.to_dict(), RunConfig().to_dict(), "run")}
+
+
 def trial_id(label: str, run: RunConfig) -> str:
-    """A readable, stable id: arch, interval, sequence length, width, seed and a hash of everything."""
-    canonical = json.dumps({"arch": label, "run": run.to_dict()}, sort_keys=True, default=str)
+    """A readable, stable id: arch, interval, sequence length, width, seed and a hash of `math_key`."""
+    canonical = json.dumps(math_key(label, run), sort_keys=True, default=str)
     digest = hashlib.sha1(canonical.encode()).hexdigest()[:8]
     m: ModelConfig = run.model
-    interval = f"k{m.worker_interval}_" if m.arch == "worker" else ""
+    interval = f"k{m.worker_interval}_" if archs.applies("worker_interval", m.arch) else ""
     return f"{label}_{interval}T{m.block_size}_d{m.n_embd}_s{run.train.seed}_{digest}"
 
 
@@ -136,7 +177,7 @@ def total_budget(spec: StudySpec, trials: list[Trial]) -> dict:
         "concurrency": concurrency,
         "study_length": max(slots),
     }
-    if spec.budget.kind == "seconds":
+    if BUDGET_KINDS[spec.budget.kind].measured:
         gpus = spec.resources.gpus
         out["gpu_hours"] = None if gpus is None else sum(budgets) * gpus / 3600
         out["cpu_hours"] = sum(budgets) * spec.resources.cpus / 3600

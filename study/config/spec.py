@@ -16,35 +16,11 @@ from dataclasses import dataclass, field
 
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, TrainConfig
 from wt_base.errors import StudyError, is_int, require
+from wt_base.fields import AXES
+from wt_model import archs
 from wt_model.config import INITS, ModelConfig
 
-# Axis label -> (ModelConfig.arch, random_worker_phase).
-ARCH_LABELS = {
-    "standard": ("standard", False),
-    "worker": ("worker", False),
-    "worker-random-phase": ("worker", True),
-}
-# Grid axes: name -> (section of the run config, field, type). `seq_len` is the model's block_size.
-AXES = {
-    "arch": ("model", "arch", str),
-    "attention": ("model", "attention", str),
-    "init": ("model", "init", str),
-    "worker_interval": ("model", "worker_interval", int),
-    "seq_len": ("model", "block_size", int),
-    "n_embd": ("model", "n_embd", int),
-    "n_layer": ("model", "n_layer", int),
-    "n_head": ("model", "n_head", int),
-    "ffn_hidden": ("model", "ffn_hidden", int),
-    "conv_kernel": ("model", "conv_kernel", int),
-    "dropout": ("model", "dropout", float),
-    "lr": ("train", "lr", float),
-    "batch_size": ("train", "batch_size", int),
-    "weight_decay": ("train", "weight_decay", float),
-    "schedule": ("train", "schedule", str),
-    "warmup_frac": ("train", "warmup_frac", float),
-}
-# Axes that only mean something for the worker model: dropped (not repeated) for the standard model.
-WORKER_ONLY_AXES = ("worker_interval", "conv_kernel")
+ARCH_LABELS = tuple(archs.LABELS)  # the values of the arch axis (wt_model.archs); the axes: wt_base.fields.AXES
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 SCHEDULERS = ("fifo", "asha")
 METRICS = ("val_loss", "val_loss_seed")  # what ASHA may minimise
@@ -212,7 +188,7 @@ def _distribution_to_dict(dist: Distribution) -> dict:
 
 # ---- validation (called from __post_init__) ----------------------------------------------------------------
 def _check_axis_value(name: str, value: object, path: str) -> None:
-    kind = AXES[name][2]
+    kind = AXES[name].kind
     if not isinstance(value, kind) or isinstance(value, bool):
         expected = {int: "an integer", float: "a number", str: "a string"}[kind]
         raise StudyError(f"{path} value {value!r} has the wrong type: expected {expected}.")
@@ -252,7 +228,7 @@ def _check_distribution(name: str, dist: object) -> None:
         for value in dist.values:
             _check_axis_value(name, value, f"{path}.values")
         return
-    if AXES[name][2] is str:
+    if AXES[name].kind is str:
         raise StudyError(f"{path}.distribution={dist.distribution!r} is invalid for a text axis: use choice.")
     if not (math.isfinite(dist.low) and math.isfinite(dist.high) and dist.low < dist.high):
         raise StudyError(f"{path}: low={dist.low!r}, high={dist.high!r} is invalid: expected low < high.")

@@ -38,7 +38,7 @@ def _axes_from_yaml(mapping: object) -> dict:
 
 
 def _axis_value_from_yaml(name: str, value: object) -> object:
-    if name in AXES and AXES[name][2] is float:
+    if name in AXES and AXES[name].kind is float:
         try:
             return coerce(float, value, f"axes.{name}")
         except StudyError:

@@ -88,6 +88,10 @@ class ParquetSink:
     def trial_row(self, trial_id: str) -> dict | None:
         return self._trials.get(trial_id)
 
+    def trial_rows(self) -> list[dict]:
+        """The latest row of every trial (as loaded and updated), in the order the trials first appeared."""
+        return list(self._trials.values())
+
     def update_trial(self, trial_id: str, **fields) -> None:
         row = self._trials.setdefault(trial_id, {"trial_id": trial_id, "study": self.study})
         row.update(fields)

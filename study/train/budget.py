@@ -7,6 +7,7 @@ import math
 
 from study.config.run import BudgetConfig, TrainConfig
 from study.train.state import Counters
+from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 
 
@@ -15,22 +16,22 @@ class Budget:
 
     def __init__(self, cfg: BudgetConfig, tokens_per_step: int, flops_per_step: float):
         self.cfg, self.tokens_per_step, self.flops_per_step = cfg, tokens_per_step, flops_per_step
-        # per-step increment in the budget's unit (None for seconds: unknown ahead of time)
-        self.per_step = {"steps": 1, "tokens": tokens_per_step, "flops": flops_per_step}.get(cfg.kind)
+        # per-step increment in the budget's unit (None for a measured kind: unknown ahead of time)
+        per_step = BUDGET_KINDS[cfg.kind].per_step
+        self.per_step = (
+            None if per_step is None else {"step": 1, "tokens": tokens_per_step, "flops": flops_per_step}[per_step]
+        )
 
     def used(self, c: Counters) -> float:
-        kind = self.cfg.kind
-        if kind == "seconds":
+        if self.per_step is None:  # the clock: training time, and evaluation time with count_eval_in_budget
             return c.train_time_s + (c.eval_time_s if self.cfg.count_eval_in_budget else 0.0)
-        return {"steps": c.step, "tokens": c.tokens, "flops": c.step * self.flops_per_step}[kind]
+        return c.step * self.per_step  # multiply rather than accumulate: no float drift at the limit
 
     def allows(self, c: Counters) -> bool:
         """May one more step start? Counted budgets: only if it ends at or below the limit."""
         if self.per_step is None:
             return self.used(c) < self.cfg.value
-        if self.cfg.kind == "flops":  # multiply rather than accumulate: no float drift at the limit
-            return (c.step + 1) * self.flops_per_step <= self.cfg.value
-        return self.used(c) + self.per_step <= self.cfg.value
+        return (c.step + 1) * self.per_step <= self.cfg.value
 
     def fraction(self, c: Counters) -> float:
         return min(1.0, self.used(c) / self.cfg.value)

@@ -38,7 +38,7 @@ from study.train.device import resolve_device
 from study.train.evaluation import EvalRecord, eval_windows, evaluate_windows
 from study.train.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
 from wt_base.errors import StudyError
-from wt_model import build_model
+from wt_model import archs, build_model
 from wt_model.flops import training_flops_per_token
 
 STATE_FORMAT = 1
@@ -131,7 +131,7 @@ class _Run:
         m = cfg.model
         # The random worker phase is drawn here, exactly as the model would draw it (torch's global RNG, same
         # call), and passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
-        self.phases = m.worker_interval if m.arch == "worker" and m.random_worker_phase else 0
+        self.phases = m.worker_interval if archs.get(m.arch).sparse and m.random_worker_phase else 0
         self.compile_mode = compile_mode(cfg.train.compile, self.device)
         self.step_model = compile_model(self.model, self.compile_mode)  # also runs the evaluation passes
         # CUDA: losses stay on the device and the clock is read every few steps (see study/train/compiled.py)
@@ -172,16 +172,24 @@ class _Run:
     def restore(self, state: dict) -> None:
         if state.get("format") != STATE_FORMAT:
             raise StudyError(f"checkpoint format={state.get('format')!r} is not supported: expected {STATE_FORMAT}.")
-        saved_model = state["config"]["model"]
-        if saved_model != dataclasses.asdict(self.cfg.model):
+        # Read the saved config as a config file is read (fields added since take their defaults), so that only a
+        # real difference refuses the checkpoint, not a release that added a field.
+        saved_model = RunConfig.from_dict(state["config"]).model
+        if saved_model != self.cfg.model:
+            changed = [
+                f.name
+                for f in dataclasses.fields(saved_model)
+                if getattr(saved_model, f.name) != getattr(self.cfg.model, f.name)
+            ]
+            diffs = ", ".join(f"{n}={getattr(saved_model, n)!r} (now {getattr(self.cfg.model, n)!r})" for n in changed)
             raise StudyError(
-                f"the checkpoint's model config {saved_model} differs from model config "
-                f"{dataclasses.asdict(self.cfg.model)}: resume with the configuration that wrote it."
+                f"the checkpoint was written with another model config ({diffs}): resume with the configuration "
+                "that wrote it."
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.set_state(state["sampler"])
-        self.counters = Counters(**state["counters"])
+        self.counters = Counters(**state["counters"])  # counters added since take their defaults
         self.started -= self.counters.wall_time_s  # the wall clock continues from where it stopped
         self.status, self.error = state["status"], state["error"]
         restore_rng(state["rng"])  # last: building the model above drew from the global RNG

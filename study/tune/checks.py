@@ -7,6 +7,7 @@ import dataclasses
 import os
 
 from study.tune.plan import Plan
+from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 
 # Set to 1 only when every node of the cluster shares this path (e.g. ray.cluster_utils.Cluster in tests, whose
@@ -89,7 +90,7 @@ def check_cores(plan_: Plan, nodes: list, here: str) -> None:
     the clock would measure contention. Only this machine's cores are visible from the driver, so only nodes on
     it (`here`, its IP address) are checked; `plan.check_shared_device` refuses fractional cpus everywhere."""
     spec = plan_.spec
-    if spec.budget.kind != "seconds" or spec.allow_shared_device or spec.resources.gpus:
+    if not BUDGET_KINDS[spec.budget.kind].measured or spec.allow_shared_device or spec.resources.gpus:
         return
     cores = os.cpu_count() or 1
     for node in nodes:

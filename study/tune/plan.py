@@ -7,12 +7,14 @@ The layout of a study directory is wt_base.layout's.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 
 from study.config.run import DataConfig
 from study.config.spec import StudySpec
 from study.config.specfile import parse_spec
+from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 from wt_base.layout import SPEC_FILE, TUNE_DIR
 from wt_base.storage import Location, check_writable, read_text, resolve
@@ -23,9 +25,10 @@ class Plan:
     """A validated study, ready to start: its corpus is loaded, nothing has been written yet."""
 
     spec: StudySpec
-    trials: list  # list[study.config.space.Trial]
+    trials: list  # list[study.config.space.Trial]: the spec's expansion, or the stored list of a started study
     location: Location  # the study directory
     corpus: object  # study.train.data.Corpus
+    note: str = ""  # resume: how this version's expansion of the spec differs from the stored trials ("" if not)
 
     @property
     def tune_location(self) -> Location:
@@ -35,7 +38,9 @@ class Plan:
 def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
     """Validate a spec, load its corpus and expand its trials, without touching the cluster or writing anything.
 
-    The vocabulary size comes from the corpus, so the spec's model.vocab_size is set from it.
+    The vocabulary size comes from the corpus, so the spec's model.vocab_size is set from it. For a resume, the
+    trials are the study's stored list (its trial rows, written when it started), whatever this version's
+    expansion of the spec would give: a study is its trial list, so an upgrade never changes what it runs.
     """
     from study.config.space import expand
     from study.train.data import check_corpus_fits, load_corpus
@@ -49,11 +54,53 @@ def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
         )
     corpus = load_corpus(spec.data)
     spec = spec.replace(model=dataclasses.replace(spec.model, vocab_size=len(corpus.vocab)))
-    trials = expand(spec)
+    trials, note = expand(spec), ""
+    stored = stored_trials(location, spec.name) if for_resume else []
+    if stored:
+        trials, note = stored, expansion_note(stored, trials)
     for seq_len in sorted({t.run.seq_len for t in trials}):
         check_corpus_fits(corpus, seq_len, what="axes.seq_len")
     check_shared_device(spec)
-    return Plan(spec=spec, trials=trials, location=location, corpus=corpus)
+    return Plan(spec=spec, trials=trials, location=location, corpus=corpus, note=note)
+
+
+def stored_trials(location: Location, name: str) -> list:
+    """A started study's trial list, from its trial rows (`config_json`, written before any trial ran), with the
+    ids it was started with. Each config is read strictly by this version's dataclasses, so fields added since
+    take their defaults. Tuning seeds' trials first, as `expand` orders them."""
+    from study.config.space import Trial
+    from study.results.sink import ParquetSink
+
+    sink = ParquetSink(location, name)
+    sink.load_existing()
+    rows = sorted(sink.trial_rows(), key=lambda r: (r.get("seed_role") != "tune", r["trial_id"]))
+    trials = []
+    for row in rows:
+        try:
+            trials.append(Trial.from_dict(json.loads(row["config_json"])))
+        except (TypeError, ValueError, KeyError) as exc:  # StudyError is a ValueError
+            raise StudyError(
+                f"trial {row['trial_id']} of {location.uri} has a stored config this version cannot read: {exc}"
+            ) from None
+    return trials
+
+
+def expansion_note(stored: list, expanded: list) -> str:
+    """One sentence when this version would expand the spec into other trials than the study started with
+    (compared by what they compute, `math_key`, not by id), else ""."""
+    from study.config.space import math_key
+
+    def keys(trials) -> set:
+        return {json.dumps(math_key(t.arch, t.run), sort_keys=True, default=str) for t in trials}
+
+    before, now = keys(stored), keys(expanded)
+    if before == now:
+        return ""
+    return (
+        f"this version expands {SPEC_FILE} to {len(now)} trials ({len(now - before)} not among the study's, "
+        f"{len(before - now)} of the study's not among them); resuming the {len(stored)} trials the study started "
+        "with, unchanged."
+    )
 
 
 def check_shared_device(spec: StudySpec) -> None:
@@ -62,7 +109,7 @@ def check_shared_device(spec: StudySpec) -> None:
     reserved resources, so whole GPUs and cores per trial never oversubscribe a node. Steps, tokens and FLOPs
     budgets may pack many small trials per device; `allow_shared_device: true` permits it for seconds too (the
     trial rows record it and the report says so)."""
-    if spec.budget.kind != "seconds" or spec.allow_shared_device:
+    if not BUDGET_KINDS[spec.budget.kind].measured or spec.allow_shared_device:
         return
     gpus, cpus = spec.resources.gpus or 0, spec.resources.cpus
     if gpus % 1:

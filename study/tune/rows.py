@@ -7,8 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from study.config.space import Trial, seed_role
+from study.config.space import ID_SCHEME, Trial, seed_role
 from study.config.spec import StudySpec
+from wt_base.fields import FIELDS, lookup
+from wt_model import archs
 
 
 @functools.cache
@@ -35,35 +37,20 @@ def pending_row(trial: Trial, spec: StudySpec) -> dict:
     run = trial.run
     model = run.model
     params = count_params(model)
+    stored = trial.to_dict()
+    config = {f.column: lookup(stored, f.path) for f in FIELDS}  # the axis table's columns
+    for name in archs.ARM_FIELDS:
+        if not archs.applies(name, model.arch):
+            config[name] = None  # not a setting of this architecture
+    config["ffn_hidden"] = model.ffn_width  # the width the model has (config_json keeps 0 for 4 * n_embd)
     return {
         "status": "pending",
-        "arch": trial.arch,
-        "attention": model.attention,
-        "init": model.init,
-        "worker_interval": model.worker_interval if model.arch == "worker" else None,
-        "random_worker_phase": model.random_worker_phase,
-        "seq_len": model.block_size,
-        "n_embd": model.n_embd,
-        "n_layer": model.n_layer,
-        "n_head": model.n_head,
-        "ffn_hidden": model.ffn_width,  # the width the model has (config_json keeps 0 for 4 * n_embd)
-        "conv_kernel": model.conv_kernel if model.arch == "worker" else None,
-        "dropout": model.dropout,
-        "batch_size": run.train.batch_size,
-        "lr": run.train.lr,
-        "weight_decay": run.train.weight_decay,
-        "schedule": run.train.schedule,
-        "warmup_frac": run.train.warmup_frac,
-        "seed": run.train.seed,
+        **config,
         "seed_role": seed_role(spec, run.train.seed),
         "equivalence_margin": spec.equivalence_margin,
         "allow_shared_device": spec.allow_shared_device,
-        "budget_kind": run.budget.kind,
-        "budget_value": run.budget.value,
-        "count_eval_in_budget": run.budget.count_eval_in_budget,
-        "eval_protocol": run.eval.protocol,
-        "corpus": run.data.corpus,
-        "config_json": json.dumps(trial.to_dict(), sort_keys=True),
+        "id_scheme": ID_SCHEME,
+        "config_json": json.dumps(stored, sort_keys=True),
         "n_params": params.total,
         "n_params_non_embedding": params.non_embedding,
         "flops_per_token": training_flops_per_token(model, model.block_size),

@@ -41,18 +41,22 @@ def start_ray(address: str | None, temp_dir: str | None) -> bool:
     return False
 
 
-def _record_study(plan_: Plan) -> None:
-    """study.yaml and a pending row per trial, written once the study is certain to start."""
+def _record_study(plan_: Plan, *, new: bool) -> None:
+    """A pending row per trial without one, then (for a new study) study.yaml, once the study is certain to start.
+
+    The rows are the study's trial list (resume runs it), so they go first: a study.yaml on storage means its
+    trials are recorded. A resumed study keeps the study.yaml it was started with."""
     from study.results.sink import ParquetSink
     from study.tune.rows import pending_row
 
-    write_text_atomic(plan_.location, SPEC_FILE, dump_spec(plan_.spec))
     sink = ParquetSink(plan_.location, plan_.spec.name)
     sink.load_existing()
     for trial in plan_.trials:
         if sink.trial_row(trial.trial_id) is None:
             sink.update_trial(trial.trial_id, **pending_row(trial, plan_.spec))
     sink.flush()
+    if new:
+        write_text_atomic(plan_.location, SPEC_FILE, dump_spec(plan_.spec))
 
 
 def _execute(plan_: Plan, *, restore: bool, print_fn, trainable) -> int:
@@ -108,7 +112,7 @@ def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print, t
     """Run the planned study to its end; `trainable` replaces study.tune.trainable.trainable (tests wrap it)."""
     plan_, started = _start(plan_, address, ray_temp_dir)
     try:
-        _record_study(plan_)
+        _record_study(plan_, new=True)
         print_fn(f"Study {plan_.spec.name}: {len(plan_.trials)} trials -> {plan_.location.uri}")
         return _execute(plan_, restore=False, print_fn=print_fn, trainable=trainable)
     finally:
@@ -141,9 +145,11 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
         from ray import tune
 
         restore = tune.Tuner.can_restore(plan_.tune_location.path, storage_filesystem=plan_.tune_location.fs)
-        _record_study(plan_)
+        _record_study(plan_, new=False)
         done = sum(s in FINISHED_STATUSES for s in statuses)
         print_fn(f"Resuming study {spec.name}: {done}/{len(statuses)} trials finished -> {location.uri}")
+        if plan_.note:
+            print_fn(f"Note: {plan_.note}")
         return _execute(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
     finally:
         _stop_ray(started)

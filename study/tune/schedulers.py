@@ -15,11 +15,13 @@ import pickle
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from wt_model.archs import applies
+
 
 def arm_of(trial_dict: dict) -> str:
     """The arm of a trial (the `trial` entry of its Tune config): architecture label and worker interval."""
     model = trial_dict["run"]["model"]
-    if model["arch"] != "worker":
+    if not applies("worker_interval", model["arch"]):
         return trial_dict["arch"]
     return f"{trial_dict['arch']}_k{model['worker_interval']}"
 

@@ -6,6 +6,7 @@ import os
 
 from study.config.spec import StudySpec
 from study.tune.plan import Plan
+from wt_base.budgets import BUDGET_KINDS
 from wt_base.layout import TUNE_DIR
 
 
@@ -28,22 +29,29 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # checkpoint-only reports have no loss
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing, our callback reports
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    callbacks = [
+        ResultsCallback(plan_.location.uri, spec.name),
+        ProgressCallback(total=len(plan_.trials), print_fn=print_fn),
+    ]
     if restore:
-        return tune.Tuner.restore(
+        from study.tune.restore import rehome
+
+        tuner = tune.Tuner.restore(
             tune_loc.path,
             trainable=fn,
             resume_unfinished=True,
             resume_errored=True,
             storage_filesystem=tune_loc.fs,
         )
+        rehome(
+            tuner, callbacks, plan_.location, max_concurrent=spec.max_concurrent
+        )  # the study may have moved since it started
+        return tuner
     run_config = tune.RunConfig(
         name=TUNE_DIR,
         storage_path=plan_.location.path,
         storage_filesystem=plan_.location.fs,
-        callbacks=[
-            ResultsCallback(plan_.location.uri, spec.name),
-            ProgressCallback(total=len(plan_.trials), print_fn=print_fn),
-        ],
+        callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
         verbose=0,
@@ -62,7 +70,7 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
     )
 
 
-def _trial_name(trial) -> str:
+def _trial_name(trial) -> str:  # named in every study's tune/tuner.pkl: keep its module and name
     return trial.config["trial"]["trial_id"]
 
 
@@ -75,9 +83,8 @@ def _scheduler(spec: StudySpec):
 
     if spec.scheduler.kind == "fifo":
         return FIFOScheduler()
-    time_attr = {"seconds": "train_time_s", "steps": "step", "tokens": "tokens", "flops": "flops"}[spec.budget.kind]
     return PerArmASHA(
-        time_attr=time_attr,
+        time_attr=BUDGET_KINDS[spec.budget.kind].metric,
         metric=spec.scheduler.metric,
         mode="min",
         grace_period=spec.scheduler.grace_period_s,

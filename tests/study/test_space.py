@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from study.config.space import Trial, expand, total_budget
+from study.config.run import RunConfig
+from study.config.space import Trial, expand, math_key, total_budget, trial_id
 from study.config.specfile import parse_spec
 from tests.study.conftest import TINY_SPEC, deep_update
 from wt_base.errors import StudyError
+from wt_base.fields import AXES
 
 
 def spec_with(**changes):
@@ -31,10 +33,65 @@ def test_seeds_multiply_trials_and_ids_are_stable():
     assert sorted({t.run.train.seed for t in first}) == [0, 1, 2]
 
 
-def test_id_changes_with_any_setting():
-    base = {t.trial_id for t in expand(spec_with())}
-    changed = {t.trial_id for t in expand(spec_with(train={"lr": 0.002}))}
-    assert not base & changed
+# Trial ids are part of every stored study: these literal strings change only with a new ID_SCHEME (space.py).
+PINNED_IDS = {
+    "tiny": ({}, ["standard_T32_d32_s0_1d1f2a3d", "worker_k4_T32_d32_s0_1cd48b67"]),
+    "random-phase": (
+        {"axes": {"arch": ["worker-random-phase"], "worker_interval": [8], "seq_len": [64]}, "seeds": [3]},
+        ["worker-random-phase_k8_T64_d32_s3_f92362e3"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PINNED_IDS))
+def test_ids_are_pinned(case):
+    changes, expected = PINNED_IDS[case]
+    spec = spec_with(data={"corpus": "tinyshakespeare"}, **changes)  # a name: no checkout path in the id
+    assert [t.trial_id for t in expand(spec)] == expected
+
+
+AXIS_CHANGES = {
+    "arch": ["worker-random-phase"], "attention": ["naive"], "init": ["nanogpt"], "worker_interval": [8],
+    "seq_len": [48], "n_embd": [48], "n_layer": [2], "n_head": [4], "ffn_hidden": [40], "conv_kernel": [5],
+    "dropout": [0.2], "lr": [0.002], "batch_size": [8], "weight_decay": [0.1], "schedule": ["cosine"],
+    "warmup_frac": [0.1],
+}  # fmt: skip
+
+
+def test_every_axis_has_a_change_listed_here():
+    assert set(AXIS_CHANGES) == set(AXES)
+
+
+@pytest.mark.parametrize("axis", sorted(AXIS_CHANGES))
+def test_id_changes_with_every_axis(axis):
+    axes = {"arch": ["worker"], "worker_interval": [4], "seq_len": [32]}
+    base = expand(spec_with(axes=axes))
+    (changed,) = expand(spec_with(axes={**axes, axis: AXIS_CHANGES[axis]}))
+    assert changed.trial_id != base[0].trial_id
+    assert math_key(changed.arch, changed.run) != math_key(base[0].arch, base[0].run)
+
+
+def test_id_ignores_execution_settings_and_fields_the_arch_does_not_read():
+    (std,) = expand(spec_with(axes={"arch": ["standard"], "seq_len": [32]}))
+    (other,) = expand(
+        spec_with(
+            axes={"arch": ["standard"], "seq_len": [32]},
+            model={"worker_interval": 8, "conv_kernel": 7},  # the standard model reads neither
+            train={"device": "cpu", "threads": 3, "compile": "default"},
+            checkpoint_every_s=5.0,
+        )
+    )
+    assert other.trial_id == std.trial_id
+    assert (other.run.model.worker_interval, other.run.model.conv_kernel) == (4, 3)  # kept at their defaults
+
+
+def test_a_new_defaulted_field_changes_no_id(monkeypatch):
+    """What an upgrade that adds a config field does: the field appears with its default in every config."""
+    (trial,) = expand(spec_with(axes={"arch": ["worker"], "worker_interval": [4], "seq_len": [32]}))
+    before = trial_id(trial.arch, trial.run)
+    real = RunConfig.to_dict
+    monkeypatch.setattr(RunConfig, "to_dict", lambda self: {**real(self), "new_setting": 1.0})
+    assert trial_id(trial.arch, trial.run) == before
 
 
 def test_trial_round_trips_through_tune_config():

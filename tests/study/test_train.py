@@ -283,6 +283,21 @@ def test_resume_from_disk_is_bit_identical(corpus, tmp_path, arch):
     assert again.records == [] and again.final == straight.final and again.steps == 8
 
 
+def test_a_checkpoint_from_an_older_release_resumes_and_only_a_real_difference_refuses_it(corpus):
+    """A checkpoint saved before a model field existed lacks it: read like a config file, the field takes its
+    default and the run continues. A checkpoint of another model is refused, naming the field."""
+    cfg = tiny("worker", budget=("steps", 4), eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False))
+    states = []
+    train(cfg, corpus, on_report=lambda record, state: states.append(state) if state else None)
+    old = {**states[0], "config": {**states[0]["config"]}}
+    old["config"]["model"] = {k: v for k, v in old["config"]["model"].items() if k != "rope_base"}
+    old["counters"] = {k: v for k, v in old["counters"].items() if k != "next_eval_s"}  # a counter added later
+    assert train(cfg, corpus, state=old).steps == 4
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, conv_kernel=5))
+    with pytest.raises(StudyError, match=r"conv_kernel=3 \(now 5\)"):
+        train(other, corpus, state=states[0])
+
+
 def test_warm_up_leaves_the_run_unchanged(corpus):
     """The compile / CUDA warm-up runs a forward, backward, clip and AdamW step off the clock: no trace."""
     cfg = tiny("worker", budget=("steps", 4), eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False))

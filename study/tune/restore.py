@@ -1,0 +1,63 @@
+"""A restored Tuner, pointed at where its study is now.
+
+`Tuner.restore` brings back the Tuner pickled when the study started (tune/tuner.pkl) and Tune's grid generator
+(tune/basic-variant-state-*.json). Both name the directory the study started in: the driver-side callbacks
+hold its URI, and the generator creates the trials it has not started yet with that experiment's storage.
+Tune moves the trials it had already created to the directory it is restored from, but not those two, so a
+study that moved since it started (copied to another disk or bucket, as the upgrade fixture is) would write its
+results to the old place and start its remaining trials there. `rehome` replaces the callbacks with fresh ones
+for the study's current location and gives Tune a grid generator that re-homes every trial it creates.
+
+Ray's restored TunerInternal runs in the driver (`Tuner._local_tuner`, Ray 2.60, pinned in pyproject.toml); the
+moved-fixture test (tests/upgrade) fails if a Ray release changes that.
+
+Pickled names a study's tune/tuner.pkl refers to, and so must keep: study.tune.tuner._trial_name,
+study.tune.callbacks.ResultsCallback and ProgressCallback, study.tune.schedulers.PerArmASHA.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from wt_base.layout import TUNE_DIR
+from wt_base.storage import Location
+
+
+class RehomingVariants(BasicVariantGenerator):
+    """Tune's grid generator, whose trials live where the study is now: a restore (set_state) brings back the
+    pickled generator, whose not-yet-created trials carry the storage of the run that started the study; this
+    one moves every trial it creates to `home` (filesystem, storage path, experiment directory name)."""
+
+    def __init__(self, home: tuple, **kwargs):
+        super().__init__(**kwargs)
+        self._home = home
+
+    def set_state(self, state: dict) -> None:
+        home = self._home
+        super().set_state(state)
+        self._home = home  # a restored state names the storage of the run that saved it
+
+    def next_trial(self):
+        trial = super().next_trial()
+        fs, path, experiment = self._home
+        if trial is not None and (trial.storage.storage_fs_path, trial.storage.experiment_dir_name) != (
+            path,
+            experiment,
+        ):
+            storage = copy.copy(trial.storage)  # as Tune moves the trials it restores
+            storage.storage_filesystem = fs
+            storage.storage_fs_path = path
+            storage.experiment_dir_name = experiment
+            trial.set_storage(storage)
+        return trial
+
+
+def rehome(tuner, callbacks: list, study: Location, max_concurrent: int) -> None:
+    """Fresh `callbacks` and a re-homing grid generator for a Tuner that `Tuner.restore` returned for `study`."""
+    internal = tuner._local_tuner
+    internal.get_run_config().callbacks = callbacks
+    home = (study.fs, study.path, TUNE_DIR)
+    internal._tune_config.search_alg = RehomingVariants(home, max_concurrent=max_concurrent)
+    internal._tune_config.max_concurrent_trials = None  # the generator limits concurrency (Tune warns otherwise)
