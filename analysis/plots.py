@@ -275,10 +275,13 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
             color=seq_colors[seq_len],
             label=f"{arch}, seq_len {seq_len}",
         )
-    for seq_len, group in losses[losses["arch"] == STANDARD].groupby("seq_len", sort=True):
+    flat = losses[losses["worker_interval"].isna()]  # architectures without an interval: one line each
+    styles = dict(zip(arm_order(flat["arch"]), ("--", ":", "-.", (0, (5, 1))), strict=False))
+    for (arch, seq_len), group in flat.groupby(["arch", "seq_len"], sort=True):
         left.axhline(
-            group["mean"].min(), color=seq_colors[seq_len], ls="--", lw=1, label=f"standard, seq_len {seq_len}"
-        )
+            group["mean"].min(), color=seq_colors[seq_len], ls=styles.get(arch, "--"), lw=1,
+            label=f"{arch}, seq_len {seq_len}",
+        )  # fmt: skip
     left.set(xlabel="worker interval k", ylabel=ylabel, title="final loss vs worker interval")
     if speedups.empty:
         _note(right, "not enough data: no worker and standard throughput at the same shape")

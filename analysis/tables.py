@@ -7,6 +7,7 @@ import pandas as pd
 
 from analysis.configs import STANDARD
 from analysis.stats import CELL_COLUMNS
+from wt_model import archs
 
 SEED_SETTINGS = {"seq_len": 1024, "n_embd": 256, "n_layer": 4, "n_head": 4, "batch_size": 16}
 SEED_INTERVAL = 4
@@ -135,17 +136,14 @@ def seed_tables(final: pd.DataFrame, chosen: pd.DataFrame, loss_at: pd.DataFrame
 
 
 def _seed_rows(cell: pd.DataFrame, multi_interval: bool) -> pd.DataFrame:
-    names = {
-        STANDARD: "Standard Transformer",
-        "worker": "WorkerTransformer",
-        "worker-random-phase": "WorkerTransformer (random phase)",
-    }
+    names = {label: variant.title for label, (_, variant) in archs.LABELS.items()}
     std_speed = cell.loc[cell["arch"].eq(STANDARD), "steps_per_s"].mean()
     rows = []
     arms = sorted(cell.groupby("arm", sort=True), key=lambda item: (item[1]["arch"].iloc[0] != STANDARD, item[0]))
     for arm, g in arms:
         arch = g["arch"].iloc[0]
-        name = names.get(arch, arch) + (f" ({arm.split(' ', 1)[1]})" if multi_interval and arch != STANDARD else "")
+        extra = arm.removeprefix(arch).lstrip(" ,")  # "k=4" of "worker k=4"; "" for an arm without settings
+        name = names.get(arch, arch) + (f" ({extra})" if multi_interval and extra else "")
         speed, at = g["steps_per_s"].mean(), g["loss_at"].mean()
         rows.append(
             {

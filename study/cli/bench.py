@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
     """What is timed: shapes, architectures, attention kernels, compile modes and the model."""
+    from wt_model.archs import ARCHS  # the registry: torch-free
     parser.add_argument(
         "--seq-lens", type=int, nargs="+", default=[256, 1024], metavar="T", help="sequence lengths (256 1024)"
     )
@@ -25,7 +26,7 @@ def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="B",
         help="batch size per sequence length, or one for all (16 4)",
     )
-    parser.add_argument("--archs", nargs="+", default=["worker", "standard"], choices=["worker", "standard"])
+    parser.add_argument("--archs", nargs="+", default=["worker", "standard"], choices=tuple(ARCHS))
     parser.add_argument("--attentions", nargs="+", default=["sdpa", "naive"], choices=["sdpa", "naive", "flex"])
     parser.add_argument(
         "--compile",

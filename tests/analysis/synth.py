@@ -25,6 +25,7 @@ from wt_base.schema import (
     TRIALS_SCHEMA,
     conform,
 )
+from wt_model import archs as registry
 from wt_model.config import ModelConfig
 
 VOCAB = 65
@@ -40,7 +41,8 @@ def trial_configs(
     for arch, seq_len, n_embd, n_layer, attention, init, lr, wd, seed in itertools.product(
         archs, seq_lens, n_embds, n_layers, attentions, inits, lrs, weight_decays, (*tune_seeds, *seeds)
     ):
-        for interval in (None,) if arch == "standard" else intervals:
+        reads = registry.of_label(arch).name
+        for interval in intervals if registry.applies("worker_interval", reads) else (None,):
             configs.append(
                 dict(
                     arch=arch,
@@ -53,7 +55,7 @@ def trial_configs(
                     n_layer=n_layer,
                     n_head=4,
                     ffn_hidden=4 * n_embd,
-                    conv_kernel=None if arch == "standard" else 3,
+                    conv_kernel=3 if registry.applies("conv_kernel", reads) else None,
                     dropout=0.0,
                     batch_size=16,
                     lr=lr,
@@ -75,7 +77,7 @@ def trial_configs(
 def config_json(trial_id: str, config: dict, final_full: bool) -> str:
     """The trial's full run configuration as the study writes it (study.tune.rows: Trial.to_dict())."""
     model = ModelConfig(
-        arch="standard" if config["arch"] == "standard" else "worker",
+        arch=registry.of_label(config["arch"]).name,
         vocab_size=VOCAB,
         block_size=config["seq_len"],
         n_embd=config["n_embd"],
