@@ -49,6 +49,14 @@ ARCHS = {
     arch.name: arch
     for arch in (
         Arch("standard", "Standard Transformer", "wt_model.standard:StandardTransformer"),
+        # the ablation: what the worker's token mixer alone buys (every token still runs attention and the FFN)
+        Arch(
+            "standard-mixer",
+            "Standard Transformer + token mixer",
+            "wt_model.standard:StandardTransformer",
+            own_fields=("conv_kernel",),
+            mixer=True,
+        ),
         Arch(
             "worker",
             "WorkerTransformer",

@@ -1,4 +1,9 @@
-"""The baseline: a pre-norm decoder where every token is updated by gated attention and an FFN."""
+"""The baseline: a pre-norm decoder where every token is updated by gated attention and an FFN.
+
+With a token mixer (the registry's `standard-mixer`: the ablation of what the worker's mixer alone buys), each
+block first passes the stream through the worker's causal depthwise conv, whose normalised output feeds the
+attention, exactly as in `WorkerBlock`; every token still runs attention and the FFN.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wt_model import archs
 from wt_model.config import ModelConfig
 from wt_model.fused import dropout_add
-from wt_model.layers import FeedForward, GatedAttention, RMSNorm, Rotary, init_weights
+from wt_model.layers import CausalDepthwiseConv, FeedForward, GatedAttention, RMSNorm, Rotary, init_weights
 
 
 class StandardBlock(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.mixer = CausalDepthwiseConv(cfg.n_embd, cfg.conv_kernel) if archs.get(cfg.arch).mixer else None
         self.norm1 = RMSNorm(cfg.n_embd)
         self.attn = GatedAttention(cfg)
         self.norm2 = RMSNorm(cfg.n_embd)
@@ -21,7 +28,7 @@ class StandardBlock(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        h = self.norm1(x)  # (B, T, C)
+        h = self.norm1(x if self.mixer is None else self.mixer(x))  # (B, T, C)
         x = dropout_add(x, self.attn(h, h, rope, rope, mask=None), self.dropout, self.training)  # mask=None: causal
         return dropout_add(x, self.ffn(self.norm2(x)), self.dropout, self.training)
 

@@ -195,3 +195,17 @@ def test_curves_tell_apart_chosen_settings_of_one_arm_in_one_panel(tmp_path):
     ]
     styles = {line.get_label().split(" (")[0]: line.get_linestyle() for line in fig.axes[0].get_lines()}
     assert styles["standard, init nanogpt"] != styles["standard, init torch"]
+
+
+def test_the_mixer_ablation_is_an_arm_of_its_own_in_every_table(tmp_path):
+    study = write_study(
+        tmp_path, archs=("standard", "standard-mixer", "worker"), intervals=(4,), seq_lens=(64,), seeds=(0, 1, 2)
+    )
+    a = analyze(load_study(str(study)))
+    assert sorted(a.verdicts["arm"]) == ["standard-mixer", "worker k=4"]  # each judged against the standard model
+    assert set(a.summary["arm"]) == {"standard", "standard-mixer", "worker k=4"}
+    mixer = a.final[a.final["arch"].eq("standard-mixer")]
+    assert mixer["worker_interval"].isna().all() and mixer["conv_kernel"].eq(3).all()
+    assert analyze_cli([str(study), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Standard Transformer + token mixer" in report and "| standard-mixer |" in report

@@ -75,6 +75,8 @@ def test_arch_labels_set_the_architecture_and_the_phase():
     )
     model = _config(["--arch", "worker-random-phase"]).model
     assert (model.arch, model.random_worker_phase) == ("worker", True)
+    model = _config(["--arch", "standard-mixer", "--conv-kernel", "5"]).model
+    assert (model.arch, model.conv_kernel, model.random_worker_phase) == ("standard-mixer", 5, False)
 
 
 def test_every_config_field_has_exactly_one_flag_with_help():

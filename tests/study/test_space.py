@@ -99,6 +99,18 @@ def test_trial_round_trips_through_tune_config():
         assert Trial.from_dict(trial.to_dict()) == trial
 
 
+def test_the_mixer_ablation_is_an_arch_value_with_its_own_conv_kernel_axis():
+    axes = {"arch": ["standard", "standard-mixer", "worker"], "worker_interval": [2, 4], "conv_kernel": [3, 5]}
+    trials = expand(spec_with(axes={**axes, "seq_len": [32]}))
+    by_arch = {}
+    for t in trials:
+        by_arch.setdefault(t.arch, []).append((t.run.model.worker_interval, t.run.model.conv_kernel))
+    assert sorted(by_arch["standard"]) == [(4, 3)]  # neither axis applies: defaults, one trial
+    assert sorted(by_arch["standard-mixer"]) == [(4, 3), (4, 5)]  # the kernel applies, the interval does not
+    assert len(by_arch["worker"]) == 4
+    assert all(t.trial_id.startswith("standard-mixer_T32") for t in trials if t.arch == "standard-mixer")
+
+
 def test_random_worker_phase_variant_and_axis_values_reach_the_config():
     spec = spec_with(axes={"arch": ["worker-random-phase"], "worker_interval": [3], "seq_len": [48], "lr": [0.01]})
     (trial,) = expand(spec)

@@ -380,6 +380,15 @@ def test_loss_drops_clearly_below_the_unigram_entropy(corpus):
     assert result.final.val_loss < unigram_entropy - 0.6
 
 
+def test_the_mixer_ablation_trains_and_evaluates_every_position_in_one_pass(corpus):
+    cfg = tiny("standard-mixer", budget=("steps", 20), eval=EvalConfig(every_steps=10, val_tokens=256))
+    result = train(cfg, corpus)
+    assert result.status == "completed" and math.isfinite(result.final.val_loss)
+    assert all(r.val_loss == r.val_loss_seed for r in result.records)  # no worker positions: both metrics agree
+    tokens_per_step = cfg.train.batch_size * cfg.seq_len
+    assert result.final.flops == 20 * training_flops_per_token(cfg.model, cfg.seq_len) * tokens_per_step
+
+
 def test_cli_trains_checkpoints_resumes_and_samples(tmp_path, capsys, excerpt):
     run_dir = tmp_path / "run"
     common = [

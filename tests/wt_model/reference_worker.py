@@ -62,8 +62,10 @@ def reference_forward(
     worker_offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits at the worker rows (B, W, V), mean CE there) of the model `cfg.arch` names, with `params` its
-    state_dict. The standard model is the case where every row is a worker and there is no conv or marker."""
+    state_dict. The standard model is the case where every row is a worker and there is no conv or marker;
+    standard-mixer (the ablation) is the standard model whose attention reads the token mixer's output."""
     worker = cfg.arch == "worker"
+    mixer = cfg.arch in ("worker", "standard-mixer")
     B, T = idx.shape
     C, H = cfg.n_embd, cfg.n_head
     is_worker = worker_mask(T, cfg.worker_interval, worker_offset) if worker else torch.ones(T, dtype=torch.bool)
@@ -75,7 +77,7 @@ def reference_forward(
     for layer in range(cfg.n_layer):
         prefix = f"blocks.{layer}."
         w = {name.removeprefix(prefix): p for name, p in params.items() if name.startswith(prefix)}
-        mixed = causal_conv(x, w["mixer.conv.weight"], w["mixer.conv.bias"]) if worker else x
+        mixed = causal_conv(x, w["mixer.conv.weight"], w["mixer.conv.bias"]) if mixer else x
         h = rms_norm(mixed, w["norm1.weight"])  # (B, T, C), every row
         q, gate = (h @ w["attn.qg.weight"].T).split(C, dim=-1)
         k, v = (h @ w["attn.kv.weight"].T).split(C, dim=-1)

@@ -19,8 +19,9 @@ def _predictions(model, idx, offset):
     return model.worker_positions(idx.shape[1], offset), logits
 
 
-# (arch, attention, worker interval): the interval only exists for the worker model
-MODELS = [("standard", attention, None) for attention in ("sdpa", "naive")] + [
+# (arch, attention, worker interval): the interval only exists for the worker model; standard-mixer is the
+# standard model with the worker's token mixer, whose conv must be causal too
+MODELS = [(arch, attention, None) for arch in ("standard", "standard-mixer") for attention in ("sdpa", "naive")] + [
     ("worker", attention, interval) for attention in ("sdpa", "naive") for interval in (1, 3, 4, 8)
 ]
 

@@ -52,6 +52,8 @@ def test_seed_parameter_counts(arch, expected):
         ("worker", {}),
         ("worker", {"vocab_size": 100, "ffn_hidden": 48, "n_layer": 3}),
         ("worker", {"conv_kernel": 5}),  # the standard model has no conv
+        ("standard-mixer", {}),
+        ("standard-mixer", {"conv_kernel": 5, "vocab_size": 100, "n_layer": 3}),
     ],
 )
 def test_analytic_count_equals_numel(arch, overrides):
@@ -67,7 +69,7 @@ def _counted(model, idx, targets, backward):
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("arch", ["standard", "worker"])
+@pytest.mark.parametrize("arch", ["standard", "standard-mixer", "worker"])
 @pytest.mark.parametrize("attention", ["sdpa", "naive"])
 @pytest.mark.parametrize(
     ("overrides", "seq_len"),
@@ -82,8 +84,8 @@ def test_flops_match_flop_counter(arch, attention, overrides, seq_len):
     training = _counted(model, idx, targets, backward=True)
     assert forward == pytest.approx(B * forward_flops_per_sequence(cfg, seq_len), rel=0.05)
     assert training == pytest.approx(B * training_flops_per_sequence(cfg, seq_len), rel=0.05)
-    # The only term the counter does not see is the worker's conv, computed as elementwise multiply-adds.
-    conv = 2 * seq_len * cfg.n_embd * cfg.conv_kernel * cfg.n_layer if arch == "worker" else 0
+    # The only term the counter does not see is the token mixer's conv, computed as elementwise multiply-adds.
+    conv = 2 * seq_len * cfg.n_embd * cfg.conv_kernel * cfg.n_layer if arch != "standard" else 0
     assert forward == B * (forward_flops_per_sequence(cfg, seq_len) - conv)
 
 
@@ -97,6 +99,13 @@ def test_worker_count_matches_model():
     model = build_model(tiny_config(arch="worker", worker_interval=4))
     for seq_len in (1, 2, 3, 4, 5, 8, 9, 30, 64):
         assert n_workers(model.cfg, seq_len) == model.worker_positions(seq_len, 0).numel()
+
+
+def test_the_mixer_ablation_costs_the_standard_model_plus_its_conv():
+    base, mixer = ModelConfig(arch="standard"), ModelConfig(arch="standard-mixer", conv_kernel=3)
+    conv = 2 * 1024 * 256 * 3 * 4
+    assert forward_flops_per_sequence(mixer, 1024) == forward_flops_per_sequence(base, 1024) + conv
+    assert count_params(mixer).total == count_params(base).total + 4 * (256 * 3 + 256)
 
 
 def test_worker_model_is_cheaper():

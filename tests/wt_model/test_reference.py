@@ -37,9 +37,10 @@ def test_worker_model_matches_reference(interval, seq_len, offset, init):
     torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["standard", "standard-mixer"])
 @pytest.mark.parametrize("init", ["torch", "nanogpt"])
-def test_standard_model_matches_reference(init):
-    model = tiny_model(arch="standard", init=init).eval()
+def test_standard_model_matches_reference(arch, init):
+    model = tiny_model(arch=arch, init=init, conv_kernel=5).eval()
     idx, targets = tokens(2, 33), tokens(2, 33, seed=2)
     with torch.no_grad():
         logits, loss = model(idx, targets)
