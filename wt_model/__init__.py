@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from wt_model.config import ModelConfig
     from wt_model.evaluate import EvalLosses, evaluate_batch
     from wt_model.generate import generate
+    from wt_model.original import convert_original_state_dict, load_original
     from wt_model.standard import StandardTransformer
     from wt_model.worker import WorkerTransformer
 
@@ -27,8 +28,10 @@ _LAZY = {
     "ModelConfig": "wt_model.config",
     "StandardTransformer": "wt_model.standard",
     "WorkerTransformer": "wt_model.worker",
+    "convert_original_state_dict": "wt_model.original",
     "evaluate_batch": "wt_model.evaluate",
     "generate": "wt_model.generate",
+    "load_original": "wt_model.original",
 }
 
 
@@ -59,6 +62,8 @@ __all__ = [
     "StandardTransformer",
     "WorkerTransformer",
     "build_model",
+    "convert_original_state_dict",
     "evaluate_batch",
     "generate",
+    "load_original",
 ]
