@@ -36,6 +36,7 @@ _SAME = {
     "ffn.2.weight": "ffn.down.weight",
     "ffn.2.bias": "ffn.down.bias",
 }
+ORIGINAL_ARCHS = ("standard", "worker")  # the original's StdTransformer and InplaceWorkerTransformer
 _INFERRED = ("arch", "vocab_size", "n_embd", "n_layer", "ffn_hidden", "conv_kernel")
 
 
@@ -90,6 +91,11 @@ def convert_original_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: Mod
     """The original's tensors under our names and RoPE convention, for `load_state_dict` of the model `cfg`
     describes. Raises ValueError naming the first key that does not fit: an unexpected key or a wrong shape
     (in the dict's order), else a missing one. A prefix shared by every key (`module.`, `_orig_mod.`) is ignored."""
+    if cfg.arch not in ORIGINAL_ARCHS:
+        raise ValueError(
+            f"ModelConfig.arch={cfg.arch!r} has no counterpart in the original repository: expected one of "
+            f"{', '.join(ORIGINAL_ARCHS)}."
+        )
     prefix, sd = _strip_prefix(state_dict)
     expected = original_shapes(cfg)
     model = f"a {cfg.arch} model with n_layer={cfg.n_layer}"

@@ -229,3 +229,9 @@ def test_seed_constructor_loads_converted_weights():
     with torch.no_grad():
         logits, _ = model.eval()(idx)
     torch.testing.assert_close(logits, original_forward(sd, idx, n_head=2, worker_interval=4), rtol=0, atol=1e-5)
+
+
+def test_an_architecture_the_original_never_had_is_refused_by_name():
+    cfg = ModelConfig(arch="standard-mixer", vocab_size=65, block_size=32, n_embd=32, n_head=2, n_layer=1)
+    with pytest.raises(ValueError, match="standard-mixer.*no counterpart"):
+        convert_original_state_dict({}, cfg)
