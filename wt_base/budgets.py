@@ -1,4 +1,4 @@
-"""The budget kinds, in one table (the time budget contract, see docs/results.md).
+"""The budget kinds, in one table (the time budget contract: README, "What is measured").
 
 For each kind: its unit as printed after a value, the result/metrics column that measures how much of it a run
 has used (also what ASHA's rungs are counted in), the trials column that holds the final amount (None for

@@ -1,4 +1,6 @@
-"""The two models of the study (standard baseline and WorkerTransformer), their evaluation and FLOP counts.
+"""The models of the study (every architecture of the registry, wt_model.archs: the standard baseline, the
+WorkerTransformer, the token-mixer ablation), their evaluation, FLOP counts and the loader of the original's
+checkpoints (wt_model.original).
 
 PyTorch only: no Ray, no I/O. Imports are lazy (PEP 562): `from wt_model.config import ModelConfig` and
 `wt_model.flops` never load torch, and `from wt_model import build_model` loads it only when asked, so tools

@@ -91,19 +91,6 @@ def of_label(label: str) -> Arch:
     return LABELS[label][0]
 
 
-def label_settings(label: str) -> dict:
-    """The ModelConfig fields a spec label sets: its architecture and its variant's settings. A plain name sets
-    the fields its variants change back to their defaults, so "worker" never means a random phase."""
-    from wt_model.config import ModelConfig
-
-    arch, variant = of_label(label), LABELS[label][1]
-    defaults = ModelConfig()
-    settings = {"arch": arch.name}
-    settings.update({name: getattr(defaults, name) for v in arch.variants for name, _ in v.overrides})
-    settings.update(variant.overrides)
-    return settings
-
-
 def applies(field: str, arch: str) -> bool:
     """Whether ModelConfig field `field` means something for architecture `arch` (a name, not a label)."""
     return field not in ARM_FIELDS or field in get(arch).own_fields

@@ -105,3 +105,15 @@ def _is_int(value: object) -> bool:
 def _check(ok: bool, field: str, value: object, allowed: str) -> None:
     if not ok:
         raise ValueError(f"ModelConfig.{field}={value!r} is invalid: expected {allowed}.")
+
+
+def label_settings(label: str) -> dict:
+    """The ModelConfig fields a spec label (wt_model.archs.LABELS) sets: its architecture and its variant's
+    settings. A plain name sets the fields its variants change back to their defaults, so "worker" never means
+    a random phase."""
+    arch, variant = archs.of_label(label), archs.LABELS[label][1]
+    defaults = ModelConfig()
+    settings = {"arch": arch.name}
+    settings.update({name: getattr(defaults, name) for v in arch.variants for name, _ in v.overrides})
+    settings.update(variant.overrides)
+    return settings

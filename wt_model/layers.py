@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from wt_model.config import ModelConfig
+from wt_model.dynamo import recompile_limit
 from wt_model.fused import causal_depthwise_conv, dropout_attention, rms_norm, rope, use_cpu_kernels
 
 RMS_EPS = 1e-6
@@ -69,14 +70,17 @@ class PrefixMask:
     block_mask: BlockMask | None = None  # FlexAttention's block-sparse form (attention="flex" on CUDA)
 
 
+FLEX_GRAPHS = 64  # compiled FlexAttention graphs allowed: one per worker phase's mask (wt_model.dynamo)
+
+
 @functools.cache
 def _compiled_flex_attention():
     """flex_attention compiled on first use: without compile it runs an unfused reference that materialises
     every score. Under an outer torch.compile the plain function is used and compiled with its caller. Each
-    worker phase's mask is its own graph (the phase is a constant of its mask_mod): up to 64 before Dynamo
-    would fall back to the unfused reference."""
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    return torch.compile(flex_attention, dynamic=False)
+    worker phase's mask is its own graph (the phase is a constant of its mask_mod), so the calls raise Dynamo's
+    recompile limit to FLEX_GRAPHS for themselves; past it Dynamo would fall back to the unfused reference."""
+    compiled = torch.compile(flex_attention, dynamic=False)
+    return recompile_limit(FLEX_GRAPHS)(compiled)
 
 
 def attention(

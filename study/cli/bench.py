@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
     """What is timed: shapes, architectures, attention kernels, compile modes and the model."""
     from wt_model.archs import ARCHS  # the registry: torch-free
+
     parser.add_argument(
         "--seq-lens", type=int, nargs="+", default=[256, 1024], metavar="T", help="sequence lengths (256 1024)"
     )

@@ -9,7 +9,9 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     if name == "run":
         parser.add_argument("spec", nargs="?", help="study spec YAML (default: the smoke preset)")
-        parser.add_argument("--preset", help="a shipped spec: smoke, seed-replication, scaling, lr-sweep")
+        from study.config.specfile import preset_names  # the package's preset files: no heavy import
+
+        parser.add_argument("--preset", help=f"a shipped spec: {', '.join(preset_names())}")
         parser.add_argument("--storage", help="results location: a directory or s3://bucket/prefix, gs://...")
         parser.add_argument("--data", help="corpus name (tinyshakespeare) or a local UTF-8 text file")
         parser.add_argument("--name", help="study name (default: the spec's)")

@@ -66,7 +66,7 @@ def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = 
     """The RunConfig from `base` (a RunConfig mapping) with the flags that were given applied on top."""
     from study.cli.flags import apply_flags, run_config_flags
     from study.config.run import RunConfig
-    from wt_model.archs import label_settings
+    from wt_model.config import label_settings
 
     mapping = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
     if args.eval_every_s is not None or args.eval_every_steps is not None:

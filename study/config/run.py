@@ -71,7 +71,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """How long a run trains. For `seconds` only training steps count (see DESIGN: time budget)."""
+    """How long a run trains. For `seconds` only training steps count (README, "What is measured"; wt_base.budgets)."""
 
     kind: str = "seconds"  # "seconds" (training time), "steps", "tokens" or "flops" (analytic training FLOPs)
     value: float = 300.0  # the limit in the kind's unit

@@ -26,7 +26,7 @@ from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 from wt_base.fields import AXES, EXECUTION_PATHS
 from wt_model import archs
-from wt_model.config import ModelConfig
+from wt_model.config import ModelConfig, label_settings
 
 # How trial ids are made; recorded in every trial row (trials column id_scheme; null in rows written before it):
 #   1 (releases up to 2c32965): sha1 of the whole RunConfig, so any new config field changed every id;
@@ -95,7 +95,7 @@ def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
     label = point.get("arch", spec.model.arch)
     arch = archs.of_label(label)
     defaults = ModelConfig()
-    model_changes = archs.label_settings(label)
+    model_changes = label_settings(label)
     train_changes: dict = {"seed": seed}
     for name, value in point.items():
         axis = AXES[name]

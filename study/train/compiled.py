@@ -19,6 +19,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from wt_model.dynamo import recompile_limit
+
 CUDA_READ_EVERY = 16  # steps between host reads of the clock and the losses on CUDA (1 on a CPU)
 RECOMPILE_LIMIT = 64  # graphs per model: (train, eval) x worker phases x the batch shapes evaluation meets
 
@@ -48,16 +50,15 @@ def compile_model(model: nn.Module, mode: str) -> Callable:
     again, as the loop and `evaluate_batch` do."""
     if mode == "off":
         return model
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     compiled = torch.compile(model, mode=mode, dynamic=False)
-    if mode != "reduce-overhead":
-        return compiled
 
-    def replay(*args, **kwargs):
-        torch.compiler.cudagraph_mark_step_begin()
+    @recompile_limit(RECOMPILE_LIMIT)  # for these calls only: the process-wide setting is left alone
+    def run(*args, **kwargs):
+        if mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         return compiled(*args, **kwargs)
 
-    return replay
+    return run
 
 
 class LossWindow:

@@ -1,8 +1,9 @@
 """The budgeted training loop of one run, Ray-free: `train(cfg, corpus) -> RunResult`.
 
-Honest timing (see DESIGN: time budget): `train_time_s` is `time.perf_counter()` around training steps only
-(batch sampling, forward, backward, clipping, optimizer step), read after `torch.cuda.synchronize()` on CUDA;
-evaluation, checkpoint serialisation, `on_report` callbacks and compile warm-up happen outside it.
+Honest timing (the time budget contract: README, "What is measured"; wt_base.budgets): `train_time_s` is
+`time.perf_counter()` around training steps only (batch sampling, forward, backward, clipping, optimizer step),
+read after `torch.cuda.synchronize()` on CUDA; evaluation, checkpoint serialisation, `on_report` callbacks and
+compile warm-up happen outside it.
 `wall_time_s` counts everything since the run first started, across resumes.
 
 Budgets stop at a step boundary: `steps` after exactly `floor(value)` steps; `tokens` and `flops` before the

@@ -18,6 +18,7 @@ from study.train.data import load_corpus
 from study.train.loop import train
 from wt_base.errors import StudyError
 from wt_model import ModelConfig
+from wt_model.dynamo import limit_setting
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +132,12 @@ def test_a_compiled_run_matches_the_eager_run(corpus, monkeypatch):
 
     monkeypatch.setattr(evaluation_module, "evaluate_batch", spy_evaluate_batch)
     torch._dynamo.reset()
+    limit = getattr(torch._dynamo.config, limit_setting())
     try:
         compiled = train(tiny("standard", budget=("steps", 4), every_steps=2, dropout=0.0, compile=True), corpus)
     finally:
         torch._dynamo.reset()
+    assert getattr(torch._dynamo.config, limit_setting()) == limit  # raised for the compiled calls only, put back
     assert compiled_calls == ["default"]
     assert forwards and all(forward is not None for forward in forwards)  # evaluation ran compiled too
     for got, want in zip(_records(compiled), _records(eager), strict=True):

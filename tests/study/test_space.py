@@ -161,3 +161,13 @@ def test_init_and_conv_kernel_are_axes_and_reach_the_trial_rows():
     }
     with pytest.raises(StudyError, match="axes.init value 'xavier' is invalid: expected one of torch, nanogpt"):
         spec_with(axes={"init": ["xavier"]})
+
+
+def test_resume_notes_when_this_version_would_expand_the_spec_otherwise():
+    from study.tune.plan import expansion_note
+
+    stored = expand(spec_with(seeds=2))
+    assert expansion_note(stored, expand(spec_with(seeds=2))) == ""
+    note = expansion_note(stored, expand(spec_with(seeds=3)))
+    assert "to 6 trials (2 not among the study's, 0 of the study's not among them)" in note
+    assert "resuming the 4 trials the study started with" in note

@@ -50,9 +50,20 @@ def test_shapes_and_backward(arch, attention, batch, seq_len):
 
 
 def test_interval_one_worker_matches_every_position():
-    model = tiny_model(arch="worker", worker_interval=1)
-    logits, _ = model(tokens(2, 9))
+    """With k = 1 every position is a worker, updated in place by the mixer-fed attention and the FFN: the
+    standard model with the token mixer (standard-mixer), once the worker marker is folded into the embedding."""
+    worker = tiny_model(arch="worker", worker_interval=1).eval()
+    weights = {name: p for name, p in worker.state_dict().items() if name != "worker_emb"}
+    weights["tok_emb.weight"] = weights["tok_emb.weight"] + worker.worker_emb  # every row is a worker row
+    mixer = tiny_model(arch="standard-mixer").eval()
+    mixer.load_state_dict(weights)
+    idx, targets = tokens(2, 9), tokens(2, 9, seed=3)
+    with torch.no_grad():
+        logits, loss = worker(idx, targets)
+        expected, expected_loss = mixer(idx, targets)
     assert logits.shape == (2, 9, 65)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(loss, expected_loss, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["standard", "worker"])
