@@ -9,11 +9,15 @@ The shift is the same at every budget, so it cancels from the exponent a.
 
 from __future__ import annotations
 
+import sys
+from itertools import combinations
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.isoflop import MIN_SIZES, frontier_difference, frontier_fits, isoflop_profiles
+from analysis.isoflop_plots import frontier_figure, isoflop_figure
 
 E, A, ALPHA, B, BETA = 1.7, 400.0, 0.34, 410.0, 0.28
 A_TRUE = BETA / (ALPHA + BETA)
@@ -111,13 +115,15 @@ def test_the_bootstrap_resamples_sizes_as_well_as_seeds():
     assert isoflop_profiles(seeds_only, n_boot=N_BOOT).loc[0, "n_opt"] == pytest.approx(true_n_opt(1e18), rel=1e-6)
 
 
-def test_an_edge_minimum_is_not_identified():
+def test_an_edge_minimum_is_not_identified_and_not_drawn():
     frame = study(np.random.default_rng(0), sd=0.0, centre=0.1)  # every size 3x to 30x below the optimum
     profiles = isoflop_profiles(frame, n_boot=N_BOOT)
     assert not profiles["identified"].any()
     assert profiles["reason"].str.contains("edge minimum").all(), profiles["reason"].tolist()
     assert (np.log10(profiles["n_opt"]) > profiles["log10_n_max"]).all()
     assert frontier_fits(profiles).loc[0, "reason"].startswith("not identified: 0 of 3 budgets identified")
+    fig = isoflop_figure(frame, profiles)
+    assert not any(line.get_marker() == "*" for line in fig.axes[0].get_lines())
 
 
 def test_fewer_than_five_sizes_are_not_identified():
@@ -163,6 +169,8 @@ def test_diverged_runs_are_counted_per_size_and_reported():
     assert "4 of 21 runs diverged or failed" in p["reason"] and p["identified"]
     assert p["log10_n_min"] == pytest.approx(np.log10(sizes[1]))  # the fit covers the sizes it has
     assert profiles.loc[[1e17, 1e19], "n_diverged"].eq(0).all()
+    labels = [t.get_text() for t in isoflop_figure(frame, profiles.reset_index()).axes[0].get_legend().get_texts()]
+    assert "C=1e18, 4 diverged" in labels
 
 
 def test_lack_of_fit_flags_a_kink_and_passes_a_parabola():
@@ -207,6 +215,34 @@ def test_frontier_difference_pairs_replicates_and_says_when_not_identified():
     assert diff["words"].eq("not identified").all()
     assert diff.loc[1e18, "statement"] == "the worker k=4 profile is not identified"
     assert diff.loc[1e19, "statement"] == "no standard profile at this budget"
+
+
+def _overlapping_labels(fig) -> list:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    clashes = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
+            for a, b in combinations(labels, 2):
+                if a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)):
+                    clashes.append((a.get_text(), b.get_text()))
+    return clashes
+
+
+def test_figures_build_with_readable_ticks():
+    rng = np.random.default_rng(8)
+    frame = pd.concat([study(rng), study(rng, arm="worker k=4", offset=-0.05), study(rng, arm="x", centre=0.1)])
+    profiles = isoflop_profiles(frame, n_boot=N_BOOT)
+    fits = frontier_fits(profiles)
+    profile_fig, front_fig = isoflop_figure(frame, profiles), frontier_figure(profiles, fits)
+    assert len([ax for ax in profile_fig.axes if ax.get_visible()]) == 3
+    assert len(front_fig.axes) == 2 and all(ax.get_xscale() == "log" for ax in front_fig.axes)
+    for fig in (profile_fig, front_fig):
+        assert _overlapping_labels(fig) == []
+        assert all(len(ax.get_xticklabels()) <= 5 for ax in fig.axes)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    assert pyplot is None or pyplot.get_fignums() == []  # built without pyplot's registry
 
 
 def test_a_frame_without_a_needed_column_fails_with_its_name():
