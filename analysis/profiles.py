@@ -1,0 +1,334 @@
+"""Machine profiles: how long one training step of a shape takes on one machine (the contract and its checks).
+
+A profile row is keyed by PROFILE_KEY: the machine part (MACHINE_KEY: device, dtype, compile mode, threads, torch)
+and the shape part (SHAPE_KEY, the trials columns a step's cost depends on). Three formats, rows numbered from 1:
+  - Parquet, written by `wt-study bench --for-study`: exactly PROFILE_SCHEMA's columns, one row per shape;
+  - YAML, hand-written (published speeds): a mapping whose keys apply to every shape, and `shapes:`, a list of
+    mappings that add or override keys; row n is the n-th shape;
+  - CSV, hand-written: a header of HAND_COLUMNS names, one shape per row; row n is the n-th non-blank row under
+    the header, and an empty cell is a column left out.
+Hand-written rows give `steps_per_s`: the median step time is 1 / steps_per_s, its spread is unknown (p10 = p90 =
+median, n = 0), and HAND_DEFAULTS fill what they leave out (ffn_hidden: 4 * n_embd; source: the file).
+
+  device_name: "original's GPU"
+  source: "the original's README table"
+  seq_len: 1024
+  n_embd: 256
+  n_layer: 4
+  n_head: 4
+  batch_size: 16
+  shapes:
+    - {arch: standard, steps_per_s: 3.22}
+    - {arch: worker, worker_interval: 4, steps_per_s: 8.02}
+
+Only `read_profiles` reads files; everything else is pure. A row that is no profile row is one StudyError
+sentence naming the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis.configs import canonical
+from analysis.stats import arm_label
+from study.config.yamlio import parse_yaml
+from study.errors import StudyError, is_int
+
+PROFILE_SCHEMA_VERSION = 1
+SHAPE_KEY = ["arch", "worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size"]
+SHAPE_KEY += ["attention"]
+MACHINE_KEY = ["device_name", "dtype", "compile", "threads", "torch_version"]
+PROFILE_KEY = ["device_name", "dtype", *SHAPE_KEY, "compile", "threads", "torch_version"]
+DTYPES = ("float32", "bfloat16", "unknown")
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+STEP_TIME_COLUMNS = ["step_time_s_median", "step_time_s_p10", "step_time_s_p90", "step_time_s_n"]
+
+PROFILE_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),  # PROFILE_SCHEMA_VERSION when written
+        ("device_name", pa.string()),  # "NVIDIA H100 80GB HBM3", "cpu", or a name for a hand-written machine
+        ("dtype", pa.string()),  # one of DTYPES: the training math ("bfloat16" = bf16 autocast)
+        ("arch", pa.string()),  # the trials' arch label: "standard", "worker", "worker-random-phase", ...
+        ("worker_interval", pa.int64()),  # null for archs without one
+        ("seq_len", pa.int64()),
+        ("n_embd", pa.int64()),
+        ("n_layer", pa.int64()),
+        ("n_head", pa.int64()),
+        ("ffn_hidden", pa.int64()),  # the FFN's actual width (the trials column; never 0)
+        ("batch_size", pa.int64()),
+        ("attention", pa.string()),  # "sdpa", "naive", "flex"
+        ("compile", pa.string()),  # one of COMPILE_MODES (resolved: never "auto")
+        ("threads", pa.int64()),  # torch CPU threads; null when unknown
+        ("torch_version", pa.string()),  # "unknown" when not known
+        ("step_time_s_median", pa.float64()),  # seconds per training step (forward, backward, optimizer)
+        ("step_time_s_p10", pa.float64()),  # 10th percentile of the timed samples
+        ("step_time_s_p90", pa.float64()),  # 90th percentile
+        ("step_time_s_n", pa.int64()),  # timed samples (0: spread unknown, p10 = p90 = median)
+        ("eval_time_per_token_s", pa.float64()),  # seconds per validation position evaluated; null if unmeasured
+        ("tokens_per_s", pa.float64()),  # training tokens per second at the median step time
+        ("mfu", pa.float64()),  # model FLOP utilisation at the median (bench convention); null if unknown
+        ("source", pa.string()),  # "measured by wt-study bench 0.1.0", "the original's README table", ...
+        ("measured_at", pa.timestamp("us", tz="UTC")),  # null if unknown
+    ]
+)
+MEASURES = ["steps_per_s", "eval_time_per_token_s", "mfu", "source", "measured_at"]
+HAND_COLUMNS = PROFILE_KEY + MEASURES  # what a hand-written row may say
+HAND_REQUIRED = ["device_name", "arch", "seq_len", "n_embd", "n_layer", "n_head", "batch_size", "steps_per_s"]
+# and: ffn_hidden 4 * n_embd, source "hand-written profile <file>", every other column left out null
+HAND_DEFAULTS = {"dtype": "unknown", "attention": "sdpa", "compile": "off", "torch_version": "unknown"}
+OPTIONAL = {"worker_interval", "threads", "eval_time_per_token_s", "tokens_per_s", "mfu", "measured_at"}
+SUFFIXES = (".parquet", ".yaml", ".yml", ".csv")
+FRAME_COLUMNS = PROFILE_SCHEMA.names + ["machine", "profile_file", "profile_row"]
+_INTS = {"worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "threads"}
+_TIMES = {*STEP_TIME_COLUMNS[:3], "steps_per_s", "eval_time_per_token_s", "tokens_per_s"}  # > 0 when given
+
+
+def machine_label(row) -> str:
+    """'NVIDIA H100 (bfloat16, compile default, 8 threads, torch 2.5.1)': the device and the known machine fields
+    (dtype "unknown", compile "off", no threads and torch "unknown" are left out), so different machines differ."""
+    parts = [] if row["dtype"] == "unknown" else [row["dtype"]]
+    parts += [] if row["compile"] == "off" else [f"compile {row['compile']}"]
+    threads = None if _missing(row["threads"]) else int(row["threads"])
+    parts += [] if threads is None else [f"{threads} thread" + "s" * (threads != 1)]
+    parts += [] if row["torch_version"] == "unknown" else [f"torch {row['torch_version']}"]
+    return f"{row['device_name']} ({', '.join(parts)})" if parts else str(row["device_name"])
+
+
+def describe_shape(row) -> str:
+    """'worker k=4, seq_len 1024, n_embd 256, n_layer 4, n_head 4, ffn_hidden 1024, batch_size 16, attention sdpa'."""
+    sizes = ", ".join(f"{c} {canonical(row[c])}" for c in SHAPE_KEY[2:-1])
+    return f"{arm_label(row['arch'], row['worker_interval'])}, {sizes}, attention {row['attention']}"
+
+
+def read_profiles(paths) -> pd.DataFrame:
+    """Every profile in `paths` (files, or directories of .parquet/.yaml/.yml/.csv files), checked and side by side.
+
+    Columns: PROFILE_SCHEMA's, then machine (machine_label), profile_file (the path as given), profile_row.
+    The same machine and shape in two files is an error naming both.
+    """
+    return combine_profiles([_read_one(file) for path in paths for file in _profile_files(Path(path))])
+
+
+def _profile_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+    if not files:
+        raise StudyError(f"profile directory {str(path)!r} holds no {', '.join(SUFFIXES)} file.")
+    return files
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    """One file's rows (the only I/O of the module)."""
+    name, suffix = str(path), path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise StudyError(f"profile {name!r} is invalid: expected a {', '.join(SUFFIXES)} file.")
+    if not path.is_file():
+        raise StudyError(f"profile {name!r} does not exist or is not a file.")
+    try:
+        if suffix == ".parquet":
+            return profile_rows(pq.read_table(path).to_pylist(), name)
+        text = path.read_text(encoding="utf-8")
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StudyError(f"profile {name!r} cannot be read: {reason}.") from None
+    return yaml_profile(text, name) if suffix in (".yaml", ".yml") else csv_profile(text, name)
+
+
+def yaml_profile(text: str, name: str) -> pd.DataFrame:
+    """A hand-written YAML profile (the module docstring's layout), parsed strictly (safe loader, no key twice)."""
+    data = parse_yaml(text, f"profile {name!r}")
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list) or not data["shapes"]:
+        raise StudyError(f"profile {name!r} is invalid: expected a mapping with a non-empty list under 'shapes'.")
+    top = {k: v for k, v in data.items() if k != "shapes"}
+    _unknown(top, HAND_COLUMNS, f"profile {name!r} top level")
+    rows = []
+    for n, shape in enumerate(data["shapes"], start=1):
+        if not isinstance(shape, dict):
+            raise StudyError(
+                f"profile {name!r} row {n}: the shape {shape!r} is invalid: expected a mapping of columns."
+            )
+        rows.append({**top, **shape})
+    return profile_rows(rows, name, hand_written=True)
+
+
+def csv_profile(text: str, name: str) -> pd.DataFrame:
+    """A hand-written CSV profile: a header of HAND_COLUMNS names, one shape per row; an empty cell is left out."""
+    lines = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if len(lines) < 2:
+        raise StudyError(f"profile {name!r} is invalid: expected a header row and at least one shape row.")
+    header = [cell.strip() for cell in lines[0]]
+    if len(set(header)) < len(header):
+        twice = next(h for h in header if header.count(h) > 1)
+        raise StudyError(f"profile {name!r} header: the column {twice!r} is given twice.")
+    _unknown(dict.fromkeys(header), HAND_COLUMNS, f"profile {name!r} header")
+    rows = []
+    for n, cells in enumerate(lines[1:], start=1):
+        if len(cells) > len(header):
+            raise StudyError(f"profile {name!r} row {n}: {len(cells)} cells under a header of {len(header)}.")
+        rows.append({h: c.strip() for h, c in zip(header, cells, strict=False) if c.strip()})
+    return profile_rows(rows, name, hand_written=True)
+
+
+def profile_rows(rows: list[dict], name: str, hand_written: bool = False) -> pd.DataFrame:
+    """Check row dicts of one file (`name`) and turn them into profile rows (FRAME_COLUMNS).
+
+    Bench rows (hand_written=False) carry every PROFILE_SCHEMA column (OPTIONAL ones may be null); hand-written
+    rows carry HAND_COLUMNS, HAND_REQUIRED at least. Raises StudyError naming the file, the row and the field.
+    """
+    checked, seen = [], {}
+    for n, raw in enumerate(rows, start=1):
+        where = f"profile {name!r} row {n}"
+        row = _hand_row(raw, name, where) if hand_written else _bench_row(raw, where)
+        row.update(machine=machine_label(row), profile_file=name, profile_row=n)
+        key = _key(row)
+        if key in seen:
+            shape = describe_shape(row)
+            raise StudyError(f"{where} repeats the shape of row {seen[key]} on {row['machine']!r} ({shape}).")
+        seen[key] = n
+        checked.append(row)
+    return _frame(checked)
+
+
+def _hand_row(raw: dict, name: str, where: str) -> dict:
+    _unknown(raw, HAND_COLUMNS, where)
+    given = {k: v for k, v in raw.items() if not _missing(v)}
+    _required(given, HAND_REQUIRED, where)
+    row = {**dict.fromkeys(HAND_COLUMNS), **HAND_DEFAULTS, "source": f"hand-written profile {name}", **given}
+    row = {k: _check(k, v, where) for k, v in row.items()}
+    if row["ffn_hidden"] is None:
+        row["ffn_hidden"] = 4 * row["n_embd"]
+    median = 1.0 / row.pop("steps_per_s")
+    row.update(schema_version=PROFILE_SCHEMA_VERSION, step_time_s_median=median, step_time_s_n=0)
+    row.update(step_time_s_p10=median, step_time_s_p90=median, tokens_per_s=None)
+    return _finish(row, where)
+
+
+def _bench_row(raw: dict, where: str) -> dict:
+    _unknown(raw, PROFILE_SCHEMA.names, where)
+    _required(raw, PROFILE_SCHEMA.names, where)
+    given = {k: v for k, v in raw.items() if not _missing(v)}
+    _required(given, [c for c in PROFILE_SCHEMA.names if c not in OPTIONAL], where, "has no value for")
+    row = {c: _check(c, given.get(c), where) for c in PROFILE_SCHEMA.names}
+    return _finish(row, where)
+
+
+def _finish(row: dict, where: str) -> dict:
+    """Cross-field rules: the spread brackets the median, worker_interval only where the arch has one."""
+    low, mid, high = row["step_time_s_p10"], row["step_time_s_median"], row["step_time_s_p90"]
+    if not low <= mid <= high:
+        raise StudyError(
+            f"{where}: step times p10={low!r}, median={mid!r}, p90={high!r} are invalid: expected p10 <= median <= p90."
+        )
+    if row["arch"] == "standard" and row["worker_interval"] is not None:
+        raise StudyError(f"{where}: worker_interval={row['worker_interval']!r} is invalid: expected none for standard.")
+    if row["schema_version"] > PROFILE_SCHEMA_VERSION:
+        raise StudyError(
+            f"{where}: schema_version={row['schema_version']!r} is invalid: expected at most {PROFILE_SCHEMA_VERSION} "
+            "(upgrade wt-study to read it)."
+        )
+    if row["tokens_per_s"] is None:
+        row["tokens_per_s"] = row["batch_size"] * row["seq_len"] / mid
+    return row
+
+
+def _unknown(raw: dict, allowed: list[str], where: str) -> None:
+    extra = [k for k in raw if k not in allowed]
+    if extra:
+        raise StudyError(f"{where}: unknown column {extra[0]!r}: expected columns among {', '.join(allowed)}.")
+
+
+def _required(given: dict, names: list[str], where: str, words: str = "missing column") -> None:
+    absent = [c for c in names if c not in given]
+    if absent:
+        raise StudyError(f"{where}: {words} {absent[0]}.")
+
+
+def _check(field: str, value, where: str):
+    """The field's value, normalised (text from a CSV parsed), or one sentence saying what is allowed."""
+    if value is None:
+        return None
+    bad = lambda allowed: StudyError(f"{where}: {field}={value!r} is invalid: expected {allowed}.")
+    if field in ("dtype", "compile"):
+        options = DTYPES if field == "dtype" else COMPILE_MODES
+        if value not in options:
+            raise bad(f"one of {', '.join(options)}")
+        return value
+    if field in ("device_name", "arch", "attention", "torch_version", "source"):
+        if not isinstance(value, str) or not value.strip():
+            raise bad("non-empty text")
+        return value.strip()
+    if field == "measured_at":
+        try:
+            stamp = pd.Timestamp(value)
+            return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+        except (TypeError, ValueError):
+            raise bad("a date or time such as 2025-01-31 or 2025-01-31T12:00:00Z") from None
+    number = _number(value)
+    if field in _INTS or field in ("step_time_s_n", "schema_version"):
+        low = 0 if field in ("step_time_s_n", "schema_version") else 1
+        if number is None or not float(number).is_integer() or number < low:
+            raise bad("an integer >= 1" if low else "an integer >= 0")
+        return int(number)
+    if number is None or not math.isfinite(number) or number < 0 or (field in _TIMES and number == 0):
+        raise bad("a finite number > 0" if field in _TIMES else "a finite number >= 0")
+    return float(number)
+
+
+def _number(value) -> float | None:
+    """A YAML/Parquet number or CSV text as a float; None when it is none (a bool is none)."""
+    if isinstance(value, bool):
+        return None
+    if is_int(value) or isinstance(value, float):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
+
+
+def _key(row: dict) -> str:
+    return json.dumps([canonical(row[c]) for c in PROFILE_KEY])
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    for column in ("worker_interval", "threads"):
+        frame[column] = frame[column].astype("Int64")
+    ints = ["seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "step_time_s_n", "profile_row"]
+    frame = frame.astype({c: "int64" for c in ints} | {"schema_version": "int32"})
+    floats = STEP_TIME_COLUMNS[:3] + ["eval_time_per_token_s", "tokens_per_s", "mfu"]
+    frame = frame.astype(dict.fromkeys(floats, "float64"))
+    frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def combine_profiles(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Profiles of several files side by side; the same machine and shape twice is an error naming both files."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _frame([])
+    out = pd.concat(frames, ignore_index=True)
+    keys = pd.Series([_key(row) for row in out[PROFILE_KEY].to_dict("records")], index=out.index)
+    twice = keys.duplicated(keep="first")
+    if twice.any():
+        second = out[twice].iloc[0]
+        first = out[keys.eq(keys[twice].iloc[0])].iloc[0]
+        raise StudyError(
+            f"profile {second['profile_file']!r} row {second['profile_row']} repeats the shape of profile "
+            f"{first['profile_file']!r} row {first['profile_row']} on {second['machine']!r} "
+            f"({describe_shape(second)})."
+        )
+    return out
