@@ -39,8 +39,8 @@ import pyarrow.parquet as pq
 
 from analysis.configs import canonical
 from analysis.stats import arm_label
-from study.config.yamlio import parse_yaml
-from study.errors import StudyError, is_int
+from wt_base.errors import StudyError, is_int
+from wt_base.yamlio import parse_yaml
 
 PROFILE_SCHEMA_VERSION = 1
 SHAPE_KEY = ["arch", "worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size"]

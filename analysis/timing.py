@@ -25,7 +25,7 @@ import pandas as pd
 from analysis.configs import STANDARD, keys_of
 from analysis.profiles import MACHINE_KEY, SHAPE_KEY, STEP_TIME_COLUMNS, describe_shape
 from analysis.stats import arm_label
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 PROJECTABLE_BUDGETS = ("steps", "tokens", "flops")
 TRIAL_COLUMNS = ["trial_id", "trial_status", "seed", "seed_role", "budget_kind", "arm", "cell_key", "config_id"]

@@ -19,7 +19,7 @@ from analysis.configs import STANDARD
 from analysis.profiles import SHAPE_KEY
 from analysis.stats import CONFIDENCE
 from analysis.timing import Curve, curve_of, losses_at_budget
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 VERDICT_COLUMNS = ["machine", "arm", "reference", "budget_s", "time_includes_eval", "test", "n_arm", "n_reference"]
 VERDICT_COLUMNS += ["n_pairs", "n_arm_left_out", "n_reference_left_out", "arm_step_time_s", "reference_step_time_s"]

@@ -81,7 +81,7 @@ def build_config(args: argparse.Namespace, base: dict, vocab_size: int | None = 
 
 
 def _read_yaml(path: str) -> dict:
-    from study.config.yamlio import load_yaml
+    from wt_base.yamlio import load_yaml
 
     mapping = load_yaml(Path(path), "--config")
     return mapping if mapping is not None else {}

@@ -10,8 +10,8 @@ import yaml
 
 from study.config.run import coerce, from_mapping
 from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, StudySpec
-from study.config.yamlio import load_yaml, parse_yaml
 from wt_base.errors import StudyError, is_int, require
+from wt_base.yamlio import load_yaml, parse_yaml
 
 
 def parse_spec(document: object) -> StudySpec:

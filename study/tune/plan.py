@@ -142,7 +142,7 @@ def _data_path(data: str) -> str:
 
 
 def load_saved_spec(path: str) -> tuple[StudySpec, Location]:
-    from study.config.yamlio import parse_yaml
+    from wt_base.yamlio import parse_yaml
 
     location = resolve(path, "PATH")
     text = read_text(location, SPEC_FILE)

@@ -14,8 +14,8 @@ import pytest
 from analysis.profiles import PROFILE_SCHEMA, csv_profile, profile_rows, read_profiles, yaml_profile
 from analysis.timing import match_profiles, project_curves, projected_loss_at, projected_time_to_target
 from analysis.timing_verdict import projected_verdict
-from study.errors import StudyError
-from study.results.schema import conform
+from wt_base.errors import StudyError
+from wt_base.schema import conform
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = dict(seq_len=1024, n_embd=256, n_layer=4, n_head=4, ffn_hidden=1024, batch_size=16, attention="sdpa")

@@ -8,9 +8,9 @@ import yaml
 from study.cli import main
 from study.config.spec import Distribution, SampleSpec, StudySpec
 from study.config.specfile import dump_spec, load_preset, parse_spec, preset_names
-from study.config.yamlio import parse_yaml
 from tests.study.conftest import TINY_SPEC
 from wt_base.errors import StudyError
+from wt_base.yamlio import parse_yaml
 
 
 def test_presets_parse_and_round_trip():

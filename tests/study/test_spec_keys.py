@@ -32,7 +32,7 @@ def test_tune_seeds_expand_first_with_their_own_ids_and_role():
 
 def test_spec_with_the_new_keys_round_trips_through_yaml():
     from study.config.specfile import dump_spec
-    from study.config.yamlio import parse_yaml
+    from wt_base.yamlio import parse_yaml
 
     spec = spec_with(
         tune_seeds=[100, 101], equivalence_margin=0.02, budget_by_arch={"worker": 5}, allow_shared_device=True
