@@ -64,6 +64,9 @@ def test_trial_rows_carry_sizes_budget_and_environment(smoke_study):
     trials = study.trials.set_index("trial_id")
     assert (trials.n_params > 0).all() and (trials.flops_per_token > 0).all()
     assert trials.device_name.str.startswith("cpu").all() and (trials.git_sha != "").all()
+    assert (trials.dtype == "float32").all() and (trials.compile_mode == "off").all() and (trials.threads == 1).all()
+    assert set(trials.attention_backend) <= {"sdpa", "sdpa+cpu-kernel", "naive"}  # what bought the steps
+    assert (study.metrics.eval_time_s > 0).all() and (study.metrics.targets > 0).all()
     for trial_id, trial in trials.iterrows():
         assert trial.error == "", trial_id
         check_budget(trial, BUDGET_S)  # spent once, within one step

@@ -18,7 +18,8 @@ from wt_base.fields import FIELDS
 
 SCHEMA_VERSION = 3  # 2: init, conv_kernel, weight_decay, warmup_frac, seed_role, equivalence_margin,
 # allow_shared_device, epochs, train_eval_loss, train_minus_val, status "stopped". 3: id_scheme; the configuration
-# columns in the axis table's order. Readers accept older versions (new columns are null there).
+# columns in the axis table's order; metrics targets, target_epochs, eval_time_s; trials dtype, compile_mode,
+# attention_backend, threads. Readers accept older versions (new columns are null there).
 
 METRICS_KEY = ("trial_id", "step")
 TRIALS_KEY = ("trial_id",)
@@ -37,7 +38,8 @@ METRICS_SCHEMA = pa.schema(
         ("study", pa.string()),
         ("trial_id", pa.string()),
         ("step", pa.int64()),  # optimizer steps done when evaluated
-        ("tokens", pa.int64()),  # training tokens consumed (batch_size * seq_len * step)
+        ("tokens", pa.int64()),  # training tokens consumed (batch_size * seq_len * step): input positions
+        ("targets", pa.int64()),  # supervised targets: positions the training loss was taken at (worker rows)
         ("train_time_s", pa.float64()),  # training-step time only (the budget clock)
         ("wall_time_s", pa.float64()),  # everything since the trial started, across resumes
         ("flops", pa.float64()),  # analytic training FLOPs spent (wt_model.flops convention)
@@ -49,7 +51,9 @@ METRICS_SCHEMA = pa.schema(
         ("train_eval_loss", pa.float64()),  # loss on fixed training windows, eval mode, same positions as val_loss
         ("train_minus_val", pa.float64()),  # train_eval_loss - val_loss: below 0 when the model overfits
         ("epochs", pa.float64()),  # passes over the training split so far (training tokens / split length)
+        ("target_epochs", pa.float64()),  # the same counted in supervised targets (targets / split length)
         ("val_tokens", pa.int64()),  # validation positions this evaluation covered
+        ("eval_time_s", pa.float64()),  # the time this evaluation's validation pass took
         ("tokens_per_s", pa.float64()),  # training tokens per second of train_time_s since the last evaluation
         ("is_final", pa.bool_()),  # the end-of-run evaluation (whole validation split)
         ("attempt", pa.int64()),  # id of the process lifetime that produced the row (its start time, in us)
@@ -85,6 +89,11 @@ TRIALS_SCHEMA = pa.schema(
         ("restarts", pa.int64()),  # times the trial was resumed from a checkpoint
         # environment
         ("device_name", pa.string()),
+        # what bought the steps (study.train.device.execution_settings): a seconds budget's cell is keyed by them
+        ("dtype", pa.string()),  # float32 on a CPU, bfloat16 (autocast) on CUDA
+        ("compile_mode", pa.string()),  # the resolved train.compile: off, default or reduce-overhead
+        ("attention_backend", pa.string()),  # naive, sdpa, sdpa+cpu-kernel or flex (wt_model.layers)
+        ("threads", pa.int64()),  # torch CPU threads of the trial
         ("node_id", pa.string()),
         ("gpu_ids", pa.string()),  # comma-separated accelerator ids the trial saw ("" on CPU)
         ("torch_version", pa.string()),

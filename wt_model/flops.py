@@ -52,11 +52,12 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
     return ParamCounts(total=total, non_embedding=total - vocab)
 
 
-def n_workers(cfg: ModelConfig, seq_len: int) -> int:
-    """Rows that get queries at phase 0 in a sequence of `seq_len`: every row, or the workers (sparse)."""
+def n_workers(cfg: ModelConfig, seq_len: int, offset: int = 0) -> int:
+    """Rows that get queries at phase `offset` in a sequence of `seq_len`: every row, or the workers (sparse).
+    They are also the supervised targets of a training sequence: the training loss is taken at these rows."""
     if not archs.get(cfg.arch).sparse:
         return seq_len
-    return len(worker_position_list(seq_len, cfg.worker_interval))
+    return len(worker_position_list(seq_len, cfg.worker_interval, offset))
 
 
 def forward_flops_per_sequence(cfg: ModelConfig, seq_len: int) -> float:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
+from wt_model import archs
 from wt_model.config import ModelConfig
 from wt_model.dynamo import recompile_limit
 from wt_model.fused import causal_depthwise_conv, dropout_attention, rms_norm, rope, use_cpu_kernels
@@ -116,6 +117,19 @@ def attention(
     scores = scores.masked_fill(~dense, float("-inf"))
     weights = F.dropout(F.softmax(scores, dim=-1), p=dropout_p, training=dropout_p > 0)
     return weights @ v  # (B, H, L, D)
+
+
+def attention_backend(cfg: ModelConfig, device_type: str, compiled: bool) -> str:
+    """The attention kernels `cfg.attention` runs as on a device: "naive" (materialised scores), "sdpa" (torch's
+    fused kernels), "sdpa+cpu-kernel" (the CPU dropout kernel of fused.dropout_attention: eager CPU training
+    with dropout), "flex" (the worker's block-sparse FlexAttention, CUDA only; elsewhere it runs as sdpa)."""
+    if cfg.attention == "naive":
+        return "naive"
+    if cfg.attention == "flex" and device_type == "cuda" and archs.get(cfg.arch).sparse:
+        return "flex"
+    if device_type == "cpu" and not compiled and cfg.dropout > 0 and cfg.attention == "sdpa":
+        return "sdpa+cpu-kernel"
+    return "sdpa"
 
 
 class GatedAttention(nn.Module):

@@ -1,4 +1,5 @@
-"""The one device resolver: a device name from a config or a flag -> torch.device, or one clear sentence."""
+"""The one device resolver (a device name from a config or a flag -> torch.device, or one clear sentence) and the
+execution settings a run resolves from its config on its device: what bought its steps, recorded per trial."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ def resolve_device(name: str, what: str = "train.device") -> torch.device:
                 f"{what}={name!r} is invalid here: {visible} CUDA device(s) are visible, cuda:0 to cuda:{visible - 1}."
             )
     return device
+
+
+def execution_settings(cfg, device: torch.device, compile_mode: str) -> dict:
+    """What a run computes with, beyond its config: dtype, the resolved compile mode, the attention kernels that
+    run and the CPU threads. A seconds budget buys different numbers of steps under each, so the analysis keys
+    cells by them (trials columns dtype, compile_mode, attention_backend, threads)."""
+    from wt_model.layers import attention_backend
+
+    return {
+        "dtype": "bfloat16" if device.type == "cuda" else "float32",  # bf16 autocast on CUDA, fp32 on a CPU
+        "compile_mode": compile_mode,
+        "attention_backend": attention_backend(cfg.model, device.type, compiled=compile_mode != "off"),
+        "threads": cfg.train.threads or torch.get_num_threads(),  # the loop sets train.threads when given
+    }

@@ -19,7 +19,8 @@ class EvalRecord:
     """One evaluation point (a row of the metrics table, without the study/trial keys)."""
 
     step: int  # optimizer steps done
-    tokens: int  # training tokens consumed
+    tokens: int  # training tokens consumed (input positions)
+    targets: int  # supervised training targets (positions the loss was taken at: the worker model's worker rows)
     train_time_s: float  # training-step time (the budget clock)
     wall_time_s: float  # everything since the run started, across resumes
     flops: float  # analytic training FLOPs spent
@@ -31,12 +32,20 @@ class EvalRecord:
     train_eval_loss: float  # the same evaluation on fixed training windows (eval mode, all positions)
     train_minus_val: float  # train_eval_loss - val_loss: below 0 when the model starts to overfit
     epochs: float  # passes over the training split so far (training tokens / its length)
+    target_epochs: float  # the same counted in supervised targets (targets / the split's length)
     val_tokens: int  # validation positions covered
+    eval_time_s: float  # the time this evaluation's validation pass took
     tokens_per_s: float  # training tokens per train second since the previous evaluation
     is_final: bool  # the end-of-run evaluation
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, mapping: dict) -> EvalRecord:
+        """A record as `to_dict` gave it, by this or an earlier version (fields added since are None: unknown)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: mapping.get(name) for name in names})
 
 
 class EvalWindows(NamedTuple):

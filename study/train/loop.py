@@ -40,7 +40,7 @@ from study.train.evaluation import EvalRecord, eval_windows, evaluate_windows
 from study.train.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
 from wt_base.errors import StudyError
 from wt_model import archs, build_model
-from wt_model.flops import training_flops_per_token
+from wt_model.flops import n_workers, training_flops_per_token
 
 STATE_FORMAT = 1
 
@@ -133,6 +133,9 @@ class _Run:
         # The random worker phase is drawn here, exactly as the model would draw it (torch's global RNG, same
         # call), and passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
         self.phases = m.worker_interval if archs.get(m.arch).sparse and m.random_worker_phase else 0
+        # supervised targets of a step, per worker phase (the training loss is taken at the worker rows)
+        batch = cfg.train.batch_size
+        self.targets_per_step = [batch * n_workers(m, seq_len, phase) for phase in range(max(self.phases, 1))]
         self.compile_mode = compile_mode(cfg.train.compile, self.device)
         self.step_model = compile_model(self.model, self.compile_mode)  # also runs the evaluation passes
         # CUDA: losses stay on the device and the clock is read every few steps (see study/train/compiled.py)
@@ -190,7 +193,11 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.set_state(state["sampler"])
-        self.counters = Counters(**state["counters"])  # counters added since take their defaults
+        counters = dict(state["counters"])  # counters added since take their defaults, except targets:
+        if "targets" not in counters:  # a checkpoint from before targets were counted: the mean per step
+            mean = sum(self.targets_per_step) / len(self.targets_per_step)
+            counters["targets"] = round(counters["step"] * mean)
+        self.counters = Counters(**counters)
         self.started -= self.counters.wall_time_s  # the wall clock continues from where it stopped
         self.status, self.error = state["status"], state["error"]
         restore_rng(state["rng"])  # last: building the model above drew from the global RNG
@@ -203,13 +210,17 @@ class _Run:
         c, cfg = self.counters, self.cfg
         last = c.last_record
         if last is not None and last["is_final"] and (self.status == "diverged" or not self.budget.allows(c)):
-            return self._result([], EvalRecord(**last))  # a finished run: nothing to redo
+            return self._result([], EvalRecord.from_dict(last))  # a finished run: nothing to redo
         self._warm_up()
         records: list[EvalRecord] = []
         every_steps, every_s = cfg.eval.every_steps, cfg.eval.every_s
         ckpt_every = cfg.checkpoint_every_s
         last_ckpt = self._wall()
-        tokens_per_step, grad_clip = self.budget.tokens_per_step, cfg.train.grad_clip
+        tokens_per_step, targets_per_step, grad_clip = (
+            self.budget.tokens_per_step,
+            self.targets_per_step,
+            cfg.train.grad_clip,
+        )
         cuda, clock, phases, losses = self.cuda, self.clock, self.phases, self.losses
         decile = int(10 * self.budget.fraction(c))
         while self.budget.allows(c):
@@ -221,6 +232,7 @@ class _Run:
             losses.add(_step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast, phase))
             c.step += 1
             c.tokens += tokens_per_step
+            c.targets += targets_per_step[phase or 0]
             c.lr = lr
             if not self._read_due():
                 continue  # CUDA, between reads: the host queues the next step without waiting
@@ -318,8 +330,10 @@ class _Run:
         c = self.counters
         t0 = self.clock()
         val_loss, val_loss_seed = self._evaluate(self.val_windows)
-        c.eval_time_s += self.clock() - t0  # validation only: what the seed's in-budget evaluation did
-        record = self._make_record(val_loss, val_loss_seed, len(self.val_windows) * self.cfg.seq_len, is_final=False)
+        eval_s = self.clock() - t0
+        c.eval_time_s += eval_s  # validation only: what the seed's in-budget evaluation did
+        tokens = len(self.val_windows) * self.cfg.seq_len
+        record = self._make_record(val_loss, val_loss_seed, tokens, is_final=False, eval_time_s=eval_s)
         every_s = self.cfg.eval.every_s
         if every_s:
             c.next_eval_s = (math.floor(c.train_time_s / every_s) + 1) * every_s
@@ -327,12 +341,12 @@ class _Run:
 
     def _final_eval(self) -> EvalRecord:
         if self.status == "diverged":
-            return self._make_record(math.nan, math.nan, 0, is_final=True)
-        return self._record(self.final_windows, is_final=True)
-
-    def _record(self, windows: torch.Tensor, is_final: bool) -> EvalRecord:
-        val_loss, val_loss_seed = self._evaluate(windows)
-        return self._make_record(val_loss, val_loss_seed, len(windows) * self.cfg.seq_len, is_final)
+            return self._make_record(math.nan, math.nan, 0, is_final=True, eval_time_s=0.0)
+        t0 = self.clock()
+        val_loss, val_loss_seed = self._evaluate(self.final_windows)
+        eval_s = self.clock() - t0
+        tokens = len(self.final_windows) * self.cfg.seq_len
+        return self._make_record(val_loss, val_loss_seed, tokens, is_final=True, eval_time_s=eval_s)
 
     def _train_eval_loss(self) -> float:
         """Loss on the fixed training windows (not counted as evaluation time for the budget: the seed's
@@ -343,13 +357,16 @@ class _Run:
         forward = None if self.compile_mode == "off" else self.step_model
         return evaluate_windows(self.model, windows, self.cfg.train.batch_size, self.autocast, forward)
 
-    def _make_record(self, val_loss: float, val_loss_seed: float, val_tokens: int, is_final: bool) -> EvalRecord:
+    def _make_record(
+        self, val_loss: float, val_loss_seed: float, val_tokens: int, is_final: bool, eval_time_s: float
+    ) -> EvalRecord:
         c = self.counters
         train_eval_loss = self._train_eval_loss() if math.isfinite(val_loss) else math.nan
         window_s = c.train_time_s - c.train_time_at_eval
         record = EvalRecord(
             step=c.step,
             tokens=c.tokens,
+            targets=c.targets,
             train_time_s=c.train_time_s,
             wall_time_s=self._wall(),
             flops=c.step * self.budget.flops_per_step,
@@ -361,7 +378,9 @@ class _Run:
             train_eval_loss=train_eval_loss,
             train_minus_val=train_eval_loss - val_loss,
             epochs=c.tokens / len(self.corpus.train),
+            target_epochs=c.targets / len(self.corpus.train),
             val_tokens=val_tokens,
+            eval_time_s=eval_time_s,
             tokens_per_s=(c.tokens - c.tokens_at_eval) / window_s if window_s > 0 else 0.0,
             is_final=is_final,
         )

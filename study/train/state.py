@@ -23,7 +23,8 @@ class Counters:
     """How far a run has got: the budget used, the clocks and the bookkeeping between evaluations."""
 
     step: int = 0  # optimizer steps done
-    tokens: int = 0  # training tokens consumed
+    tokens: int = 0  # training tokens consumed (input positions)
+    targets: int = 0  # supervised targets: positions the training loss was taken at (the worker rows)
     train_time_s: float = 0.0  # the budget clock: training steps only
     wall_time_s: float = 0.0  # everything since the run started (refreshed when a state is taken)
     eval_time_s: float = 0.0  # periodic evaluation time (eats the budget with count_eval_in_budget)

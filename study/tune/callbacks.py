@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 2.0
 TRIAL_INFO_FIELDS = ("node_id", "gpu_ids", "device_name", "torch_version", "ray_version", "restarts")
+TRIAL_INFO_FIELDS += ("dtype", "compile_mode", "attention_backend", "threads")
 
 
 def _trial_id(trial) -> str:

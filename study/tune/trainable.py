@@ -61,6 +61,8 @@ def _environment() -> dict:
 def run_trial(trial, corpus) -> None:
     from ray import tune
 
+    from study.train.compiled import compile_mode
+    from study.train.device import execution_settings, resolve_device
     from study.train.loop import load_state, save_state, train
 
     attempt = time.time_ns() // 1000  # identifies this process lifetime of the trial (see study.results.sink)
@@ -71,11 +73,13 @@ def run_trial(trial, corpus) -> None:
             state = load_state(Path(folder) / STATE_FILE)
             restarts = json.loads((Path(folder) / META_FILE).read_text())["restarts"] + 1
     resumed_from_step = int(state["step"]) if state is not None else 0
+    device = resolve_device(trial.run.train.device)
     base = {
         "attempt": attempt,
         "resumed_from_step": resumed_from_step,
         "restarts": restarts,
         **_environment(),
+        **execution_settings(trial.run, device, compile_mode(trial.run.train.compile, device)),
     }
     last: dict = {}
 

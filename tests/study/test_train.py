@@ -284,18 +284,24 @@ def test_resume_from_disk_is_bit_identical(corpus, tmp_path, arch):
 
 
 def test_a_checkpoint_from_an_older_release_resumes_and_only_a_real_difference_refuses_it(corpus):
-    """A checkpoint saved before a model field existed lacks it: read like a config file, the field takes its
-    default and the run continues. A checkpoint of another model is refused, naming the field."""
-    cfg = tiny("worker", budget=("steps", 4), eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False))
-    states = []
-    train(cfg, corpus, on_report=lambda record, state: states.append(state) if state else None)
-    old = {**states[0], "config": {**states[0]["config"]}}
+    """A checkpoint saved before a model field or a counter existed lacks them: read like a config file, a field
+    takes its default, the supervised-target count is derived from the steps, and the run continues. A
+    checkpoint of another model is refused, naming the field."""
+    model = ModelConfig(block_size=32, n_embd=32, n_head=2, n_layer=1, dropout=0.0, worker_interval=4)
+    cfg = tiny(
+        "worker", budget=("steps", 4), model=model, checkpoint_every_s=1e-9,
+        eval=EvalConfig(every_steps=2, val_tokens=256, final_full=False),
+    )  # fmt: skip
+    states = {}
+    straight = train(cfg, corpus, on_report=lambda record, state: states.update({state["step"]: state}))
+    old = {**states[2], "config": {**states[2]["config"]}}
     old["config"]["model"] = {k: v for k, v in old["config"]["model"].items() if k != "rope_base"}
-    old["counters"] = {k: v for k, v in old["counters"].items() if k != "next_eval_s"}  # a counter added later
-    assert train(cfg, corpus, state=old).steps == 4
+    old["counters"] = {k: v for k, v in old["counters"].items() if k not in ("next_eval_s", "targets")}
+    resumed = train(cfg, corpus, state=old)
+    assert resumed.steps == 4 and resumed.final.targets == straight.final.targets
     other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, conv_kernel=5))
     with pytest.raises(StudyError, match=r"conv_kernel=3 \(now 5\)"):
-        train(other, corpus, state=states[0])
+        train(other, corpus, state=states[2])
 
 
 def test_warm_up_leaves_the_run_unchanged(corpus):
@@ -387,6 +393,21 @@ def test_the_mixer_ablation_trains_and_evaluates_every_position_in_one_pass(corp
     assert all(r.val_loss == r.val_loss_seed for r in result.records)  # no worker positions: both metrics agree
     tokens_per_step = cfg.train.batch_size * cfg.seq_len
     assert result.final.flops == 20 * training_flops_per_token(cfg.model, cfg.seq_len) * tokens_per_step
+
+
+@pytest.mark.parametrize("arch", ["standard", "worker"])
+def test_targets_count_the_positions_the_training_loss_was_taken_at(corpus, arch):
+    """Input tokens and supervised targets differ for the worker model: its loss covers only its worker rows."""
+    model = ModelConfig(arch=arch, block_size=32, n_embd=32, n_head=2, n_layer=1, dropout=0.0, worker_interval=4)
+    cfg = tiny(arch, budget=("steps", 6), model=model, eval=EvalConfig(every_steps=3, val_tokens=256))
+    result = train(cfg, corpus)
+    per_step = cfg.train.batch_size * (32 if arch == "standard" else 8)  # phase 0 of k=4 at T=32: 8 workers
+    assert [r.targets for r in result.records] == [3 * per_step, 6 * per_step]  # step 3, then the final one
+    assert all(r.target_epochs == r.targets / len(corpus.train) for r in result.records)
+    assert all(r.eval_time_s > 0 for r in result.records)
+    random_phase = train(dataclasses.replace(cfg, model=dataclasses.replace(model, random_worker_phase=True)), corpus)
+    if arch == "worker":  # phases 1-3 have 8 regular workers plus the always-on last position
+        assert 6 * per_step <= random_phase.final.targets <= 6 * cfg.train.batch_size * 9
 
 
 def test_cli_trains_checkpoints_resumes_and_samples(tmp_path, capsys, excerpt):
