@@ -22,6 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from wt_base.budgets import BUDGET_KINDS
 from wt_base.fields import EXECUTION_PATHS, FIELDS
 from wt_model import archs
 
@@ -30,6 +31,8 @@ COLUMN_PATHS = {f.column: tuple(f.path.split(".")) for f in FIELDS}
 # never part of a configuration: the seed itself, the id, and settings that leave the math unchanged
 IGNORED_PATHS = {("trial_id",), ("run", "train", "seed"), *(tuple(path.split(".")) for path in EXECUTION_PATHS)}
 STANDARD = archs.REFERENCE  # the architecture every other one is compared against
+# trials columns of how a trial ran that change what its budget buys (study.train.device.execution_settings)
+EXECUTION_COLUMNS = ("device_name", "dtype", "compile_mode", "threads", "attention_backend")
 ARM_FIELDS = ["arch", "model.arch", *archs.ARM_FIELDS]  # what tells arms apart (null where an arch has none)
 TUNED_FIELDS = ["lr", "weight_decay", "warmup_frac", "schedule", "dropout", "train.beta1", "train.beta2"]
 TUNED_FIELDS += ["train.grad_clip"]
@@ -55,7 +58,30 @@ def config_fields(trials: pd.DataFrame) -> pd.DataFrame:
         row.update(dict.fromkeys(_not_read_by(row.get("arch"))))
         rows.append(row)
     fields = pd.DataFrame(rows, index=trials.index)
+    fields = fields.join(execution_fields(trials, fields))
     return fields.reindex(columns=sorted(fields.columns))
+
+
+def execution_fields(trials: pd.DataFrame, fields: pd.DataFrame) -> pd.DataFrame:
+    """The execution settings that change what a trial's budget buys, as configuration fields ("exec.<column>"):
+    for a clock budget (seconds) every EXECUTION_COLUMNS entry, since a T4 and an H100, eager and compiled, get
+    different numbers of steps in the same seconds; for any budget the dtype, which changes the arithmetic.
+    Trials on different settings are then different cells, never seeds of one. A trial that has not reported
+    its settings yet takes those of the other trials of its configuration when they all agree."""
+    clocked = trials["budget_kind"].map(lambda kind: kind in BUDGET_KINDS and BUDGET_KINDS[kind].measured)
+    clocked = clocked.fillna(False).astype(bool)
+    out = pd.DataFrame(index=trials.index)
+    others = keys_of(fields, list(fields.columns))
+    for column in EXECUTION_COLUMNS:
+        if column not in trials.columns:
+            continue
+        values = trials[column].astype(object).where(trials[column].notna(), None)
+        if column != "dtype":
+            values = values.where(clocked, None)
+        known = values.dropna().groupby(others[values.notna()]).agg(lambda v: v.iloc[0] if v.nunique() == 1 else None)
+        values = values.where(values.notna(), others.map(known))
+        out[f"exec.{column}"] = values.where(values.notna(), None).astype(object)
+    return out
 
 
 def _not_read_by(label) -> list[str]:

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from analysis import tables
+from analysis import configs, tables
 from analysis.inference import ALPHA, POWER
 from analysis.tables import fmt, md_table
 from wt_base.budgets import BUDGET_KINDS
@@ -135,6 +135,24 @@ def regime_section(a) -> str:
     return epochs + "\n\n" + "\n".join(f"- **Warning**: {w}." for w in a.regime_warnings)
 
 
+def execution_mix(final: pd.DataFrame) -> str:
+    """One sentence when trials ran on execution settings that the analysis keeps apart (configs.execution_fields:
+    device, dtype, compile mode, threads, attention kernels under a clock budget), else ""."""
+    fields = configs.config_fields(final)
+    mixed = [c for c in fields.columns if c.startswith("exec.") and fields[c].dropna().astype(str).nunique() > 1]
+    if not mixed:
+        return ""
+    parts = []
+    for column in mixed:
+        counts = fields[column].dropna().astype(str).value_counts()
+        parts.append(f"{column[5:]}: " + ", ".join(f"{value} ({n} trials)" for value, n in counts.items()))
+    return (
+        "**Trials ran on different execution settings** (" + "; ".join(parts) + "). What a budget buys depends on "
+        "them, so trials that differ in them are separate cells, never seeds of one: compare the cells' rows, "
+        "or project step-budgeted curves onto one machine (`wt-study analyze --timing`)."
+    )
+
+
 def render(a, target_loss: float | None) -> str:
     s = a.study
     target = (
@@ -144,16 +162,25 @@ def render(a, target_loss: float | None) -> str:
     )
     status = " (partial: some trials are still running)" if s.partial else ""
     level = f"{1 - ALPHA:.0%}"
-    sections = [
-        f"# Study `{s.name}`{status}",
+    sections = [f"# Study `{s.name}`{status}"]
+    mix = execution_mix(a.final)
+    if mix:
+        sections.append(mix)
+    sections += [
         "## What this covers",
         covers(a),
-        "## Verdicts: worker variant minus standard model, final " + a.metric,
-        f"Negative differences mean the worker variant reached a lower loss. CI: {level} interval of the test "
-        f"(paired or Welch). p: raw; p (Holm): adjusted across the table, the one the verdict uses at α={ALPHA:g}. "
-        "p equiv.: two one-sided tests that |difference| < the margin (Holm-adjusted). MDE: the smallest true "
-        f"difference the cell's test would detect with {POWER:.0%} power at α={ALPHA:g}, given its seeds and "
-        "their observed spread. Seeds: completed test seeds of the chosen setting.",
+        "## Verdicts: each arm minus the standard model, final " + a.metric,
+        f"Negative differences mean the arm reached a lower loss. CI: the {level} interval of the test (paired or "
+        "Welch), **unadjusted** (the verdicts use the Holm-adjusted p-values beside it, so an interval that just "
+        f"excludes 0 can sit beside a verdict that does not claim a difference). p: raw; p (Holm): adjusted across "
+        f"the table, the one the verdict uses at α={ALPHA:g}. p rank: a Mann-Whitney test in which a diverged or "
+        "failed seed counts as the worst outcome. p equiv.: two one-sided tests that |difference| < the margin; p "
+        "beyond margin: the converse, that the difference lies beyond the margin (both Holm-adjusted). A high p "
+        "equiv. means equivalence was *not shown*, not that the arms differ. Smallest margin shown: the margin "
+        "these seeds would certify as equivalent. MDE: the smallest true difference the cell's test would detect "
+        f"with {POWER:.0%} power at α={ALPHA:g} (noncentral t), given its seeds and their spread. Seeds: completed "
+        "of the chosen setting's test seeds; a cell where an arm lost or did not finish a seed gets no "
+        "better/worse verdict from its survivors.",
         md_table(tables.verdict_table(a.verdicts)),
         "## Data regime",
         regime_section(a),

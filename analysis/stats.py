@@ -65,7 +65,7 @@ def final_values(trials: pd.DataFrame, metrics: pd.DataFrame, metric: str = "val
     time_s = time_s.where(time_s > 0)
     out["steps_per_s"] = out["trial_id"].map(last["step"]).astype(float) / time_s
     out["tokens_per_s"] = out["trial_id"].map(last["tokens"]).astype(float) / time_s
-    for column in ("epochs", "train_minus_val"):
+    for column in ("epochs", "target_epochs", "train_minus_val"):
         values = last[column] if column in last.columns else pd.Series(dtype=float)
         out[f"{column}_end"] = out["trial_id"].map(values).astype(float)
     return _with_keys(out, fields)

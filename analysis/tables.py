@@ -73,12 +73,16 @@ def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
     cols += ["tuning"]
     if (v["standard_budget_value"].astype(float) != v["budget_value"].astype(float)).any():
         cols += ["budget_value", "standard_budget_value"]
-    cols += ["n_worker", "n_standard", "worker_diverged", "standard_diverged", "worker_epochs", "standard_epochs"]
-    cols += ["test", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm", "p_equiv_holm", "mde", "verdict"]
-    out = v[list(dict.fromkeys(cols))].copy()
-    for column in ("p_value", "p_holm", "p_equiv_holm"):
+    out = v.copy()
+    for side in ("worker", "standard"):  # "5/5", or "3/5 (2 diverged)": completed of the test seeds, and why not
+        out[f"{side}_n"] = [_seed_count(r, side) for _, r in v.iterrows()]
+    cols += ["worker_n", "standard_n", "worker_epochs", "standard_epochs", "worker_target_epochs"]
+    cols += ["standard_target_epochs", "test", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm"]
+    cols += ["p_rank_holm", "p_equiv_holm", "p_noneq_holm", "min_margin", "mde", "verdict"]
+    out = out[list(dict.fromkeys(cols))]
+    for column in ("p_value", "p_holm", "p_rank_holm", "p_equiv_holm", "p_noneq_holm"):
         out[column] = [_p(p) for p in out[column]]
-    for column in ("worker_epochs", "standard_epochs"):
+    for column in ("worker_epochs", "standard_epochs", "worker_target_epochs", "standard_target_epochs"):
         out[column] = [f"{e:.3g}" if pd.notna(e) else "—" for e in out[column]]
     return out.rename(
         columns={
@@ -87,21 +91,33 @@ def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
             "standard_tuned": "tuned (std)",
             "budget_value": "budget (w)",
             "standard_budget_value": "budget (std)",
-            "n_worker": "seeds (w)",
-            "n_standard": "seeds (std)",
-            "worker_diverged": "diverged (w)",
-            "standard_diverged": "diverged (std)",
+            "worker_n": "seeds (w)",
+            "standard_n": "seeds (std)",
             "worker_epochs": "epochs (w)",
             "standard_epochs": "epochs (std)",
-            "diff": "worker − std",
-            "diff_ci_low": "CI low",
-            "diff_ci_high": "CI high",
+            "worker_target_epochs": "target epochs (w)",
+            "standard_target_epochs": "target epochs (std)",
+            "diff": "arm − std",
+            "diff_ci_low": "CI low (unadj.)",
+            "diff_ci_high": "CI high (unadj.)",
             "p_value": "p",
             "p_holm": "p (Holm)",
+            "p_rank_holm": "p rank (Holm)",
             "p_equiv_holm": "p equiv. (Holm)",
+            "p_noneq_holm": "p beyond margin (Holm)",
+            "min_margin": "smallest margin shown",
             "mde": "MDE (80%)",
         }
     )
+
+
+def _seed_count(row, side: str) -> str:
+    """Completed of the arm's test seeds, and what became of the others: "3/5 (2 diverged)"."""
+    lost = [f"{row[f'{side}_{k}']} {k}" for k in ("diverged", "failed") if row[f"{side}_{k}"]]
+    if row[f"{side}_unfinished"]:
+        lost.append(f"{row[f'{side}_unfinished']} not finished")
+    count = f"{row[f'n_{side}']}/{row[f'{side}_seeds']}"
+    return f"{count} ({', '.join(lost)})" if lost else count
 
 
 def seed_tables(final: pd.DataFrame, chosen: pd.DataFrame, loss_at: pd.DataFrame) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 from analysis.stats import CELL_COLUMNS
 
 TUNED_ON = ("none", "tune seeds", "test seeds", "no eligible setting")
-CHOICE_COLUMNS = ["cell_key", "arm_key", "arm", "arch", "worker_interval", "conv_kernel", *CELL_COLUMNS]
+CHOICE_COLUMNS = ["cell_key", "arm_key", "arm", "arch", "worker_interval", "conv_kernel", *CELL_COLUMNS, "cell_extra"]
 CHOICE_COLUMNS += ["config_id", "tuned", "tuned_on", "n_settings", "n_eligible", "tuning_seeds"]
 
 

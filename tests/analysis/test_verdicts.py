@@ -7,7 +7,7 @@ import pytest
 from frames import arm_rows, final_frame
 from scipy import stats
 
-from analysis.inference import compare, detectable_effect, holm, paired, tost, welch
+from analysis.inference import compare, detectable_effect, holm, non_equivalence, paired, tost, welch
 from analysis.stats import CELL_COLUMNS
 from analysis.tuning import choose_settings
 from analysis.verdicts import verdicts
@@ -80,7 +80,7 @@ def test_tost_says_equivalent_for_identical_arms_with_many_seeds_and_inconclusiv
     assert v["verdict"] == "equivalent within ±0.01" and v["p_equiv_holm"] < 0.05
     few = 2.0 + 0.005 * rng.standard_normal((2, 2))
     v = verdicts_of(arm_rows("standard", few[0]) + arm_rows("worker", few[1])).iloc[0]
-    assert v["verdict"] == "inconclusive"
+    assert v["verdict"].startswith("not shown (MDE")  # neither a difference nor equivalence
 
 
 def test_tost_against_the_interval_rule_and_the_margin_from_the_trials():
@@ -113,9 +113,56 @@ def test_verdict_words():
     rows += [dict(r, worker_interval=8) for r in arm_rows("worker", [2.1, 1.9, 2.2, 1.85])]
     rows += [dict(r, worker_interval=16) for r in arm_rows("worker", [1.9])]
     v = verdicts_of(rows).set_index("worker_interval")["verdict"]
-    assert v[4] == "worker better" and v[2] == "worker worse" and v[8] == "inconclusive"
-    assert v[16] == "insufficient seeds"
+    assert v[4] == "worker better, by more than ±0.01" and v[2] == "worker worse, by more than ±0.01"
+    assert v[8].startswith("not shown (MDE ") and v[16] == "insufficient seeds"
     assert verdicts_of(arm_rows("worker", [1.0, 1.1]))["verdict"].tolist() == ["no standard baseline"]
+
+
+def test_a_diverged_test_seed_is_never_a_win_from_the_survivors():
+    """The review's case: 3 good worker seeds and 2 diverged ones gave "paired, n_pairs 3, p=0.001, better"."""
+    worker = [*arm_rows("worker", [1.70, 1.73, 1.69])]
+    worker += [dict(arch="worker", seed=s, val_loss=np.nan, status="diverged") for s in (3, 4)]
+    v = verdicts_of(arm_rows("standard", [2.0, 2.01, 1.99, 2.02, 2.0]) + worker).iloc[0]
+    assert v["p_value"] < 0.01 and v["n_pairs"] == 3  # the t-test on the survivors alone would say "better"
+    assert v["verdict"] == "worker k=4 unstable: 2 diverged of 5" and "better" not in v["verdict"]
+    # the rank test counts a diverged seed as the worst outcome: 3 wins and 2 losses are no clear win
+    assert v["p_rank"] > 0.05 and v["worker_diverged"] == 2 and v["worker_seeds"] == 5
+    unfinished = [dict(arch="worker", seed=4, val_loss=np.nan, status="stopped")]
+    v = verdicts_of(arm_rows("standard", [2.0, 2.01, 1.99]) + arm_rows("worker", [1.7, 1.71]) + unfinished)
+    assert v.iloc[0]["verdict"] == "worker k=4 incomplete: 1 not finished of 3"
+
+
+def test_equivalence_words_tell_apart_equivalent_beyond_within_and_not_shown():
+    rng = np.random.default_rng(3)
+    seed_effect = 0.01 * rng.standard_normal(30)
+    small = verdicts_of(
+        arm_rows("standard", 2.0 + seed_effect)
+        + arm_rows("worker", 1.996 + seed_effect + 0.0005 * rng.standard_normal(30))
+    ).iloc[0]
+    assert small["verdict"] == "worker better, within ±0.01"  # a real difference, smaller than the margin
+    assert small["p_equiv_holm"] < 0.05 < small["p_noneq"]
+    # the smallest margin the cell certifies: the far edge of the (1 - 2 alpha) interval
+    assert small["min_margin"] == pytest.approx(abs(small["diff"]) + stats.t.ppf(0.95, small["df"]) * small["se"])
+    assert small["min_margin"] < 0.01
+    few = verdicts_of(arm_rows("standard", [2.0, 2.02, 1.99]) + arm_rows("worker", [2.01, 2.0, 2.02])).iloc[0]
+    assert few["p_equiv"] > 0.05 and few["p_noneq"] > 0.05 and few["verdict"].startswith("not shown")
+    assert non_equivalence(0.05, 0.01, 4, 0.01) == pytest.approx(stats.t.sf(4.0, 4))  # (0.05 - 0.01) / 0.01
+
+
+def test_the_verdict_table_carries_what_redoing_a_test_needs():
+    worker, standard = correlated(5, diff=-0.01)
+    v = verdicts_of(arm_rows("standard", standard) + arm_rows("worker", worker))
+    for column in ("test", "n_worker", "n_standard", "n_pairs", "diff", "se", "df", "margin", "p_noneq", "min_margin"):
+        assert column in v.columns and v[column].notna().all(), column
+    assert v.iloc[0]["df"] == 4 and v.iloc[0]["se"] == pytest.approx(np.std(worker - standard, ddof=1) / np.sqrt(5))
+
+
+def test_detectable_effect_is_exact_at_few_degrees_of_freedom():
+    """The normal approximation gives 5.36 se at df 2; the noncentral t gives 5.65 se."""
+    assert detectable_effect(1.0, 2) == pytest.approx(5.65, abs=0.01)
+    crit = stats.t.ppf(0.975, 2)
+    mde = detectable_effect(1.0, 2)
+    assert stats.nct.sf(crit, 2, mde) + stats.nct.cdf(-crit, 2, mde) == pytest.approx(0.8, abs=1e-6)
 
 
 def test_paired_helper_matches_scipy():
