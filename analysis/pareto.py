@@ -129,23 +129,35 @@ def target_summary(
     return per_config.drop(columns="cell_key")
 
 
-def config_fronts(mean_curves: pd.DataFrame, final: pd.DataFrame, x: str) -> pd.DataFrame:
+def config_fronts(mean_curves: pd.DataFrame, final: pd.DataFrame, x: str, chosen=None) -> pd.DataFrame:
     """Fronts of seed-mean best-so-far curves (stats.seed_curves with common=True), one per (seq_len, attention)
-    group: over all configurations (scope "all") and per architecture (scope = arch).
+    group: per architecture over each arm's chosen configurations only (scope = arch; `chosen`: config ids,
+    tuning.choose_settings), and over every configuration (scope "all", descriptive).
 
+    A front over all of an arm's configurations is a minimum over them: the arm with more settings (60 worker
+    configurations against 15 standard ones in `scaling`) wins it by the winner's curse, so the per-arch fronts
+    use the configurations chosen on tune seeds; the overall front stays, labelled descriptive, with its count.
     Only grid points that every seed of the configuration covers count, so a front point is a mean over all
-    seeds, never a minimum over single seeds. Columns: seq_len, attention, scope, config_id, x, best_loss.
+    seeds, never a minimum over single seeds. Columns: seq_len, attention, scope, config_id, x, best_loss,
+    n_configs (the configurations the front was drawn from).
     """
     configs = final.drop_duplicates("config_id").set_index("config_id")[["seq_len", "attention", "arch"]]
     points = mean_curves[mean_curves["n"].eq(mean_curves["n_seeds"])]
     points = points.rename(columns={"mean": "best_loss"})[["config_id", x, "best_loss"]]
     points = points.join(configs, on="config_id")
     groups = ["seq_len", "attention"]
-    overall = pareto_front(points, x, by=groups).assign(scope="all")
-    per_arch = pareto_front(points, x, by=groups + ["arch"])
+    overall = _counted(pareto_front(points, x, by=groups), points, groups).assign(scope="all")
+    picked = points if chosen is None else points[points["config_id"].isin(set(chosen))]
+    per_arch = _counted(pareto_front(picked, x, by=groups + ["arch"]), picked, groups + ["arch"])
     per_arch = per_arch.assign(scope=per_arch["arch"])
-    columns = ["seq_len", "attention", "scope", "config_id", x, "best_loss"]
+    columns = ["seq_len", "attention", "scope", "config_id", x, "best_loss", "n_configs"]
     return pd.concat([overall[columns], per_arch[columns]], ignore_index=True)
+
+
+def _counted(front: pd.DataFrame, points: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """`front` with n_configs: how many configurations of its group the front was drawn from."""
+    counts = points.groupby(by, dropna=False)["config_id"].nunique().rename("n_configs").reset_index()
+    return front.merge(counts, on=by, how="left")
 
 
 def loss_at(metrics: pd.DataFrame, metric: str, at: float, x: str = "train_time_s") -> pd.DataFrame:

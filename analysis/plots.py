@@ -107,7 +107,8 @@ def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str,
         for scope in arm_order(front["scope"]):
             line = front[front["scope"] == scope].sort_values(x)
             style = dict(color="black", lw=1.2, ls="--") if scope == "all" else dict(color=colors[scope], lw=2.2)
-            label = f"{'overall' if scope == 'all' else scope} front ({line['config_id'].nunique()} configuration(s))"
+            n = int(line["n_configs"].iloc[0])
+            label = f"all {n} configurations (descriptive)" if scope == "all" else f"{scope}, chosen settings ({n})"
             ax.step(line[x], line["best_loss"], where="post", label=label, **style)
         ax.set_xscale("log")
         ax.autoscale_view()

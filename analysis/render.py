@@ -121,12 +121,17 @@ def _epochs(value) -> str:
 def regime_section(a) -> str:
     v = a.verdicts
     epochs = (
-        "Epochs (passes over the training split) at the end, mean over test seeds: "
+        "Passes over the training split at the end, mean over test seeds, counted in input tokens and, in "
+        "brackets, in supervised targets (the positions the training loss is taken at: a worker model is "
+        "supervised only at its worker rows, so at equal FLOPs it reads more tokens than the standard model but "
+        "may be supervised on fewer targets): "
         + "; ".join(
-            f"{r['arm']} {_epochs(r['worker_epochs'])} vs standard {_epochs(r['standard_epochs'])}"
+            f"{r['arm']} {_epochs(r['worker_epochs'])} ({_epochs(r['worker_target_epochs'])}) vs standard "
+            f"{_epochs(r['standard_epochs'])} ({_epochs(r['standard_target_epochs'])})"
             for _, r in v.drop_duplicates(["arm", "worker_epochs"]).iterrows()
         )
-        + "."
+        + ". The train − val gap is shown against its value at the first evaluation (summary table): its sign "
+        "reflects the two texts as much as the model, and overfitting shows as the gap falling over training."
         if len(v)
         else "No comparisons."
     )
@@ -191,7 +196,10 @@ def render(a, target_loss: float | None) -> str:
         md_table(tables.best_per_arch(a.summary)),
         "## Pareto fronts",
         "![pareto_time](pareto_time.png)\n\n![pareto_flops](pareto_flops.png)",
-        "Fronts of seed-mean best-so-far curves, one per (seq_len, attention); every configuration on a front:",
+        "Fronts of seed-mean best-so-far curves, one per (seq_len, attention). Each arm's front is drawn over the "
+        "configurations chosen for it on tune seeds (one per cell), so an arm with more settings does not win by "
+        "taking a minimum over them; the front over all configurations is descriptive, with its count. Every "
+        "configuration on a front:",
         md_table(tables.front_table(a.fronts, a.final, a.summary)),
         "## Learning curves",
         "![curves](curves.png)",

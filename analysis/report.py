@@ -52,7 +52,8 @@ def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = 
         c = pareto.best_so_far(points, metric, x).merge(shape, on="trial_id", how="inner")
         curves[x] = c
         means = stats.seed_curves(c, final, "best_loss", x, common=True)
-        fronts.append(pareto.config_fronts(means, final, x).rename(columns={x: "cost"}).assign(front=name))
+        front = pareto.config_fronts(means, final, x, chosen["config_id"].dropna())
+        fronts.append(front.rename(columns={x: "cost"}).assign(front=name))
     targets = pareto.default_targets(final, chosen, curves["train_time_s"], target_loss)
     reach = pareto.time_to_target(curves["train_time_s"], targets)
     summary = stats.config_summary(final).merge(pareto.target_summary(reach, final, chosen), on="config_id", how="left")

@@ -68,6 +68,12 @@ def final_values(trials: pd.DataFrame, metrics: pd.DataFrame, metric: str = "val
     for column in ("epochs", "target_epochs", "train_minus_val"):
         values = last[column] if column in last.columns else pd.Series(dtype=float)
         out[f"{column}_end"] = out["trial_id"].map(values).astype(float)
+    # The train - val gap reflects the two texts as much as overfitting (it is negative for a model far from
+    # converged when the validation text is easier): read it against its own value early in training.
+    gaps = metrics[~metrics["is_final"]].dropna(subset=["train_minus_val"]) if len(metrics) else metrics
+    first = gaps.drop_duplicates("trial_id", keep="first").set_index("trial_id")["train_minus_val"]
+    out["train_minus_val_start"] = out["trial_id"].map(first).astype(float)
+    out["train_minus_val_change"] = out["train_minus_val_end"] - out["train_minus_val_start"]
     return _with_keys(out, fields)
 
 
@@ -129,7 +135,9 @@ def config_summary(final: pd.DataFrame) -> pd.DataFrame:
         out[f"n_{name}"] = status[name].reindex(out.index).fillna(0).astype("int64") if name in status else 0
     out["n_params"] = grouped["n_params"].first()
     out["flops_per_token"] = grouped["flops_per_token"].first()
-    for column in ("steps_per_s", "tokens_per_s", "epochs_end", "train_minus_val_end"):
+    for column in (
+        "steps_per_s", "tokens_per_s", "epochs_end", "target_epochs_end", "train_minus_val_end", "train_minus_val_change"
+    ):  # fmt: skip
         out[column] = test.groupby("config_id")[column].mean().reindex(out.index)
     return out.reset_index()
 

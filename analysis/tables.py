@@ -193,7 +193,14 @@ def best_per_arch(summary: pd.DataFrame) -> pd.DataFrame:
 def front_table(fronts: pd.DataFrame, final: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """Every configuration on a front, with its test-seed trials."""
     keys = ["front", "seq_len", "attention", "scope", "config_id"]
-    f = fronts.groupby(keys, sort=True).agg(points=("cost", "count"), best_loss=("best_loss", "min")).reset_index()
+    f = fronts.groupby(keys, sort=True).agg(
+        points=("cost", "count"), best_loss=("best_loss", "min"), n_configs=("n_configs", "first")
+    )
+    f = f.reset_index()
+    f["scope"] = [
+        f"all {n} configurations (descriptive)" if s == "all" else f"{s}, chosen ({n})"
+        for s, n in zip(f["scope"], f["n_configs"], strict=True)
+    ]
     configs = summary.set_index("config_id")
     test = final[final["seed_role"].eq("test")]
     trials = test.groupby("config_id")["trial_id"].agg(lambda ids: ", ".join(sorted(ids)))
@@ -211,7 +218,9 @@ def cell_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     )
     keys = [k for k in varying(summary, CELL_COLUMNS) if k != "init"]
     cols = ["arm", *keys, "init", "tuned", "n", "mean", "ci_low", "ci_high", "n_tune", "n_stopped", "n_diverged"]
-    cols += ["n_failed", "n_params", "tokens_per_s", "epochs_end", "train_minus_val_end", "target"]
+    cols += ["n_failed", "n_params", "tokens_per_s", "epochs_end", "target_epochs_end", "train_minus_val_end"]
+    cols += ["train_minus_val_change"]
+    cols += ["target"]
     out = summary.reindex(columns=cols + ["n_reached", "n_seeds", "train_time_s_to_target", "speedup"])
     out["reached"] = [
         "—" if pd.isna(t) else f"{fmt(r)}/{fmt(n)}"
@@ -227,7 +236,9 @@ def cell_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
             "n_diverged": "diverged",
             "n_failed": "failed",
             "epochs_end": "epochs",
+            "target_epochs_end": "target epochs",
             "train_minus_val_end": "train − val",
+            "train_minus_val_change": "train − val since its first evaluation",
             "train_time_s_to_target": "median time to target (s)",
             "speedup": "speedup to target",
         }

@@ -165,6 +165,8 @@ def write_study(
         if status == "diverged":
             loss[points // 2 :] = np.nan
         tokens = steps * config["batch_size"] * config["seq_len"]
+        k = config["worker_interval"]
+        targets = tokens if k is None else steps * config["batch_size"] * -(-config["seq_len"] // k)
         base = dict(schema_version=SCHEMA_VERSION, study=name, trial_id=trial_id)
         for i in range(points):
             is_final = status == "completed" and i == points - 1
@@ -184,8 +186,11 @@ def write_study(
                     val_loss_seed=value - (0.03 if config["arch"] != "standard" else 0.0),
                     val_bpc=value / math.log(2),
                     train_eval_loss=value - 0.02,
-                    train_minus_val=-0.02,
+                    train_minus_val=-0.02 - 0.05 * i / max(1, points - 1),  # falls by 0.05 over training
                     epochs=float(tokens[i]) / TRAIN_TOKENS,
+                    targets=int(targets[i]),
+                    target_epochs=float(targets[i]) / TRAIN_TOKENS,
+                    eval_time_s=0.1,
                     val_tokens=65536 if full else 4096,
                     tokens_per_s=float(tokens[i] / times[i]),
                     is_final=is_final,

@@ -223,3 +223,26 @@ def test_no_chosen_standard_setting_means_no_target_and_no_crash():
     targets = default_targets(final, chosen, curves)
     assert targets.empty and targets["target"].dtype == float
     assert time_to_target(curves, targets).empty
+
+
+def test_an_arms_front_uses_only_its_chosen_configurations():
+    """A front over all of an arm's configurations is a minimum over them (the winner's curse); the per-arm front
+    is drawn over the configurations chosen on tune seeds, and the overall one is labelled with its count."""
+    grid = np.array([1.0, 2.0, 3.0])
+    curves = pd.DataFrame(
+        {
+            "config_id": np.repeat([0, 1, 2], 3),
+            "x": np.tile(grid, 3),
+            "n": 2,
+            "n_seeds": 2,
+            "mean": np.r_[[2.0, 1.9, 1.8], [1.9, 1.7, 1.5], [2.1, 2.0, 1.95]],  # config 1: best, not chosen
+        }
+    )
+    final = pd.DataFrame(
+        {"config_id": [0, 1, 2], "seq_len": 64, "attention": "sdpa", "arch": ["worker", "worker", "standard"]}
+    )
+    fronts = config_fronts(curves, final, "x", chosen=[0, 2])
+    worker = fronts[fronts["scope"].eq("worker")]
+    assert set(worker["config_id"]) == {0} and (worker["n_configs"] == 1).all()
+    overall = fronts[fronts["scope"].eq("all")]
+    assert 1 in set(overall["config_id"]) and (overall["n_configs"] == 3).all()

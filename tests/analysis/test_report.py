@@ -209,3 +209,17 @@ def test_the_mixer_ablation_is_an_arm_of_its_own_in_every_table(tmp_path):
     assert analyze_cli([str(study), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Standard Transformer + token mixer" in report and "| standard-mixer |" in report
+
+
+def test_reports_count_supervised_targets_beside_tokens_and_read_the_gap_against_its_start(tmp_path):
+    """At equal steps the worker reads as many input tokens as the standard model but is supervised on 1/k of
+    them; the train - val gap is read against its first evaluation, not by its sign."""
+    study = write_study(tmp_path, intervals=(4,), seq_lens=(64,), seeds=(0, 1, 2))
+    a = analyze(load_study(str(study)))
+    v = a.verdicts.iloc[0]
+    assert v["worker_target_epochs"] < 0.5 * v["worker_epochs"]
+    assert a.summary["target_epochs_end"].notna().all()
+    assert a.summary["train_minus_val_change"].to_numpy() == pytest.approx(-0.05)
+    assert analyze_cli([str(study), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "in supervised targets" in report and "train − val since its first evaluation" in report
