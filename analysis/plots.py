@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter, LogLocator, NullFormatter
 
 from analysis.configs import STANDARD, set_apart
 
@@ -42,6 +42,15 @@ def _wrapped(fig: Figure, title: str) -> str:
 
 def _suptitle(fig: Figure, title: str) -> None:
     fig.suptitle(_wrapped(fig, title))
+
+
+def _log_axis(axis, integers: bool = False) -> None:
+    """A log axis whose labels never overlap: labelled major ticks at 1, 2 and 5 per decade (at most ~8), no
+    labels on minor ticks. `integers`: labels as plain numbers (token counts), else compact (1e+12, 0.5)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    axis.set_minor_locator(LogLocator(base=10, subs="auto", numticks=12))
+    axis.set_minor_formatter(NullFormatter())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if integers or 1e-3 <= abs(v) < 1e5 else f"{v:.0e}"))
 
 
 def palette(labels) -> dict:
@@ -111,6 +120,7 @@ def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str,
             label = f"all {n} configurations (descriptive)" if scope == "all" else f"{scope}, chosen settings ({n})"
             ax.step(line[x], line["best_loss"], where="post", label=label, **style)
         ax.set_xscale("log")
+        _log_axis(ax.xaxis)
         ax.autoscale_view()
         lo, hi = np.nanpercentile(panel["best_loss"], [0, 99])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
@@ -155,9 +165,19 @@ def curves_plot(
             _thin_lines(ax, _segments(group, "config_id", x, "mean"), colors[arm], 0.5, 0.3)
             for config_id, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
                 name = names.get(config_id, "")
-                label = f"{arm}{', ' + name if name else ''} (chosen setting, mean of {g['n'].max()} test seeds)"
-                ax.plot(g[x], g["mean"], color=colors[arm], lw=2, ls=styles.get(name, "-"), label=label)
-                ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=colors[arm], alpha=0.2, lw=0)
+                every = g[g["n"].eq(g["n_seeds"])]  # grid points every seed covers; the tail has fewer seeds
+                label = f"{arm}{', ' + name if name else ''} (chosen setting, mean of {g['n_seeds'].max()} test seeds)"
+                ax.plot(every[x], every["mean"], color=colors[arm], lw=2, ls=styles.get(name, "-"), label=label)
+                ax.fill_between(every[x], every["ci_low"], every["ci_high"], color=colors[arm], alpha=0.2, lw=0)
+                tail = g[g[x] >= (every[x].max() if len(every) else -np.inf)]
+                if len(tail) > 1:  # where some seeds had stopped: thin and dotted, with how many remain
+                    ax.plot(tail[x], tail["mean"], color=colors[arm], lw=0.8, ls=":")
+                    ax.annotate(
+                        f"{int(tail['n'].iloc[-1])} of {int(tail['n_seeds'].iloc[-1])} seeds",
+                        (tail[x].iloc[-1], tail["mean"].iloc[-1]),
+                        fontsize=6,
+                        color=colors[arm],
+                    )
         ax.autoscale_view()
         lo, hi = np.nanpercentile(facet["mean"], [0, 98])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
@@ -210,8 +230,10 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
     if not points.empty:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _log_axis(ax.xaxis)
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))  # a loss range spans well under a decade
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0, 0.5), numticks=12))
         ax.legend(fontsize=7, loc="upper right")
     ax.set(xlabel="parameters", ylabel=ylabel, title=_wrapped(fig, title))
     return fig
@@ -307,16 +329,41 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
     return fig
 
 
+MIN_SIZE_SPREAD = 1.5  # a scaling plot needs sizes at least this far apart (largest / smallest n_params)
+
+
+def left_out(a) -> dict:
+    """File name -> why that plot would show nothing and is left out of the report (the others are drawn)."""
+    out = {}
+    chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna()) & a.summary["mean"].notna()]
+    spread = chosen.groupby("arm")["n_params"].agg(lambda n: n.max() / n.min() if n.min() > 0 else 1.0)
+    if spread.empty or spread.max() < MIN_SIZE_SPREAD:
+        widest = f"{spread.max():.3g}x" if len(spread) else "no"
+        out["scaling_params.png"] = (
+            f"every arm's model sizes lie within {widest} of each other, and a scaling plot needs at least "
+            f"{MIN_SIZE_SPREAD:g}x: vary n_embd or n_layer"
+        )
+    intervals = a.final["worker_interval"].dropna().unique()
+    if len(intervals) < 2:
+        out["interval.png"] = (
+            f"the study has {len(intervals)} worker interval(s): loss and speed against k need at least two"
+        )
+    if a.throughput.empty:
+        out["throughput.png"] = "no trial has a throughput measurement yet"
+    return out
+
+
 def figures(a) -> dict:
-    """File name -> Figure for every plot in PLOTS, from an `analysis.report.Analysis`."""
+    """File name -> Figure for every plot in PLOTS that `left_out` keeps, from an `analysis.report.Analysis`."""
     name, m = a.study.name, a.metric
     budgets = a.final[["budget_kind", "budget_value"]].drop_duplicates()
     budget = "budget " + ", ".join(f"{v:g} {k}" for k, v in budgets.itertuples(index=False))
     chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna())]
     fronts = a.fronts.rename(columns={"cost": "x"})
     time_fronts, flop_fronts = (fronts[fronts["front"] == f] for f in ("loss vs train time", "loss vs FLOPs"))
-    return {
-        "pareto_time.png": pareto_plot(
+    skip = left_out(a)
+    drawn = {
+        "pareto_time.png": lambda: pareto_plot(
             a.curves["train_time_s"],
             time_fronts.rename(columns={"x": "train_time_s"}),
             "train_time_s",
@@ -324,7 +371,7 @@ def figures(a) -> dict:
             f"best {m} so far",
             f"{name}: Pareto fronts of seed means, {m} vs train time ({budget})",
         ),
-        "pareto_flops.png": pareto_plot(
+        "pareto_flops.png": lambda: pareto_plot(
             a.curves["flops"],
             flop_fronts.rename(columns={"x": "flops"}),
             "flops",
@@ -332,7 +379,7 @@ def figures(a) -> dict:
             f"best {m} so far",
             f"{name}: Pareto fronts of seed means, {m} vs FLOPs ({budget})",
         ),
-        "curves.png": curves_plot(
+        "curves.png": lambda: curves_plot(
             a.seed_curves,
             a.final.drop_duplicates("config_id"),
             set(chosen["config_id"]),
@@ -340,7 +387,10 @@ def figures(a) -> dict:
             m,
             f"{name}: {m} vs train time, mean and 95% CI over test seeds ({budget})",
         ),
-        "scaling_params.png": scaling_plot(chosen, a.fits, f"final {m}", f"{name}: final {m} vs parameters ({budget})"),
-        "throughput.png": throughput_plot(a.throughput, f"{name}: training throughput"),
-        "interval.png": interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
+        "scaling_params.png": lambda: scaling_plot(
+            chosen, a.fits, f"final {m}", f"{name}: final {m} vs parameters ({budget})"
+        ),
+        "throughput.png": lambda: throughput_plot(a.throughput, f"{name}: training throughput"),
+        "interval.png": lambda: interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
     }
+    return {file: make() for file, make in drawn.items() if file not in skip}

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from analysis import configs, tables
+from analysis import configs, plots, tables
 from analysis.inference import ALPHA, POWER
 from analysis.tables import fmt, md_table
 from wt_base.budgets import BUDGET_KINDS
@@ -167,6 +167,12 @@ def render(a, target_loss: float | None) -> str:
     )
     status = " (partial: some trials are still running)" if s.partial else ""
     level = f"{1 - ALPHA:.0%}"
+    skipped = plots.left_out(a)
+
+    def image(name: str) -> str:
+        stem = name.removesuffix(".png")
+        return f"_({stem} left out: {skipped[name]}.)_" if name in skipped else f"![{stem}]({name})"
+
     sections = [f"# Study `{s.name}`{status}"]
     mix = execution_mix(a.final)
     if mix:
@@ -195,21 +201,21 @@ def render(a, target_loss: float | None) -> str:
         "Lowest mean final loss over test seeds (descriptive: chosen on the same seeds it reports).",
         md_table(tables.best_per_arch(a.summary)),
         "## Pareto fronts",
-        "![pareto_time](pareto_time.png)\n\n![pareto_flops](pareto_flops.png)",
+        f"{image('pareto_time.png')}\n\n{image('pareto_flops.png')}",
         "Fronts of seed-mean best-so-far curves, one per (seq_len, attention). Each arm's front is drawn over the "
         "configurations chosen for it on tune seeds (one per cell), so an arm with more settings does not win by "
         "taking a minimum over them; the front over all configurations is descriptive, with its count. Every "
         "configuration on a front:",
         md_table(tables.front_table(a.fronts, a.final, a.summary)),
         "## Learning curves",
-        "![curves](curves.png)",
+        image("curves.png"),
         "## Scaling",
-        "![scaling_params](scaling_params.png)",
+        image("scaling_params.png"),
         "Power-law fits L = E + A·N^-alpha to each size's mean test-seed loss at the arm's chosen setting (95% "
         "bootstrap CI, seeds resampled within sizes), only for series with at least 4 model sizes:",
         md_table(tables.fits_table(a.fits)),
         "## Throughput and worker interval",
-        "![throughput](throughput.png)\n\n![interval](interval.png)",
+        f"{image('throughput.png')}\n\n{image('interval.png')}",
         "## Summary per configuration",
         f"Time to target: first train time at which a seed's best-so-far periodic loss reaches {target}; "
         "the median over the configuration's test seeds, counting seeds that never reached it as censored "

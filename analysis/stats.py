@@ -135,9 +135,8 @@ def config_summary(final: pd.DataFrame) -> pd.DataFrame:
         out[f"n_{name}"] = status[name].reindex(out.index).fillna(0).astype("int64") if name in status else 0
     out["n_params"] = grouped["n_params"].first()
     out["flops_per_token"] = grouped["flops_per_token"].first()
-    for column in (
-        "steps_per_s", "tokens_per_s", "epochs_end", "target_epochs_end", "train_minus_val_end", "train_minus_val_change"
-    ):  # fmt: skip
+    ends = ["epochs_end", "target_epochs_end", "train_minus_val_end", "train_minus_val_change"]
+    for column in ("steps_per_s", "tokens_per_s", *ends):
         out[column] = test.groupby("config_id")[column].mean().reindex(out.index)
     return out.reset_index()
 
