@@ -15,6 +15,7 @@ from analysis import pareto, plots, regime, render, scaling, stats, tables, tuni
 from analysis.load import Study
 from analysis.plots import PLOTS  # noqa: F401  (re-exported: the report's file names)
 from analysis.tables import config_label, md_table  # noqa: F401  (re-exported for the CLI and tests)
+from analysis.targets import default_targets, target_summary, time_to_target
 
 SEED_AT_S = 120.0  # the seed's "Loss @ 120s" column
 FRONTS = (("train_time_s", "loss vs train time"), ("flops", "loss vs FLOPs"))
@@ -54,9 +55,9 @@ def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = 
         means = stats.seed_curves(c, final, "best_loss", x, common=True)
         front = pareto.config_fronts(means, final, x, chosen["config_id"].dropna())
         fronts.append(front.rename(columns={x: "cost"}).assign(front=name))
-    targets = pareto.default_targets(final, chosen, curves["train_time_s"], target_loss)
-    reach = pareto.time_to_target(curves["train_time_s"], targets)
-    summary = stats.config_summary(final).merge(pareto.target_summary(reach, final, chosen), on="config_id", how="left")
+    targets = default_targets(final, chosen, curves["train_time_s"], target_loss)
+    reach = time_to_target(curves["train_time_s"], targets)
+    summary = stats.config_summary(final).merge(target_summary(reach, final, chosen), on="config_id", how="left")
     throughput = scaling.throughput_summary(final)
     trial_regime = regime.stopped_improving(points, final, metric)
     return Analysis(

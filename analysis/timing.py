@@ -185,7 +185,7 @@ def projected_loss_at(curves: pd.DataFrame, budget_s: float, metric: str = "val_
 def projected_time_to_target(curves: pd.DataFrame, targets: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     """Per (trial, machine), the projected time at which the best-so-far `metric` first reaches the trial's target.
 
-    `targets` has trial_id, target (pareto.default_targets). The crossing step is interpolated linearly in step
+    `targets` has trial_id, target (targets.default_targets). The crossing step is interpolated linearly in step
     between the last point above the target and the first at or below it (the first point itself when it is
     already there). Columns: the carried columns, target, crossing_step, projected_time_to_target_s, status:
     "reached", "not reached" (NaN time), or the trial's own status when it did not complete and never reached it.
