@@ -10,6 +10,7 @@ import pandas as pd
 from analysis import configs, plots, tables
 from analysis.inference import ALPHA, POWER
 from analysis.tables import fmt, md_table
+from analysis.verdicts import BIASED
 from wt_base.budgets import BUDGET_KINDS
 
 NO_WARNING = "No compared configuration's periodic val loss ended above its minimum by more than the margin."
@@ -137,7 +138,7 @@ def regime_section(a) -> str:
     )
     if not a.regime_warnings:
         return f"{epochs}\n\n{NO_WARNING}"
-    return epochs + "\n\n" + "\n".join(f"- **Warning**: {w}." for w in a.regime_warnings)
+    return f"{epochs}\n\n{len(a.regime_warnings)} compared configurations had stopped improving: see Warnings."
 
 
 def execution_mix(final: pd.DataFrame) -> str:
@@ -158,12 +159,30 @@ def execution_mix(final: pd.DataFrame) -> str:
     )
 
 
+def interaction_text(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "_(none: the study crosses no setting with the architecture)_"
+    shown = table[["factor", "level_a", "level_b", "arm", "context", "n_seeds", "did", "did_ci_low"]].copy()
+    shown["did_ci_high"], shown["p_holm"], shown["words"] = table["did_ci_high"], table["p_holm"], table["words"]
+    return md_table(shown.rename(columns={"did": "difference-in-differences", "p_holm": "p (Holm)"}))
+
+
+def warnings_section(a) -> str:
+    """Every warning of the report, one bullet each (regime, step speeds, grid edges, tuning on test seeds)."""
+    lines = [f"- {w}." for w in a.warnings]
+    if (a.verdicts["tuning"] == BIASED).any():
+        lines.append("- some arms were tuned on their test seeds (no tune seeds): their verdicts are flagged biased.")
+    return "\n".join(lines) if lines else "None: no check found a reason to distrust the tables below."
+
+
 def render(a, target_loss: float | None) -> str:
     s = a.study
     target = (
         f"{target_loss:g} (given)"
         if target_loss is not None
-        else "the worst lowest loss among the test seeds of the cell's chosen standard configuration"
+        else "the cell's target (a pre-registered `target_loss`, else the median over the tune seeds of the cell's "
+        "chosen standard configuration of the loss they had reached at 80% of their run; without tune seeds the "
+        "worst test seed's lowest loss, flagged in the table)"
     )
     status = " (partial: some trials are still running)" if s.partial else ""
     level = f"{1 - ALPHA:.0%}"
@@ -177,6 +196,7 @@ def render(a, target_loss: float | None) -> str:
     mix = execution_mix(a.final)
     if mix:
         sections.append(mix)
+    sections += ["## Warnings", warnings_section(a)]
     sections += [
         "## What this covers",
         covers(a),
@@ -195,10 +215,17 @@ def render(a, target_loss: float | None) -> str:
         md_table(tables.verdict_table(a.verdicts)),
         "## Data regime",
         regime_section(a),
+        "## Interactions",
+        "Where the study crosses a setting with the architecture (init, attention, seq_len, ... against worker vs "
+        "standard) or two worker settings (conv_kernel x worker_interval), the difference-in-differences: how "
+        "much the arm's gap to the standard model changes between the setting's levels, paired by seed where "
+        "all four trials of a seed exist, with its interval and a Holm-adjusted p across the table.",
+        interaction_text(a.interactions),
         "## The seed's table",
         tables.seed_tables(a.final, a.chosen, a.loss_at),
         "## Best configuration per architecture",
-        "Lowest mean final loss over test seeds (descriptive: chosen on the same seeds it reports).",
+        "Lowest mean final loss over test seeds per architecture and cell (descriptive: chosen on the same seeds "
+        "it reports; never across sequence lengths or sizes, whose losses are not comparable).",
         md_table(tables.best_per_arch(a.summary)),
         "## Pareto fronts",
         f"{image('pareto_time.png')}\n\n{image('pareto_flops.png')}",
@@ -217,10 +244,13 @@ def render(a, target_loss: float | None) -> str:
         "## Throughput and worker interval",
         f"{image('throughput.png')}\n\n{image('interval.png')}",
         "## Summary per configuration",
-        f"Time to target: first train time at which a seed's best-so-far periodic loss reaches {target}; "
-        "the median over the configuration's test seeds, counting seeds that never reached it as censored "
-        "(— when fewer than half reached it); speedup is the chosen standard configuration's median over this "
-        "one's. All columns are in summary.csv.",
+        f"Time to target: the train time at which a seed's best-so-far periodic loss reaches {target}, "
+        "interpolated between the two evaluations around the crossing; the median over the configuration's test "
+        "seeds that reached it or ran to their end (a seed that never reached it counts as censored; — when fewer "
+        "than half reached it). Seeds the scheduler stopped, or that diverged or failed, are counted apart and "
+        "left out: they are not slow seeds. Speedup: the chosen standard configuration's median over this one's, "
+        "with a 95% bootstrap interval over seeds (paired where both arms have the same seeds; shown only when at "
+        "least 95% of the resamples have a median). All columns are in summary.csv.",
         md_table(tables.cell_summary_table(a.summary)),
     ]
     return "\n\n".join(sections) + "\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import pareto, plots, regime, render, scaling, stats, tables, tuning, verdicts
+from analysis import caveats, interactions, pareto, plots, regime, render, scaling, stats, tables, tuning, verdicts
 from analysis.load import Study
 from analysis.plots import PLOTS  # noqa: F401  (re-exported: the report's file names)
 from analysis.tables import config_label, md_table  # noqa: F401  (re-exported for the CLI and tests)
@@ -41,6 +41,12 @@ class Analysis:
     loss_at: pd.DataFrame  # trial_id, loss_at (the seed's Loss @ 120s)
     regime: pd.DataFrame  # regime.stopped_improving per trial
     regime_warnings: list  # sentences: compared configurations whose val loss had stopped improving
+    interactions: pd.DataFrame  # interactions.interaction_table: differences-in-differences of crossed factors
+    caveats: list  # every warning of the report (regime, step speeds, grid edges), printed first
+
+    @property
+    def warnings(self) -> list[str]:
+        return [*self.regime_warnings, *self.caveats]
 
 
 def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = None) -> Analysis:
@@ -77,6 +83,8 @@ def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = 
         loss_at=pareto.loss_at(points, metric, SEED_AT_S),
         regime=trial_regime,
         regime_warnings=regime.regime_warnings(trial_regime, final, chosen),
+        interactions=interactions.interaction_table(final, chosen),
+        caveats=[*caveats.throughput_consistency(final), *caveats.edge_of_grid(final, chosen)],
     )
 
 
@@ -94,6 +102,9 @@ def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | No
         fig.clear()
     a.summary.to_csv(out / "summary.csv", index=False)
     a.verdicts.to_csv(out / "verdicts.csv", index=False)
+    a.interactions.to_csv(out / "interactions.csv", index=False)
+    # every warning the report prints, for any page that quotes it (docs/findings.md carries them)
+    (out / "warnings.md").write_text(render.warnings_section(a) + "\n", encoding="utf-8")
     text = render.render(a, a.target_loss if target_loss is None else target_loss)
     (out / "report.md").write_text(text, encoding="utf-8")
     if fmt_ == "html":

@@ -7,6 +7,7 @@ import pandas as pd
 
 from analysis.configs import STANDARD
 from analysis.stats import CELL_COLUMNS
+from analysis.targets import UNREACHED
 from wt_model import archs
 
 SEED_SETTINGS = {"seq_len": 1024, "n_embd": 256, "n_layer": 4, "n_head": 4, "batch_size": 16}
@@ -176,8 +177,10 @@ def _seed_rows(cell: pd.DataFrame, multi_interval: bool) -> pd.DataFrame:
 
 
 def best_per_arch(summary: pd.DataFrame) -> pd.DataFrame:
+    """The lowest-loss configuration of each architecture in each cell (not across sequence lengths or sizes,
+    whose losses are not comparable)."""
     s = summary[summary["mean"].notna()].sort_values("mean", kind="stable")
-    best = s.drop_duplicates(["arch", "budget_kind", "budget_value"]).sort_values(["budget_value", "arch"])
+    best = s.drop_duplicates(["arch", "cell_key"]).sort_values([*CELL_COLUMNS, "arch"], kind="stable")
     return pd.DataFrame(
         {
             "arch": best["arch"],
@@ -220,11 +223,13 @@ def cell_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     cols = ["arm", *keys, "init", "tuned", "n", "mean", "ci_low", "ci_high", "n_tune", "n_stopped", "n_diverged"]
     cols += ["n_failed", "n_params", "tokens_per_s", "epochs_end", "target_epochs_end", "train_minus_val_end"]
     cols += ["train_minus_val_change"]
-    cols += ["target"]
-    out = summary.reindex(columns=cols + ["n_reached", "n_seeds", "train_time_s_to_target", "speedup"])
-    out["reached"] = [
-        "—" if pd.isna(t) else f"{fmt(r)}/{fmt(n)}"
-        for t, r, n in zip(out["target"], out["n_reached"], out["n_seeds"], strict=True)
+    cols += ["target", "target_source"]
+    extra = ["n_reached", "n_seeds", *UNREACHED.values(), "train_time_s_to_target", "speedup"]
+    out = summary.reindex(columns=cols + extra + ["speedup_ci_low", "speedup_ci_high"])
+    out["reached"] = [_reached(row) for _, row in out.iterrows()]
+    out["speedup"] = [
+        "—" if pd.isna(s) else f"{s:.2f}x" + (f" [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) else "")
+        for s, lo, hi in zip(out["speedup"], out["speedup_ci_low"], out["speedup_ci_high"], strict=True)
     ]
     out = out[cols + ["reached", "train_time_s_to_target", "speedup"]]
     return out.rename(
@@ -239,10 +244,20 @@ def cell_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
             "target_epochs_end": "target epochs",
             "train_minus_val_end": "train − val",
             "train_minus_val_change": "train − val since its first evaluation",
+            "target_source": "target from",
             "train_time_s_to_target": "median time to target (s)",
-            "speedup": "speedup to target",
+            "speedup": "speedup to target [95% CI]",
         }
     )
+
+
+def _reached(row) -> str:
+    """ "3/5 (1 stopped, 1 diverged)": seeds that reached the target of all its test seeds, and why the others
+    have no time (a stopped or diverged seed is not a seed that never got there)."""
+    if pd.isna(row["target"]):
+        return "—"
+    apart = [f"{fmt(row[c])} {s}" for s, c in UNREACHED.items() if pd.notna(row.get(c)) and row[c]]
+    return f"{fmt(row['n_reached'])}/{fmt(row['n_seeds'])}" + (f" ({', '.join(apart)})" if apart else "")
 
 
 def fits_table(fits: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from analysis.inference import ALPHA
 TARGET_SOURCES = ("given", "spec", "tune seeds", "test seeds (no tune seeds)")
 REACH_STATUSES = ("reached", "not reached", "stopped", "diverged", "failed", "running")
 IN_MEDIAN = ("reached", "not reached")  # seeds that reached the target, or ran to their end without reaching it
+TUNE_FRACTION = 0.8  # a tune-seed target is the loss the standard model had reached at this share of its run
 MIN_DEFINED = 0.95  # the speedup interval is shown only when this share of bootstrap replicates has a ratio
 UNREACHED = {status: f"n_{status}_unreached" for status in REACH_STATUSES[2:]}
 SUMMARY_COUNTS = ["n_seeds", "n_reached", "n_not_reached", *UNREACHED.values()]
@@ -29,6 +30,7 @@ def default_targets(
     curves: pd.DataFrame,
     target_loss: float | None = None,
     spec_target=None,
+    x: str = "train_time_s",
 ) -> pd.DataFrame:
     """Per trial, the loss its cell must reach and where it came from. Columns: trial_id, target, target_source.
 
@@ -36,11 +38,11 @@ def default_targets(
     - "spec": a pre-registered target: the trials column `target_loss` (one value per cell; it may be absent or
       null), else `spec_target` (one loss for every cell, or a mapping cell_key -> loss);
     - "tune seeds": the median, over the completed tuning seeds of the cell's chosen standard configuration
-      (tuning.choose_settings), of each seed's lowest best-so-far loss (`curves` from pareto.best_so_far, one
-      evaluation set). The median because the bar should be what a typical standard run reaches by its end:
-      one bad seed cannot move it (the worst seed, the old rule, moves with any one seed), and the seeds that
-      set it never judge. Expect about half the standard's test seeds to reach it, fewer when choosing the
-      setting on those tuning seeds flattered them;
+      (tuning.choose_settings), of the best-so-far loss each reached at TUNE_FRACTION of its run (`curves` from
+      pareto.best_so_far along `x`, one evaluation set). The median, so that one bad seed cannot move it (the
+      worst seed, the old rule, moves with any one seed); from tuning seeds, so that the seeds that set the bar
+      never judge; at 80% of the run rather than at its end, so that a typical standard test seed reaches it
+      before its budget ends and its time is observed, not censored (at the end, only about half would);
     - "test seeds (no tune seeds)": when no such tuning seed has a curve, the worst of the lowest losses of the
       configuration's test seeds (every one of them reaches it), flagged: the judges set the bar.
     Cells with none of these (no chosen standard configuration, no spec) get no target.
@@ -48,10 +50,12 @@ def default_targets(
     if target_loss is not None:
         return pd.DataFrame({"trial_id": final["trial_id"], "target": float(target_loss), "target_source": "given"})
     lowest = curves.groupby("trial_id", sort=False)["best_loss"].min()
+    early = _best_at_fraction(curves, x, TUNE_FRACTION)
     std_configs = chosen.loc[chosen["arch"].eq(STANDARD), ["cell_key", "config_id"]].dropna()
     std = final.merge(std_configs, on=["cell_key", "config_id"], how="inner")
     std = std.assign(lowest=std["trial_id"].map(lowest).astype(float)).dropna(subset=["lowest"])
     tune = std[std["seed_role"].eq("tune") & std["status"].eq("completed")]
+    tune = tune.assign(lowest=tune["trial_id"].map(early).astype(float)).dropna(subset=["lowest"])
     test = std[std["seed_role"].eq("test")]
     sources = [
         _spec_targets(final, spec_target).assign(target_source="spec"),
@@ -61,6 +65,15 @@ def default_targets(
     cells = pd.concat(sources, ignore_index=True).drop_duplicates("cell_key")  # in order of precedence
     out = final[["trial_id", "cell_key"]].merge(cells, on="cell_key", how="inner")
     return out[["trial_id", "target", "target_source"]].astype({"target": float, "target_source": object})
+
+
+def _best_at_fraction(curves: pd.DataFrame, x: str, fraction: float) -> pd.Series:
+    """trial_id -> the best-so-far loss at the last evaluation at or before `fraction` of the trial's last `x`."""
+    if curves.empty:
+        return pd.Series(dtype=float)
+    end = curves.groupby("trial_id", sort=False)[x].transform("max")
+    before = curves[curves[x] <= fraction * end + 1e-12].sort_values(["trial_id", x], kind="stable")
+    return before.groupby("trial_id", sort=False)["best_loss"].last()
 
 
 def _spec_targets(final: pd.DataFrame, spec_target) -> pd.DataFrame:

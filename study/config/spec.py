@@ -127,6 +127,7 @@ class StudySpec:
     equivalence_margin: float = 0.01  # nats: |worker - standard| below it counts as equivalent (rows carry it)
     budget_by_arch: dict = field(default_factory=dict)  # arch label -> budget value, overriding budget.value
     allow_shared_device: bool = False  # seconds budgets: let trials share a GPU or a core (the report says so)
+    target_loss: float | None = None  # pre-registered time-to-target loss (nats), recorded in every trial row
 
     def __post_init__(self) -> None:
         require(
@@ -154,6 +155,12 @@ class StudySpec:
             "equivalence_margin",
             self.equivalence_margin,
             "a number > 0 (nats)",
+        )
+        require(
+            self.target_loss is None or (self.target_loss > 0 and math.isfinite(self.target_loss)),
+            "target_loss",
+            self.target_loss,
+            "a loss > 0 in nats, or null for a target from the tune seeds",
         )
         _check_axes(self.axes)
         overlap = sorted(set(self.axes) & set(self.sample.axes))

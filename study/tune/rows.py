@@ -49,6 +49,7 @@ def pending_row(trial: Trial, spec: StudySpec) -> dict:
         "seed_role": seed_role(spec, run.train.seed),
         "equivalence_margin": spec.equivalence_margin,
         "allow_shared_device": spec.allow_shared_device,
+        "target_loss": spec.target_loss,
         "id_scheme": ID_SCHEME,
         "config_json": json.dumps(stored, sort_keys=True),
         "n_params": params.total,

@@ -225,3 +225,14 @@ def test_reports_count_supervised_targets_beside_tokens_and_read_the_gap_against
     assert analyze_cli([str(study), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
     assert "in supervised targets" in report and "train − val since its first evaluation" in report
+
+
+def test_a_crossed_factor_gets_its_difference_in_differences_and_the_warnings_go_to_their_own_file(tmp_path):
+    study = write_study(tmp_path, intervals=(4,), seq_lens=(64,), seeds=(0, 1, 2), inits=("torch", "nanogpt"))
+    a = analyze(load_study(str(study)))
+    assert set(a.interactions["factor"]) == {"init"} and a.interactions["did"].notna().all()
+    assert analyze_cli([str(study), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Interactions" in report and "difference-in-differences" in report
+    warnings = (tmp_path / "out" / "warnings.md").read_text()
+    assert warnings.strip() and warnings.strip() in report  # the same text, for pages that quote the report

@@ -35,11 +35,13 @@ def test_spec_with_the_new_keys_round_trips_through_yaml():
     from wt_base.yamlio import parse_yaml
 
     spec = spec_with(
-        tune_seeds=[100, 101], equivalence_margin=0.02, budget_by_arch={"worker": 5}, allow_shared_device=True
-    )
+        tune_seeds=[100, 101], equivalence_margin=0.02, budget_by_arch={"worker": 5}, allow_shared_device=True,
+        target_loss=1.5,
+    )  # fmt: skip
     assert parse_spec(parse_yaml(dump_spec(spec), "dumped")) == spec
     (row,) = [pending_row(t, spec) for t in expand(spec) if t.arch == "worker" and t.run.train.seed == 100]
     assert row["equivalence_margin"] == 0.02 and row["allow_shared_device"] and row["budget_value"] == 5.0
+    assert row["target_loss"] == 1.5  # pre-registered: the analysis takes the target from the rows
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_spec_with_the_new_keys_round_trips_through_yaml():
         ({"budget_by_arch": {"worker": "long"}}, "budget_by_arch.worker='long' has the wrong type"),
         ({"budget_by_arch": [966]}, "budget_by_arch=[966] is invalid: expected a mapping"),
         ({"allow_shared_device": "yes"}, "allow_shared_device='yes' has the wrong type"),
+        ({"target_loss": -1}, "target_loss=-1.0 is invalid: expected a loss > 0 in nats"),
         ({"scheduler": {"kind": "asha", "grace_period_s": 3}}, "scheduler.grace_period_s=3.0 is invalid with asha"),
     ],
 )
