@@ -13,8 +13,8 @@ from analysis.tuning import choose_settings
 def with_speed(rows, steps_per_s):
     """Trials whose last evaluation point ran at `steps_per_s` (a metrics frame of one point per trial)."""
     import pandas as pd
-
     from frames import METRIC_COLUMNS, trials_frame
+
     from analysis.stats import final_values
 
     trials = trials_frame(rows)
