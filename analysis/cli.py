@@ -32,7 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser, name: str = "analyze") -> Non
         type=float,
         default=None,
         metavar="X",
-        help="loss for time-to-target (default: the standard model's final loss in each cell)",
+        help="loss for time-to-target (default: the spec's target_loss, else one from the tune seeds per cell)",
+    )
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="analyse only the trials with this setting (a trials column such as lr=0.002 or init=torch); repeat "
+        "to combine",
     )
     parser.add_argument("--format", choices=FORMATS, default="md", help="also write report.html with 'html'")
 
@@ -46,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if args.target_loss is not None and not (math.isfinite(args.target_loss) and args.target_loss > 0):
         raise StudyError(f"--target-loss is {args.target_loss}; it must be a finite number > 0.")
 
-    from analysis.load import load_study
+    from analysis.load import load_study, restrict, where_conditions
     from analysis.report import analyze, md_table, verdict_table, write_report
 
+    conditions = where_conditions(args.where)  # a bad --where fails before anything is read
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        study = load_study(args.path)
+        study = restrict(load_study(args.path), conditions)
     out = args.out or default_out(args.path, study.name)
     analysis = analyze(study, metric=args.metric, target_loss=args.target_loss)
     report = write_report(analysis, out, fmt_=args.format, target_loss=args.target_loss)

@@ -7,6 +7,7 @@ resumed trial that re-reports a step, or a trial row updated from "running" to "
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from wt_base.errors import StudyError
+from wt_base.fields import BY_COLUMN
 from wt_base.layout import METRICS_DIR, RESULTS_DIR, TRIALS_DIR
 from wt_base.schema import (
     METRICS_KEY,
@@ -181,3 +183,46 @@ def _tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     for column in ("random_worker_phase", "count_eval_in_budget"):
         trials[column] = trials[column].astype("boolean")
     return trials
+
+
+def where_conditions(items: list[str]) -> dict:
+    """`--where FIELD=VALUE` flags -> {trials column: value of the column's type}; one sentence for a bad one."""
+    out = {}
+    for item in items:
+        field, sep, text = item.partition("=")
+        if not sep or field not in BY_COLUMN:
+            raise StudyError(
+                f"--where {item!r} is invalid: expected FIELD=VALUE with FIELD one of {', '.join(BY_COLUMN)}."
+            )
+        kind = BY_COLUMN[field].kind
+        try:
+            out[field] = {"true": True, "false": False}[text.lower()] if kind is bool else kind(text)
+        except (KeyError, ValueError):
+            raise StudyError(f"--where {item!r} is invalid: {field} takes {kind.__name__} values.") from None
+    return out
+
+
+def _equals(column: pd.Series, value) -> pd.Series:
+    """column == value, numbers compared as numbers (0.002 matches a stored 2e-3); missing values never match."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = pd.to_numeric(column, errors="coerce").astype(float)
+        return ((number - float(value)).abs() <= 1e-12 * max(1.0, abs(float(value)))).fillna(False)
+    return column.eq(value).fillna(False).astype(bool)
+
+
+def restrict(study: Study, conditions: dict) -> Study:
+    """The study's trials with every `conditions` setting (and their evaluation points); the study itself when
+    there are none. No trial left is one sentence naming the conditions."""
+    if not conditions:
+        return study
+    trials = study.trials
+    keep = pd.Series(True, index=trials.index)
+    for name, value in conditions.items():
+        keep &= _equals(trials[name], value)
+    if not keep.any():
+        said = ", ".join(f"{k}={v}" for k, v in conditions.items())
+        raise StudyError(f"no trial of {study.path} has {said}: check the values with `wt-study status`.")
+    trials = trials[keep].reset_index(drop=True)
+    metrics = study.metrics[study.metrics["trial_id"].isin(set(trials["trial_id"]))].reset_index(drop=True)
+    partial = bool(trials["status"].isin(UNFINISHED_STATUSES).any())
+    return dataclasses.replace(study, trials=trials, metrics=metrics, partial=partial)

@@ -77,3 +77,17 @@ def test_uri_paths_are_read_through_pyarrow_fs(tmp_path):
     study = write_study(tmp_path)
     by_uri = load_study(study.as_uri())
     assert_frame_equal(by_uri.trials, load_study(str(study)).trials)
+
+
+def test_where_restricts_the_analysis_to_one_setting_and_bad_flags_are_one_sentence(tmp_path):
+    from analysis.load import restrict, where_conditions
+
+    study = load_study(str(write_study(tmp_path, seq_lens=(64,), lrs=(1e-3, 2e-3))))
+    shared = restrict(study, where_conditions(["lr=0.002"]))
+    assert set(shared.trials["lr"]) == {0.002} and set(shared.metrics["trial_id"]) == set(shared.trials["trial_id"])
+    assert len(shared.trials) == len(study.trials) // 2
+    for bad, message in (("lr", "expected FIELD=VALUE"), ("speed=3", "FIELD one of arch"), ("lr=fast", "float")):
+        with pytest.raises(StudyError, match=message):
+            where_conditions([bad])
+    with pytest.raises(StudyError, match="no trial of .* has lr=0.5"):
+        restrict(study, where_conditions(["lr=0.5"]))
