@@ -6,7 +6,9 @@ one page-cache copy of the tokens, so a trial needs only its DataConfig; a Mappe
 (through Ray's object store) travels as its folder path and is mapped again on arrival.
 
 `data.corpus` is a name in NAMED_CORPORA (downloaded, checksum-verified), a local UTF-8 text file, or a folder of
-them: its regular, non-hidden files in name order, joined with FOLDER_SEPARATOR between consecutive files.
+them: its regular, non-hidden files in name order, joined with FOLDER_SEPARATOR between consecutive files. A named
+corpus's URL can be replaced (a mirror, a test server) by the environment variable WT_CORPUS_URL_<NAME>
+(WT_CORPUS_URL_ENWIK8) or by open_corpus(url=...); the SHA-256 it must match stays the pinned one.
 
 Cache (`data.cache_dir`, else $WT_CACHE_DIR, else $XDG_CACHE_HOME/wt_study or ~/.cache/wt_study):
     <cache>/<download>   the download as published (tinyshakespeare.txt, enwik8.zip, text8.zip), kept so the

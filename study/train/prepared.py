@@ -38,6 +38,7 @@ FIXED_SPLIT = "90/5/5"  # train / val / test percent of the length (enwik8, text
 VAL_FRACTION_SPLIT = "val_fraction"  # first 1 - data.val_fraction train, the rest val, no test
 TEXT8_SYMBOLS = " abcdefghijklmnopqrstuvwxyz"  # text8's whole alphabet, in code-point order
 UNITS = {"chars": "char", "text8": "char", "bytes": "byte"}  # tokens -> what a bit per token is a bit per
+FIELDS = ("corpus", "source", "source_sha256", "content_sha256", "tokens", "unit", "vocab", "dtype", "split_sizes")
 
 
 def split_sizes(n_tokens: int, rule: str, val_fraction: float) -> tuple[int, int, int]:
@@ -135,7 +136,8 @@ def read_meta(folder: Path) -> dict | None:
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         itemsize = np.dtype(meta["dtype"]).itemsize
-        complete = meta["format_version"] == FORMAT_VERSION and all(
+        complete = meta["format_version"] == FORMAT_VERSION and all(field in meta for field in FIELDS)
+        complete = complete and all(
             (folder / f"{name}.bin").stat().st_size == meta["split_sizes"][name] * itemsize for name in SPLITS
         )
     except (OSError, ValueError, KeyError, TypeError):

@@ -175,13 +175,16 @@ def test_offline_says_which_file_to_put_where(tmp_path):
     assert "WT_CACHE_DIR" in message and _listing(tmp_path / "cache") == []
 
 
-@pytest.mark.parametrize("damage", ["temp folder and no meta.json", "a short split file"])
+@pytest.mark.parametrize("damage", ["temp folder and no meta.json", "a short split file", "a half-written meta.json"])
 def test_an_interrupted_cache_is_prepared_again_from_the_kept_download(tmp_path, server, fake_enwik8, damage):
     cfg = DataConfig(corpus="enwik8", cache_dir=str(tmp_path))
     open_corpus(cfg)
     if damage == "a short split file":
         with open(tmp_path / "enwik8" / "val.bin", "r+b") as f:
             f.truncate(10)
+    elif damage == "a half-written meta.json":
+        meta = tmp_path / "enwik8" / "meta.json"
+        meta.write_bytes(meta.read_bytes()[:100])
     else:
         (tmp_path / ".tmp-enwik8-0123abcd").mkdir()
         (tmp_path / ".tmp-enwik8-0123abcd" / "train.bin").write_bytes(b"half")
@@ -297,3 +300,6 @@ def test_user_mistakes_are_one_sentence(tmp_path, server, monkeypatch):
     message = _one_error(DataConfig(corpus="enwik8", cache_dir=cache), url=server.serve("/e8.zip", misnamed))
     assert "holds no file 'enwik8'" in message
     assert not any(p.is_dir() for p in (tmp_path / "cache").iterdir())  # no prepared folder, complete or not
+    (tmp_path / "cache" / "enwik8.zip").write_bytes(b"not the archive")  # a wrong copy placed by hand: kept
+    assert "delete the file" in _one_error(DataConfig(corpus="enwik8", cache_dir=cache))
+    assert (tmp_path / "cache" / "enwik8.zip").read_bytes() == b"not the archive"
