@@ -5,7 +5,7 @@
     WT_BENCH_ENWIK8=/path/to/enwik8.zip python benchmarks/bench_corpora.py   # the real archive (checksum-verified)
 
 Prints the preparation time (verify the archive placed in the cache, extract, tokenize, write the splits whole),
-then for each trial: the time `open_corpus` takes in a fresh interpreter, the pickled size of the MappedCorpus,
+then for each trial: the time `load_corpus` takes in a fresh interpreter, the pickled size of the MappedCorpus,
 and its memory growth (/proc/self/status) after opening, after gathering one random batch, and after reading the
 whole 90 MB train split. VmRSS counts the mapped file pages too (RssFile: the page cache, shared by every process
 that maps the same files; one batch already maps tens of MB of it, since the kernel maps the cache's large
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from study.config.run import DataConfig  # noqa: E402
-from study.train.corpora import NAMED_CORPORA, open_corpus, prepare_corpus  # noqa: E402
+from study.train.corpora import NAMED_CORPORA, load_corpus, prepare_corpus  # noqa: E402
 from study.train.download import sha256_of_file  # noqa: E402
 
 N_BYTES = 100_000_000
@@ -76,7 +76,7 @@ def trial(cache: str, sha256: str, seed: int) -> dict:
     pin(sha256)
     before = memory_kb()
     start = time.perf_counter()
-    corpus = open_corpus(DataConfig(corpus="enwik8", cache_dir=cache))
+    corpus = load_corpus(DataConfig(corpus="enwik8", cache_dir=cache))
     map_s = time.perf_counter() - start
     mapped = memory_kb()
     starts = np.random.default_rng(seed).integers(0, len(corpus.train) - SEQ_LEN - 1, BATCH)
@@ -162,7 +162,7 @@ def local_file(cache: Path, folder: Path) -> None:
     prepare_corpus(cfg)
     prepared_s = time.perf_counter() - start
     start = time.perf_counter()
-    open_corpus(cfg)
+    load_corpus(cfg)
     print(
         f"local 10^8-byte text file: prepare {prepared_s:.2f} s; open {time.perf_counter() - start:.3f} s "
         "(hashes the file to find its prepared folder)"

@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from study.config.run import DataConfig
-    from study.train.data import load_corpus
+    from study.train.corpora import load_corpus
 
     corpus = load_corpus(DataConfig(corpus=args.data))
     print(f"seed model (n_embd 256, 4 layers, 4 heads), T={args.seq_len}, batch {args.batch_size}, {args.steps} steps")

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
-from study.train.data import load_corpus
+from study.train.corpora import load_corpus
 from study.train.loop import train
 from wt_model.config import ModelConfig
 

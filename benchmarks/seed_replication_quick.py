@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
-from study.train.data import load_corpus
+from study.train.corpora import load_corpus
 from study.train.loop import train
 from wt_model.config import ModelConfig
 from wt_model.flops import count_params

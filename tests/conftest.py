@@ -44,7 +44,8 @@ def _real_corpus_candidates() -> list[Path]:
     """Where a copy of TinyShakespeare may be: WT_SHARED_DATA, the team's ../shared copy, the user's own
     download cache (as `load_corpus` finds it outside the tests)."""
     from study.config.run import DataConfig
-    from study.train.data import CACHE_ENV, KNOWN_CORPORA, _cache_dir
+    from study.train.corpora import NAMED_CORPORA, cache_dir
+    from study.train.download import CACHE_ENV
 
     found = [Path(os.environ[SHARED_ENV])] if os.environ.get(SHARED_ENV) else []
     found.append(REPO.parent / "shared" / "data" / "tinyshakespeare.txt")
@@ -53,7 +54,7 @@ def _real_corpus_candidates() -> list[Path]:
             patch.delenv(CACHE_ENV, raising=False)
         else:
             patch.setenv(CACHE_ENV, USER_CACHE_ENV)
-        found.append(_cache_dir(DataConfig()) / KNOWN_CORPORA["tinyshakespeare"].filename)
+        found.append(cache_dir(DataConfig()) / NAMED_CORPORA["tinyshakespeare"].filename)
     return found
 
 
@@ -61,13 +62,13 @@ def _real_corpus_candidates() -> list[Path]:
 def tinyshakespeare(private_cache) -> Path:
     """The real TinyShakespeare, checksum-verified, placed in the session's download cache (so the corpus name
     `tinyshakespeare` loads it). Skips the test when no verified copy is reachable."""
-    from study.train.data import KNOWN_CORPORA
+    from study.train.corpora import NAMED_CORPORA
 
-    expected = KNOWN_CORPORA["tinyshakespeare"].sha256
+    expected = NAMED_CORPORA["tinyshakespeare"].sha256
     tried = []
     for path in _real_corpus_candidates():
         if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == expected:
-            target = private_cache / KNOWN_CORPORA["tinyshakespeare"].filename
+            target = private_cache / NAMED_CORPORA["tinyshakespeare"].filename
             shutil.copyfile(path, target)
             return target
         tried.append(str(path))

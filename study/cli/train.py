@@ -88,7 +88,8 @@ def _read_yaml(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.train.data import DataConfig, load_corpus
+    from study.config.run import DataConfig
+    from study.train.corpora import load_corpus
     from study.train.loop import load_state, save_state, train
     from wt_base.errors import StudyError
 

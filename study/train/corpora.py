@@ -1,6 +1,6 @@
 """Corpora prepared once into the cache as token files, and memory-mapped by every trial that uses them.
 
-`open_corpus(DataConfig)` returns a `MappedCorpus`: read-only numpy memmaps of the train / val / test splits,
+`load_corpus(DataConfig)` returns a `MappedCorpus`: read-only numpy memmaps of the train / val / test splits,
 the vocabulary, the content's SHA-256 and `encode` / `decode`, like `data.Corpus`. All trials on a machine share
 one page-cache copy of the tokens, so a trial needs only its DataConfig; a MappedCorpus that is pickled anyway
 (through Ray's object store) travels as its folder path and is mapped again on arrival.
@@ -8,7 +8,7 @@ one page-cache copy of the tokens, so a trial needs only its DataConfig; a Mappe
 `data.corpus` is a name in NAMED_CORPORA (downloaded, checksum-verified), a local UTF-8 text file, or a folder of
 them: its regular, non-hidden files in name order, joined with FOLDER_SEPARATOR between consecutive files. A named
 corpus's URL can be replaced (a mirror, a test server) by the environment variable WT_CORPUS_URL_<NAME>
-(WT_CORPUS_URL_ENWIK8) or by open_corpus(url=...); the SHA-256 it must match stays the pinned one.
+(WT_CORPUS_URL_ENWIK8) or by load_corpus(url=...); the SHA-256 it must match stays the pinned one.
 
 Cache (`data.cache_dir`, else $WT_CACHE_DIR, else $XDG_CACHE_HOME/wt_study or ~/.cache/wt_study):
     <cache>/<download>   the download as published (tinyshakespeare.txt, enwik8.zip, text8.zip), kept so the
@@ -28,6 +28,7 @@ data.py's rule, first int(n * (1 - data.val_fraction)) train and the rest val, w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import zipfile
@@ -36,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study.config.run import DataConfig
-from study.errors import StudyError
 from study.train.download import CACHE_ENV, download_verified, sha256_of_file
 from study.train.prepared import (
     FIXED_SPLIT,
@@ -50,6 +50,7 @@ from study.train.prepared import (
     remove_leftovers,
     write_folder,
 )
+from wt_base.errors import StudyError
 
 URL_ENV_PREFIX = "WT_CORPUS_URL_"  # WT_CORPUS_URL_ENWIK8=<mirror> replaces enwik8's URL (same pinned SHA-256)
 FOLDER_SEPARATOR = "\n"  # written between consecutive files of a folder corpus
@@ -60,7 +61,7 @@ DEFAULT_VAL_FRACTION = DataConfig().val_fraction
 class NamedCorpus:
     """A corpus the study downloads by name."""
 
-    url: str  # where it is published (replaceable: WT_CORPUS_URL_<NAME>, or open_corpus(url=...))
+    url: str  # where it is published (replaceable: WT_CORPUS_URL_<NAME>, or load_corpus(url=...))
     filename: str  # the download's name in the cache
     sha256: str  # pinned SHA-256 of the download's bytes
     member: str  # the file inside the zip archive that holds the text; "" when the download is the text
@@ -111,14 +112,15 @@ class MappedCorpus:
     and `meta` (meta.json). vocab[i] is token i's character; for a byte corpus chr(i), and encode / decode go
     through UTF-8. Pickles as (folder, name, sha256) and maps the files again when unpickled."""
 
-    def __init__(self, folder: Path, name: str):
+    def __init__(self, folder: Path, name: str, data: DataConfig | None = None):
         meta = read_meta(folder)
         if meta is None:
             raise StudyError(
                 f"data.corpus={name!r}: no complete prepared corpus at {folder} on this machine; open it with "
-                "open_corpus(DataConfig) here, which prepares it."
+                "load_corpus(DataConfig) here, which prepares it."
             )
         self.folder, self.name, self.meta = folder, name, meta
+        self.data = data or DataConfig(corpus=name)  # how to prepare it again, on a machine that lacks it
         self.vocab = "".join(map(chr, meta["vocab"]))
         self.sha256 = meta["content_sha256"]  # of the text (or bytes) the tokens were made from
         self.unit = UNITS[meta["tokens"]]
@@ -145,17 +147,17 @@ class MappedCorpus:
         return "".join(self.vocab[int(i)] for i in ids)
 
     def __reduce__(self):
-        return _reopen, (str(self.folder), self.name, self.sha256)
+        return _reopen, (str(self.folder), self.name, self.sha256, dataclasses.asdict(self.data))
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{split}={len(getattr(self, split))}" for split in SPLITS)
         return f"MappedCorpus({self.name!r}, {self.unit}, vocab={len(self.vocab)}, {sizes}, folder={self.folder})"
 
 
-def open_corpus(cfg: DataConfig, *, url: str | None = None) -> MappedCorpus:
+def load_corpus(cfg: DataConfig, *, url: str | None = None) -> MappedCorpus:
     """Map the corpus `cfg.corpus` names, preparing it first if the cache has no complete copy (see the module
     docstring). `url` replaces a named corpus's URL (as WT_CORPUS_URL_<NAME> does); its SHA-256 stays pinned."""
-    return MappedCorpus(prepare_corpus(cfg, url=url), cfg.corpus)
+    return MappedCorpus(prepare_corpus(cfg, url=url), cfg.corpus, cfg)
 
 
 def prepare_corpus(cfg: DataConfig, *, url: str | None = None) -> Path:
@@ -315,12 +317,18 @@ def _utf8(corpus: str, file: Path, in_folder: bool) -> bytes:
     return raw
 
 
-def _reopen(folder: str, name: str, sha256: str) -> MappedCorpus:
-    """Unpickle a MappedCorpus: map its folder again, and refuse one that now holds other content."""
-    corpus = MappedCorpus(Path(folder), name)
+def _reopen(folder: str, name: str, sha256: str, data: dict | None = None) -> MappedCorpus:
+    """Unpickle a MappedCorpus: map its folder again; on a machine whose cache lacks it (another node of a
+    cluster), prepare it there from its DataConfig (a named corpus is downloaded; a local file must exist at the
+    same path). Refuse one that now holds other content."""
+    if read_meta(Path(folder)) is None and data is not None:
+        corpus = load_corpus(DataConfig(**data))
+    else:
+        corpus = MappedCorpus(Path(folder), name, None if data is None else DataConfig(**data))
     if corpus.sha256 != sha256:
         raise StudyError(
-            f"the prepared corpus {name} at {folder} now holds content with SHA-256 {corpus.sha256[:12]}..., not the "
-            f"{sha256[:12]}... it held when it was sent: open it again with open_corpus(DataConfig)."
+            f"the prepared corpus {name} at {corpus.folder} holds content with SHA-256 {corpus.sha256[:12]}..., "
+            f"not the {sha256[:12]}... it held when it was sent: the file differs on this machine; give every node "
+            "the same."
         )
     return corpus

@@ -1,88 +1,18 @@
-"""Text data for the study: the corpus (download + cache + checksum, or a local file), the character
-vocabulary, the train/val split, on-device batch sampling and the fixed validation windows.
-
-Every user mistake (unknown corpus, missing or empty file, bad checksum, offline without a cached copy, a
-sequence length that does not fit) raises `StudyError` with one sentence, and nothing is left half-written:
-downloads are verified in memory and then written to the cache atomically (temp file + `os.replace`).
+"""Batches and windows of a corpus (study.train.corpora prepares and maps it): whether a sequence length fits,
+on-device batch sampling and the fixed validation windows. A sequence length that does not fit is one sentence.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from study.config.run import DataConfig
 from wt_base.errors import StudyError
-from wt_base.storage import write_local_atomic
-
-CACHE_ENV = "WT_CACHE_DIR"
 
 
-@dataclass(frozen=True)
-class KnownCorpus:
-    """A corpus the study can download by name."""
-
-    filename: str  # name of the file in the cache directory
-    url: str  # where it is downloaded from
-    sha256: str  # expected SHA-256 of the file's bytes
-
-
-KNOWN_CORPORA = {
-    "tinyshakespeare": KnownCorpus(
-        filename="tinyshakespeare.txt",
-        url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-    ),
-}
-
-
-@dataclass(frozen=True, eq=False)
-class Corpus:
-    """A character-level corpus split into train and val token arrays (numpy: cheap to pickle to workers)."""
-
-    name: str  # corpus name or the file path it was read from
-    vocab: str  # sorted unique characters of the whole text; token id i is vocab[i]
-    sha256: str  # SHA-256 of the text's UTF-8 bytes
-    train: np.ndarray  # token ids of the first (1 - val_fraction) of the text
-    val: np.ndarray  # token ids of the rest
-
-    def encode(self, text: str) -> list[int]:
-        index = {ch: i for i, ch in enumerate(self.vocab)}
-        try:
-            return [index[ch] for ch in text]
-        except KeyError as exc:
-            raise StudyError(f"character {exc.args[0]!r} is not in the vocabulary of corpus {self.name}.") from None
-
-    def decode(self, ids) -> str:
-        return "".join(self.vocab[int(i)] for i in ids)
-
-
-def load_corpus(cfg: DataConfig) -> Corpus:
-    """Read the corpus `cfg.corpus` names (a known name, downloaded and cached, or a UTF-8 text file)."""
-    raw = _cached_or_downloaded(cfg.corpus, _cache_dir(cfg)) if cfg.corpus in KNOWN_CORPORA else _read_local(cfg.corpus)
-    digest = hashlib.sha256(raw).hexdigest()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StudyError(
-            f"data.corpus={cfg.corpus!r} is not UTF-8 text (bad byte at offset {exc.start}): convert it to UTF-8."
-        ) from None
-    if not text:
-        raise StudyError(f"data.corpus={cfg.corpus!r} is empty: give a file with text in it.")
-    vocab, ids = _tokenize(text)
-    n_train = int(len(ids) * (1 - cfg.val_fraction))
-    return Corpus(name=cfg.corpus, vocab=vocab, sha256=digest, train=ids[:n_train], val=ids[n_train:])
-
-
-def check_corpus_fits(corpus: Corpus, seq_len: int, what: str = "seq_len") -> None:
+def check_corpus_fits(corpus, seq_len: int, what: str = "seq_len") -> None:
     """Raise StudyError unless one window of `seq_len + 1` tokens fits in both the train and the val split."""
     need = seq_len + 1
     for split, ids in (("validation", corpus.val), ("training", corpus.train)):
@@ -91,71 +21,6 @@ def check_corpus_fits(corpus: Corpus, seq_len: int, what: str = "seq_len") -> No
                 f"{what}={seq_len} is too long for corpus {corpus.name}: one window needs {need} characters "
                 f"but its {split} split has {len(ids)}; use a shorter {what} or a longer text."
             )
-
-
-def _tokenize(text: str) -> tuple[str, np.ndarray]:
-    """Character vocabulary (sorted) and the text's token ids, vectorised through UTF-32 code points."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    unique = np.unique(codes)  # sorted code points == sorted characters
-    vocab = "".join(chr(c) for c in unique)
-    dtype = np.uint8 if len(unique) <= 256 else np.int32
-    ids = np.searchsorted(unique, codes).astype(dtype)
-    return vocab, ids
-
-
-def _cache_dir(cfg: DataConfig) -> Path:
-    if cfg.cache_dir:
-        return Path(cfg.cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "wt_study"
-
-
-def _read_local(corpus: str) -> bytes:
-    path = Path(corpus).expanduser()
-    looks_like_path = os.sep in corpus or "/" in corpus or path.suffix != ""
-    if not path.exists():
-        if looks_like_path:
-            raise StudyError(f"data.corpus={corpus!r}: no such file; give the path of a UTF-8 text file.")
-        raise StudyError(
-            f"data.corpus={corpus!r} is not a known corpus or an existing file: use one of "
-            f"{', '.join(KNOWN_CORPORA)} or the path of a UTF-8 text file."
-        )
-    if not path.is_file():
-        raise StudyError(f"data.corpus={corpus!r} is not a regular file; give the path of a UTF-8 text file.")
-    return path.read_bytes()
-
-
-def _cached_or_downloaded(name: str, cache: Path) -> bytes:
-    known = KNOWN_CORPORA[name]
-    path = cache / known.filename
-    if path.is_file():
-        raw = path.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != known.sha256:
-            raise StudyError(
-                f"the cached {name} at {path} has SHA-256 {digest[:12]}..., expected {known.sha256[:12]}...: "
-                f"delete the file to download it again, or pass the path of your own text as data.corpus."
-            )
-        return raw
-    try:
-        with urllib.request.urlopen(known.url, timeout=60) as response:
-            raw = response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise StudyError(
-            f"data.corpus={name!r} is not cached at {path} and downloading {known.url} failed ({exc}): put "
-            f"the file there, set {CACHE_ENV} (or --cache-dir) to a folder holding {known.filename}, "
-            "or pass its path."
-        ) from None
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != known.sha256:
-        raise StudyError(
-            f"the download of {name} from {known.url} has SHA-256 {digest[:12]}..., expected "
-            f"{known.sha256[:12]}...; nothing was written: retry, or put a verified copy at {path}."
-        )
-    write_local_atomic(path, lambda f: f.write(raw))
-    return raw
 
 
 class BatchSampler:

@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from study.errors import StudyError
+from wt_base.errors import StudyError
 
 CACHE_ENV = "WT_CACHE_DIR"  # the download cache (see corpora.cache_dir)
 TEMP_PREFIX = ".tmp-"  # temp files and folders in the cache; anything so named was left by an interrupted run

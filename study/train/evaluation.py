@@ -10,7 +10,8 @@ from typing import NamedTuple
 import torch
 
 from study.config.run import EvalConfig
-from study.train.data import Corpus, gather_windows, seed_window_starts, stream_window_starts
+from study.train.corpora import MappedCorpus
+from study.train.data import gather_windows, seed_window_starts, stream_window_starts
 from wt_model import evaluate_batch
 
 
@@ -56,7 +57,7 @@ class EvalWindows(NamedTuple):
     train: torch.Tensor  # the training-split counterpart of `val` (overfitting shows as their gap)
 
 
-def eval_windows(corpus: Corpus, seq_len: int, ev: EvalConfig, device: torch.device) -> EvalWindows:
+def eval_windows(corpus: MappedCorpus, seq_len: int, ev: EvalConfig, device: torch.device) -> EvalWindows:
     """`ev.val_tokens` of non-overlapping validation windows, or the seed's stride-1 ones with protocol "seed"
     (then the final evaluation uses them too)."""
     n_val = len(corpus.val)

@@ -34,7 +34,8 @@ import torch
 from study.config.run import RunConfig
 from study.train.budget import Budget, lr_at
 from study.train.compiled import CUDA_READ_EVERY, LossWindow, compile_mode, compile_model
-from study.train.data import BatchSampler, Corpus, check_corpus_fits
+from study.train.corpora import MappedCorpus
+from study.train.data import BatchSampler, check_corpus_fits
 from study.train.device import resolve_device
 from study.train.evaluation import EvalRecord, eval_windows, evaluate_windows
 from study.train.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
@@ -64,7 +65,7 @@ Report = Callable[[EvalRecord | None, dict | None], None]
 
 def train(
     cfg: RunConfig,
-    corpus: Corpus,
+    corpus: MappedCorpus,
     *,
     on_report: Report | None = None,
     state: dict | None = None,
@@ -108,7 +109,7 @@ def _step(model, optimizer, x, y, lr: float, grad_clip: float, autocast, phase: 
 class _Run:
     """The objects of one run (model, optimizer, sampler, validation windows) and its loop."""
 
-    def __init__(self, cfg: RunConfig, corpus: Corpus, started: float, fresh: bool, clock=time.perf_counter):
+    def __init__(self, cfg: RunConfig, corpus: MappedCorpus, started: float, fresh: bool, clock=time.perf_counter):
         seq_len = cfg.seq_len
         check_corpus_fits(corpus, seq_len)
         if cfg.model.vocab_size < len(corpus.vocab):

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from study.errors import StudyError
 from study.train.download import TEMP_PREFIX
+from wt_base.errors import StudyError
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"

@@ -27,7 +27,7 @@ class Plan:
     spec: StudySpec
     trials: list  # list[study.config.space.Trial]: the spec's expansion, or the stored list of a started study
     location: Location  # the study directory
-    corpus: object  # study.train.data.Corpus
+    corpus: object  # study.train.corpora.MappedCorpus (pickles as its folder: Ray ships no tokens)
     note: str = ""  # resume: how this version's expansion of the spec differs from the stored trials ("" if not)
 
     @property
@@ -43,7 +43,8 @@ def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
     expansion of the spec would give: a study is its trial list, so an upgrade never changes what it runs.
     """
     from study.config.space import expand
-    from study.train.data import check_corpus_fits, load_corpus
+    from study.train.corpora import load_corpus
+    from study.train.data import check_corpus_fits
 
     location = resolve(spec.storage, "storage").join(spec.name)
     check_writable(location, "storage")

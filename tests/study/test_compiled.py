@@ -14,7 +14,7 @@ import study.train.evaluation as evaluation_module
 import study.train.loop as train_module
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig, from_mapping
 from study.train.compiled import LossWindow, compile_mode
-from study.train.data import load_corpus
+from study.train.corpora import load_corpus
 from study.train.loop import train
 from wt_base.errors import StudyError
 from wt_model import ModelConfig

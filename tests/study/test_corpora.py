@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import threading
+import types
 import urllib.request
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,9 +20,9 @@ import numpy as np
 import pytest
 
 from study.config.run import DataConfig
-from study.errors import StudyError
-from study.train.corpora import NAMED_CORPORA, MappedCorpus, open_corpus, url_env
+from study.train.corpora import NAMED_CORPORA, MappedCorpus, load_corpus, url_env
 from study.train.prepared import FIXED_SPLIT, VAL_FRACTION_SPLIT, split_sizes
+from wt_base.errors import StudyError
 
 RNG = np.random.default_rng(0)
 FAKE_ENWIK8 = RNG.integers(0, 256, 4_000, dtype=np.uint8).tobytes()  # every byte value, 4 KB
@@ -102,7 +103,7 @@ def _pin(name: str, archive: bytes, monkeypatch) -> None:
 
 def _one_error(cfg: DataConfig, **kwargs) -> str:
     with pytest.raises(StudyError) as info:
-        open_corpus(cfg, **kwargs)
+        load_corpus(cfg, **kwargs)
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -119,7 +120,7 @@ ENWIK8_CACHE = sorted(["enwik8.zip", "enwik8", *(f"enwik8/{name}" for name in PR
 
 def test_download_prepares_maps_and_is_reused(tmp_path, server, fake_enwik8):
     cfg = DataConfig(corpus="enwik8", cache_dir=str(tmp_path))
-    corpus = open_corpus(cfg)
+    corpus = load_corpus(cfg)
     assert server.requests == ["/enwik8.zip"]
     assert _listing(tmp_path) == ENWIK8_CACHE
     assert (len(corpus.train), len(corpus.val), len(corpus.test)) == (3_600, 200, 200)
@@ -131,7 +132,7 @@ def test_download_prepares_maps_and_is_reused(tmp_path, server, fake_enwik8):
     assert meta["source_sha256"] == NAMED_CORPORA["enwik8"].sha256 and meta["vocab"] == list(range(256))
     assert meta["split_sizes"] == {"train": 3_600, "val": 200, "test": 200} and meta["dtype"] == "uint8"
     stamp = os.stat(tmp_path / "enwik8" / "meta.json").st_ino
-    again = open_corpus(cfg)  # no request, no preparation: the same files mapped again
+    again = load_corpus(cfg)  # no request, no preparation: the same files mapped again
     assert server.requests == ["/enwik8.zip"] and os.stat(tmp_path / "enwik8" / "meta.json").st_ino == stamp
     assert np.array_equal(again.val, corpus.val)
 
@@ -139,7 +140,7 @@ def test_download_prepares_maps_and_is_reused(tmp_path, server, fake_enwik8):
 def test_text8_by_url_argument_has_the_fixed_alphabet_and_proportional_split(tmp_path, server, monkeypatch):
     archive = _zip("text8", FAKE_TEXT8)
     _pin("text8", archive, monkeypatch)
-    corpus = open_corpus(DataConfig(corpus="text8", cache_dir=str(tmp_path)), url=server.serve("/t8.zip", archive))
+    corpus = load_corpus(DataConfig(corpus="text8", cache_dir=str(tmp_path)), url=server.serve("/t8.zip", archive))
     assert corpus.vocab == " abcdefghijklmnopqrstuvwxyz" and corpus.unit == "char" and corpus.bits_label == "bpc"
     assert (len(corpus.train), len(corpus.val), len(corpus.test)) == (1_800, 100, 100)
     assert corpus.decode(np.concatenate([corpus.train, corpus.val, corpus.test])) == FAKE_TEXT8.decode()
@@ -178,7 +179,7 @@ def test_offline_says_which_file_to_put_where(tmp_path):
 @pytest.mark.parametrize("damage", ["temp folder and no meta.json", "a short split file", "a half-written meta.json"])
 def test_an_interrupted_cache_is_prepared_again_from_the_kept_download(tmp_path, server, fake_enwik8, damage):
     cfg = DataConfig(corpus="enwik8", cache_dir=str(tmp_path))
-    open_corpus(cfg)
+    load_corpus(cfg)
     if damage == "a short split file":
         with open(tmp_path / "enwik8" / "val.bin", "r+b") as f:
             f.truncate(10)
@@ -189,7 +190,7 @@ def test_an_interrupted_cache_is_prepared_again_from_the_kept_download(tmp_path,
         (tmp_path / ".tmp-enwik8-0123abcd").mkdir()
         (tmp_path / ".tmp-enwik8-0123abcd" / "train.bin").write_bytes(b"half")
         (tmp_path / "enwik8" / "meta.json").unlink()
-    corpus = open_corpus(cfg)
+    corpus = load_corpus(cfg)
     assert np.concatenate([corpus.train, corpus.val, corpus.test]).tobytes() == FAKE_ENWIK8
     assert _listing(tmp_path) == ENWIK8_CACHE
     assert server.requests == ["/enwik8.zip"]  # prepared again from the verified download in the cache
@@ -201,7 +202,7 @@ def test_trials_starting_together_download_and_prepare_once(tmp_path, server, fa
 
     def trial():
         try:
-            corpora.append(open_corpus(cfg))
+            corpora.append(load_corpus(cfg))
         except Exception as exc:  # reported below: a thread's exception would not fail the test
             errors.append(exc)
 
@@ -214,18 +215,26 @@ def test_trials_starting_together_download_and_prepare_once(tmp_path, server, fa
     assert _listing(tmp_path) == ENWIK8_CACHE
 
 
-def test_local_file_matches_data_py_and_an_edit_prepares_anew(tmp_path, excerpt):
-    from study.train.data import load_corpus  # the in-memory reference this module replaces
+def _reference(text: str, val_fraction: float = 0.1):
+    """The character corpus as the first in-memory loader made it: sorted unique characters, their ids, 90/10."""
+    vocab = "".join(sorted(set(text)))
+    ids = np.array([vocab.index(ch) for ch in text], dtype=np.uint8)
+    n_train = int(len(ids) * (1 - val_fraction))
+    return vocab, ids[:n_train], ids[n_train:]
 
+
+def test_local_file_matches_the_first_loader_and_an_edit_prepares_anew(tmp_path, excerpt):
     cfg = DataConfig(corpus=excerpt, cache_dir=str(tmp_path / "cache"))
-    mapped, reference = open_corpus(cfg), load_corpus(cfg)
-    assert mapped.vocab == reference.vocab and mapped.sha256 == reference.sha256
-    assert np.array_equal(mapped.train, reference.train) and np.array_equal(mapped.val, reference.val)
-    assert mapped.train.dtype == reference.train.dtype == np.uint8 and len(mapped.test) == 0
-    assert mapped.encode("First") == reference.encode("First")
+    mapped = load_corpus(cfg)
+    text = Path(excerpt).read_text(encoding="utf-8")
+    vocab, train, val = _reference(text)
+    assert mapped.vocab == vocab and mapped.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert np.array_equal(mapped.train, train) and np.array_equal(mapped.val, val)
+    assert mapped.train.dtype == np.uint8 and len(mapped.test) == 0
+    assert mapped.encode("First") == [vocab.index(ch) for ch in "First"]
     edited = tmp_path / "edited.txt"
     edited.write_text(Path(excerpt).read_text(encoding="utf-8") + "Zounds!\n", encoding="utf-8")
-    again = open_corpus(DataConfig(corpus=str(edited), cache_dir=str(tmp_path / "cache")))
+    again = load_corpus(DataConfig(corpus=str(edited), cache_dir=str(tmp_path / "cache")))
     assert again.folder != mapped.folder and again.decode(again.val[-8:]) == "Zounds!\n"
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
@@ -236,7 +245,7 @@ def test_folder_of_files_joins_them_in_name_order(tmp_path):
     (folder / "b.txt").write_text("second → file", encoding="utf-8")
     (folder / "a.txt").write_text("first file", encoding="utf-8")
     (folder / ".hidden").write_text("not read", encoding="utf-8")
-    corpus = open_corpus(DataConfig(corpus=str(folder), cache_dir=str(tmp_path / "cache"), val_fraction=0.5))
+    corpus = load_corpus(DataConfig(corpus=str(folder), cache_dir=str(tmp_path / "cache"), val_fraction=0.5))
     text = "first file\nsecond → file"
     assert corpus.decode(np.concatenate([corpus.train, corpus.val])) == text
     assert corpus.vocab == "".join(sorted(set(text))) and len(corpus.train) == int(len(text) * 0.5)
@@ -248,13 +257,13 @@ def test_folder_of_files_joins_them_in_name_order(tmp_path):
 def test_large_character_vocabulary_uses_int32(tmp_path):
     text = "".join(chr(0x4E00 + i) for i in range(300)) * 2
     (tmp_path / "han.txt").write_text(text, encoding="utf-8")
-    corpus = open_corpus(DataConfig(corpus=str(tmp_path / "han.txt"), cache_dir=str(tmp_path / "cache")))
+    corpus = load_corpus(DataConfig(corpus=str(tmp_path / "han.txt"), cache_dir=str(tmp_path / "cache")))
     assert corpus.train.dtype == np.int32 and len(corpus.vocab) == 300
     assert corpus.decode(np.concatenate([corpus.train, corpus.val])) == text
 
 
 def test_pickle_is_small_and_maps_the_same_files(tmp_path, server, fake_enwik8):
-    corpus = open_corpus(DataConfig(corpus="enwik8", cache_dir=str(tmp_path)))
+    corpus = load_corpus(DataConfig(corpus="enwik8", cache_dir=str(tmp_path)))
     blob = pickle.dumps(corpus)
     assert len(blob) < 10_000
     back = pickle.loads(blob)  # noqa: S301 -- our own bytes, made one line above
@@ -262,16 +271,21 @@ def test_pickle_is_small_and_maps_the_same_files(tmp_path, server, fake_enwik8):
     for split in ("train", "val", "test"):
         assert np.array_equal(getattr(back, split), getattr(corpus, split))
         assert isinstance(getattr(back, split), np.memmap)
+    # a node whose cache lacks the prepared folder (another machine of a cluster) prepares it from the DataConfig
+    # (here from the kept download: no second request), and one whose content differs is refused
     (tmp_path / "enwik8" / "meta.json").unlink()
-    with pytest.raises(StudyError, match="no complete prepared corpus"):
-        pickle.loads(blob)  # noqa: S301
+    again = pickle.loads(blob)  # noqa: S301
+    assert (tmp_path / "enwik8" / "meta.json").is_file() and np.array_equal(again.train, corpus.train)
+    assert server.requests == ["/enwik8.zip"]
+    other = pickle.dumps(load_corpus(DataConfig(corpus="enwik8", cache_dir=str(tmp_path))))
+    with pytest.raises(StudyError, match="not the 000000000000"):
+        pickle.loads(other.replace(corpus.sha256.encode(), b"0" * 64))  # noqa: S301
 
 
 def test_tinyshakespeare_by_name_keeps_todays_corpus(tinyshakespeare):
-    from study.train.data import load_corpus
-
-    corpus = open_corpus(DataConfig())  # from the session cache, where the fixture put the verified copy
-    reference = load_corpus(DataConfig())
+    corpus = load_corpus(DataConfig())  # from the session cache, where the fixture put the verified copy
+    vocab, train, val = _reference(tinyshakespeare.read_text(encoding="utf-8"))
+    reference = types.SimpleNamespace(vocab=vocab, train=train, val=val)
     assert (len(corpus.train), len(corpus.val), len(corpus.test)) == (1_003_854, 111_540, 0)
     assert corpus.vocab == reference.vocab and len(corpus.vocab) == 65 and corpus.train.dtype == np.uint8
     assert np.array_equal(corpus.train, reference.train) and np.array_equal(corpus.val, reference.val)

@@ -13,12 +13,11 @@ import pytest
 import torch
 
 from study.config.run import DataConfig
+from study.train.corpora import NAMED_CORPORA, load_corpus
 from study.train.data import (
-    KNOWN_CORPORA,
     BatchSampler,
     check_corpus_fits,
     gather_windows,
-    load_corpus,
     seed_window_starts,
     stream_window_starts,
 )
@@ -38,7 +37,7 @@ def test_tinyshakespeare_split_and_vocab_match_the_seed(tinyshakespeare):
     assert len(real.vocab) == 65
     assert list(real.vocab) == sorted(real.vocab)
     assert (len(real.train), len(real.val)) == (1_003_854, 111_540)
-    assert real.sha256 == KNOWN_CORPORA["tinyshakespeare"].sha256
+    assert real.sha256 == NAMED_CORPORA["tinyshakespeare"].sha256
     assert real.decode(real.train[:14]) == "First Citizen:"
     text = "To be, or not to be"
     assert real.decode(real.encode(text)) == text
@@ -63,11 +62,20 @@ def test_local_file_round_trips_non_ascii(tmp_path):
 
 def test_download_is_verified_and_written_atomically(tmp_path, monkeypatch, tinyshakespeare):
     good = tinyshakespeare.read_bytes()
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(good))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: _Response(good))
     cache = tmp_path / "fresh" / "cache"
     corpus = load_corpus(DataConfig(cache_dir=str(cache)))
     assert len(corpus.val) == 111_540
-    assert [p.name for p in cache.iterdir()] == ["tinyshakespeare.txt"]
+    # the verified download, kept so the corpus can be prepared again offline, and the prepared token files
+    assert sorted(p.name for p in cache.iterdir()) == ["tinyshakespeare-val0.1", "tinyshakespeare.txt"]
+
+
+class _Response(io.BytesIO):
+    """What urlopen returns, as far as the download reads it: the body and its Content-Length."""
+
+    def __init__(self, body: bytes):
+        super().__init__(body)
+        self.headers = {"Content-Length": str(len(body))}
 
 
 def _one_error(cfg: DataConfig) -> str:
@@ -79,7 +87,7 @@ def _one_error(cfg: DataConfig) -> str:
 
 
 def test_checksum_mismatch_on_download_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"not shakespeare"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: _Response(b"not shakespeare"))
     cache = tmp_path / "cache"
     message = _one_error(DataConfig(cache_dir=str(cache)))
     assert "SHA-256" in message and "nothing was written" in message
@@ -102,7 +110,7 @@ def test_offline_without_cache_says_where_to_put_the_file(tmp_path, monkeypatch)
     cache = tmp_path / "cache"
     message = _one_error(DataConfig(cache_dir=str(cache)))
     assert str(cache / "tinyshakespeare.txt") in message and "WT_CACHE_DIR" in message
-    assert not cache.exists()
+    assert not cache.exists() or not any(cache.iterdir())  # nothing written
 
 
 def test_missing_empty_unknown_and_non_utf8_inputs(tmp_path):

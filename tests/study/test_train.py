@@ -14,7 +14,7 @@ import torch
 import study.train.loop as train_module
 from study.cli import main
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, RunConfig, TrainConfig
-from study.train.data import load_corpus
+from study.train.corpora import load_corpus
 from study.train.loop import EvalRecord, load_state, lr_at, save_state, train
 from tests.conftest import EXCERPT
 from wt_base.errors import StudyError
