@@ -57,17 +57,24 @@ def run(args: argparse.Namespace) -> int:
     return runner.run_study(plan, address=args.address, ray_temp_dir=args.ray_temp_dir)
 
 
+def _number(value, spec: str) -> str:
+    return "?" if value is None else format(value, spec)
+
+
 def print_plan(plan, out=None) -> None:
+    from study.config.regime import trial_regime
     from study.config.space import total_budget
     from wt_base.budgets import BUDGET_KINDS
     from wt_model.archs import applies
 
     out = out or sys.stdout
     header = ("trial_id", "arch", "attention", "k", "seq_len", "n_embd", "n_layer", "n_head", "batch", "lr", "seed")
-    rows = []
+    header += ("tokens", "epochs", "target epochs", "tokens/param")
+    rows, train_tokens = [], len(plan.corpus.train)
     for t in plan.trials:
         m, tr = t.run.model, t.run.train
         k = str(m.worker_interval) if applies("worker_interval", m.arch) else "-"
+        regime = trial_regime(t.run, train_tokens)
         rows.append(
             (
                 t.trial_id,
@@ -81,6 +88,10 @@ def print_plan(plan, out=None) -> None:
                 tr.batch_size,
                 f"{tr.lr:.3g}",
                 f"{tr.seed} (tune)" if tr.seed in plan.spec.tune_seeds else tr.seed,
+                _number(regime.tokens, ".3g"),
+                _number(regime.epochs, ".3g"),
+                _number(regime.target_epochs, ".3g"),
+                _number(regime.tokens_per_param, ".3g"),
             )
         )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
@@ -102,4 +113,30 @@ def print_plan(plan, out=None) -> None:
         )
         line += f"; {gpu_hours}, {b['cpu_hours']:.2f} CPU-hours"
     print(line, file=out)
+    if kind.measured:
+        print(
+            "Tokens and epochs: '?' under a clock budget (how many steps a second buys is known only by running; "
+            "`wt-study bench` measures it).",
+            file=out,
+        )
+    else:
+        regimes = [trial_regime(t.run, train_tokens) for t in plan.trials]
+        epochs = [r.epochs for r in regimes]
+        flops = sum(r.steps * _step_flops(t.run) for r, t in zip(regimes, plan.trials, strict=True))
+        cap = f" (max_epochs {plan.spec.max_epochs:g})" if plan.spec.max_epochs is not None else ""
+        print(
+            f"Data: {min(epochs):.3g} to {max(epochs):.3g} passes over the {train_tokens:,}-token training split"
+            f"{cap}; {flops:.3g} training FLOPs in all (about {flops / ASSUMED_FLOP_S / 3600:.3g} GPU-hours at a "
+            f"sustained {ASSUMED_FLOP_S / 1e12:g} TFLOP/s, about 10% of an H100's bf16 peak).",
+            file=out,
+        )
     print(f"Results would go to {plan.location.uri}", file=out)
+
+
+ASSUMED_FLOP_S = 100e12  # the dry run's cost of counted budgets: a sustained rate stated in its output
+
+
+def _step_flops(run) -> float:
+    from wt_model.flops import training_flops_per_token
+
+    return training_flops_per_token(run.model, run.seq_len) * run.train.batch_size * run.seq_len

@@ -74,6 +74,8 @@ def _points(spec: StudySpec) -> list[dict]:
     """Grid points (dicts of axis -> value), each combined with every random sample."""
     names = list(spec.axes)
     grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*spec.axes.values())]
+    if spec.sizes:
+        grid = [{**g, **size} for g in grid for size in spec.sizes]
     if spec.sample.num_samples == 0:
         return grid
     rng = random.Random(spec.sample.seed)
@@ -96,23 +98,22 @@ def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
     arch = archs.of_label(label)
     defaults = ModelConfig()
     model_changes = label_settings(label)
-    train_changes: dict = {"seed": seed}
+    changes: dict = {"model": model_changes, "train": {"seed": seed}, "budget": {}}
     for name, value in point.items():
         axis = AXES[name]
         if name == "arch" or (axis.section == "model" and not archs.applies(axis.name, arch.name)):
             continue
-        value = axis.kind(value) if axis.kind is not str else value
-        (model_changes if axis.section == "model" else train_changes)[axis.name] = value
+        changes[axis.section][axis.name] = axis.kind(value) if axis.kind is not str else value
     for name in archs.ARM_FIELDS:  # fields this architecture does not read keep their defaults
         if not archs.applies(name, arch.name):
             model_changes[name] = getattr(defaults, name)
     where = ", ".join(f"{k}={v}" for k, v in point.items()) or "the defaults"
     try:
         model = dataclasses.replace(spec.model, **model_changes)
-        train = dataclasses.replace(spec.train, **train_changes)
+        train = dataclasses.replace(spec.train, **changes["train"])
+        budget = dataclasses.replace(spec.budget, **changes["budget"])
     except ValueError as exc:
         raise StudyError(f"trial with {where}: {exc}") from None
-    budget = spec.budget
     if label in spec.budget_by_arch:
         budget = dataclasses.replace(budget, value=spec.budget_by_arch[label])
     run = RunConfig(

@@ -128,6 +128,10 @@ class StudySpec:
     budget_by_arch: dict = field(default_factory=dict)  # arch label -> budget value, overriding budget.value
     allow_shared_device: bool = False  # seconds budgets: let trials share a GPU or a core (the report says so)
     target_loss: float | None = None  # pre-registered time-to-target loss (nats), recorded in every trial row
+    # axis values that go together, each entry crossed with the grid: model sizes (n_embd, n_layer, n_head, and the
+    # batch that suits them) in a scaling study, where a full grid of widths x depths would waste most trials
+    sizes: tuple = ()
+    max_epochs: float | None = None  # refuse, before anything starts, a trial that would pass over its data more
 
     def __post_init__(self) -> None:
         require(
@@ -163,9 +167,22 @@ class StudySpec:
             "a loss > 0 in nats, or null for a target from the tune seeds",
         )
         _check_axes(self.axes)
-        overlap = sorted(set(self.axes) & set(self.sample.axes))
-        if overlap:
-            raise StudyError(f"axes.{overlap[0]} is also a sample axis: give each axis in one place only.")
+        _check_sizes(self.sizes)
+        sized = {name for entry in self.sizes for name in entry}
+        for name in sorted(set(self.axes) | sized):
+            if name in self.sample.axes:
+                where = "axes" if name in self.axes else "sizes"
+                raise StudyError(f"{where}.{name} is also a sample axis: give each axis in one place only.")
+            if name in self.axes and name in sized:
+                raise StudyError(f"axes.{name} is also set by sizes: give each axis in one place only.")
+        if self.budget_by_arch and ("budget_value" in self.axes or "budget_value" in sized):
+            raise StudyError("budget_by_arch and a budget_value axis both set trial budgets: give one of them.")
+        require(
+            self.max_epochs is None or (self.max_epochs > 0 and math.isfinite(self.max_epochs)),
+            "max_epochs",
+            self.max_epochs,
+            "a number of passes > 0, or null for no cap",
+        )
         _check_seeds(self.seeds)
         _check_tune_seeds(self.tune_seeds, self.seeds)
         _check_budgets(self)
@@ -176,6 +193,7 @@ class StudySpec:
         out["axes"] = {name: list(values) for name, values in self.axes.items()}
         out["seeds"] = list(self.seeds)
         out["tune_seeds"] = list(self.tune_seeds)
+        out["sizes"] = [dict(entry) for entry in self.sizes]
         out["sample"] = {
             "num_samples": self.sample.num_samples,
             "seed": self.sample.seed,
@@ -217,6 +235,28 @@ def _check_axes(axes: dict) -> None:
             _check_axis_value(name, value, f"axes.{name}")
         if len(set(values)) != len(values):
             raise StudyError(f"axes.{name}={list(values)!r} repeats a value: list each value once.")
+
+
+def _check_sizes(sizes: tuple) -> None:
+    """Each entry: a mapping of axis names to one value each, all entries naming the same axes."""
+    require(isinstance(sizes, tuple), "sizes", sizes, "a list of mappings such as {n_embd: 64, n_layer: 2}")
+    for i, entry in enumerate(sizes):
+        if not isinstance(entry, dict) or not entry:
+            raise StudyError(f"sizes[{i}]={entry!r} is invalid: expected a mapping such as {{n_embd: 64, n_layer: 2}}.")
+        for name, value in entry.items():
+            if name not in AXES or name == "arch":
+                raise StudyError(
+                    f"sizes[{i}].{name} is not an axis a size can set: expected one of "
+                    f"{', '.join(a for a in AXES if a != 'arch')}."
+                )
+            _check_axis_value(name, value, f"sizes[{i}].{name}")
+        if set(entry) != set(sizes[0]):
+            raise StudyError(
+                f"sizes[{i}] sets {', '.join(sorted(entry))}; sizes[0] sets {', '.join(sorted(sizes[0]))}: "
+                "give every size the same keys."
+            )
+    if len({tuple(sorted(e.items())) for e in sizes}) != len(sizes):
+        raise StudyError("sizes repeats an entry: list each size once.")
 
 
 def _check_distribution(name: str, dist: object) -> None:

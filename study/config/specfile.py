@@ -84,7 +84,17 @@ def _budget_by_arch_from_yaml(raw: object) -> dict:
     return {label: coerce(float, value, f"budget_by_arch.{label}") for label, value in raw.items()}
 
 
+def _sizes_from_yaml(raw: object) -> tuple:
+    """A list of mappings; float axes take ints (a budget of 1e15 written 1000000000000000)."""
+    require(isinstance(raw, list), "sizes", raw, "a list of mappings such as [{n_embd: 64, n_layer: 2}]")
+    return tuple(
+        {name: _axis_value_from_yaml(name, v) for name, v in entry.items()} if isinstance(entry, dict) else entry
+        for entry in raw
+    )
+
+
 _YAML_FORMS = {
+    "sizes": _sizes_from_yaml,
     "axes": _axes_from_yaml,
     "sample": _sample_from_yaml,
     "seeds": _seeds_from_yaml,

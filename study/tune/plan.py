@@ -42,6 +42,7 @@ def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
     trials are the study's stored list (its trial rows, written when it started), whatever this version's
     expansion of the spec would give: a study is its trial list, so an upgrade never changes what it runs.
     """
+    from study.config.regime import check_max_epochs
     from study.config.space import expand
     from study.train.corpora import load_corpus
     from study.train.data import check_corpus_fits
@@ -61,6 +62,8 @@ def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
         trials, note = stored, expansion_note(stored, trials)
     for seq_len in sorted({t.run.seq_len for t in trials}):
         check_corpus_fits(corpus, seq_len, what="axes.seq_len")
+    if not stored:  # a started study's trials were accepted when it started
+        check_max_epochs(trials, len(corpus.train), spec.max_epochs)
     check_shared_device(spec)
     return Plan(spec=spec, trials=trials, location=location, corpus=corpus, note=note)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from study.config.run import RunConfig
@@ -54,7 +56,7 @@ AXIS_CHANGES = {
     "arch": ["worker-random-phase"], "attention": ["naive"], "init": ["nanogpt"], "worker_interval": [8],
     "seq_len": [48], "n_embd": [48], "n_layer": [2], "n_head": [4], "ffn_hidden": [40], "conv_kernel": [5],
     "dropout": [0.2], "lr": [0.002], "batch_size": [8], "weight_decay": [0.1], "schedule": ["cosine"],
-    "warmup_frac": [0.1],
+    "warmup_frac": [0.1], "budget_value": [5.0],
 }  # fmt: skip
 
 
@@ -171,3 +173,26 @@ def test_resume_notes_when_this_version_would_expand_the_spec_otherwise():
     note = expansion_note(stored, expand(spec_with(seeds=3)))
     assert "to 6 trials (2 not among the study's, 0 of the study's not among them)" in note
     assert "resuming the 4 trials the study started with" in note
+
+
+def test_sizes_go_together_and_budget_value_is_an_axis():
+    """A scaling study's sizes set width, depth, heads and batch together (a grid of them would waste trials),
+    each crossed with the other axes, here the FLOP budgets."""
+    sizes = [{"n_embd": 32, "n_layer": 1, "batch_size": 4}, {"n_embd": 64, "n_layer": 2, "batch_size": 8}]
+    spec = spec_with(
+        budget={"kind": "flops", "value": 1e12}, sizes=sizes,
+        axes={"arch": ["standard"], "seq_len": [32], "budget_value": [1e12, 3e12]},
+    )  # fmt: skip
+    got = sorted(
+        (t.run.model.n_embd, t.run.model.n_layer, t.run.train.batch_size, t.run.budget.value) for t in expand(spec)
+    )
+    assert got == [(32, 1, 4, 1e12), (32, 1, 4, 3e12), (64, 2, 8, 1e12), (64, 2, 8, 3e12)]
+    for changes, message in (
+        ({"sizes": [{"n_embd": 32}, {"n_layer": 2}]}, "give every size the same keys"),
+        ({"sizes": [{"speed": 3}]}, "sizes[0].speed is not an axis a size can set"),
+        ({"sizes": [{"n_embd": 32}], "axes": {"n_embd": [64]}}, "axes.n_embd is also set by sizes"),
+        ({"axes": {"budget_value": [1.0]}, "budget_by_arch": {"worker": 5}}, "give one of them"),
+        ({"max_epochs": 0}, "max_epochs=0.0 is invalid"),
+    ):
+        with pytest.raises(StudyError, match=re.escape(message)):
+            spec_with(**changes)

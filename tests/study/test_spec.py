@@ -193,6 +193,25 @@ def test_dry_run_prints_trials_and_budget_and_writes_nothing(write_spec, tmp_pat
     assert not (tmp_path / "results").exists()
 
 
+def test_dry_run_shows_each_trials_data_regime_and_max_epochs_refuses_a_trial_above_it(write_spec, tmp_path, capsys):
+    sizes = [{"n_embd": 32, "n_head": 2, "batch_size": 4}, {"n_embd": 64, "n_head": 4, "batch_size": 8}]
+    path = write_spec(
+        budget={"kind": "steps", "value": 1000}, sizes=sizes, axes={"arch": ["standard"], "seq_len": [32]}
+    )
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("standard_")]
+    # 1000 steps x 4 x 32 = 128,000 tokens over the excerpt's 35,917 training characters: 3.56 passes
+    assert len(lines) == 2 and "1.28e+05  3.56" in lines[0] and "2.56e+05  7.13" in lines[1]
+    assert "Data: 3.56 to 7.13 passes over the 35,917-token training split" in out
+    path = write_spec(
+        budget={"kind": "steps", "value": 1000}, sizes=sizes, axes={"arch": ["standard"], "seq_len": [32]}, max_epochs=4
+    )
+    code, err = _run_cli(["run", str(path)], capsys)
+    assert code == 2 and "would make 7.13 passes over the training split (256,000 tokens of 35,917)" in err
+    assert "above max_epochs=4" in err and not (tmp_path / "results").exists()
+
+
 def test_existing_study_is_not_overwritten(write_spec, tmp_path, capsys):
     path = write_spec()
     study_dir = tmp_path / "results" / "tiny"
