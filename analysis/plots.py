@@ -20,8 +20,6 @@ from matplotlib.ticker import FormatStrFormatter, FuncFormatter, LogLocator, Nul
 
 from analysis.configs import STANDARD, set_apart
 
-PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "throughput.png", "interval.png")
-
 
 def _figure(n: int = 1, width: float = 7.0, height: float = 4.5, wrap: int = 3) -> tuple[Figure, list]:
     """A figure with `n` axes, `wrap` per row at most; returns the first n axes (the rest are hidden)."""
@@ -327,70 +325,3 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
             ax.legend(fontsize=7, loc="upper right")
     _suptitle(fig, title)
     return fig
-
-
-MIN_SIZE_SPREAD = 1.5  # a scaling plot needs sizes at least this far apart (largest / smallest n_params)
-
-
-def left_out(a) -> dict:
-    """File name -> why that plot would show nothing and is left out of the report (the others are drawn)."""
-    out = {}
-    chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna()) & a.summary["mean"].notna()]
-    spread = chosen.groupby("arm")["n_params"].agg(lambda n: n.max() / n.min() if n.min() > 0 else 1.0)
-    if spread.empty or spread.max() < MIN_SIZE_SPREAD:
-        widest = f"{spread.max():.3g}x" if len(spread) else "no"
-        out["scaling_params.png"] = (
-            f"every arm's model sizes lie within {widest} of each other, and a scaling plot needs at least "
-            f"{MIN_SIZE_SPREAD:g}x: vary n_embd or n_layer"
-        )
-    intervals = a.final["worker_interval"].dropna().unique()
-    if len(intervals) < 2:
-        out["interval.png"] = (
-            f"the study has {len(intervals)} worker interval(s): loss and speed against k need at least two"
-        )
-    if a.throughput.empty:
-        out["throughput.png"] = "no trial has a throughput measurement yet"
-    return out
-
-
-def figures(a) -> dict:
-    """File name -> Figure for every plot in PLOTS that `left_out` keeps, from an `analysis.report.Analysis`."""
-    name, m = a.study.name, a.metric
-    budgets = a.final[["budget_kind", "budget_value"]].drop_duplicates()
-    budget = "budget " + ", ".join(f"{v:g} {k}" for k, v in budgets.itertuples(index=False))
-    chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna())]
-    fronts = a.fronts.rename(columns={"cost": "x"})
-    time_fronts, flop_fronts = (fronts[fronts["front"] == f] for f in ("loss vs train time", "loss vs FLOPs"))
-    skip = left_out(a)
-    drawn = {
-        "pareto_time.png": lambda: pareto_plot(
-            a.curves["train_time_s"],
-            time_fronts.rename(columns={"x": "train_time_s"}),
-            "train_time_s",
-            "train time (s)",
-            f"best {m} so far",
-            f"{name}: Pareto fronts of seed means, {m} vs train time ({budget})",
-        ),
-        "pareto_flops.png": lambda: pareto_plot(
-            a.curves["flops"],
-            flop_fronts.rename(columns={"x": "flops"}),
-            "flops",
-            "training FLOPs",
-            f"best {m} so far",
-            f"{name}: Pareto fronts of seed means, {m} vs FLOPs ({budget})",
-        ),
-        "curves.png": lambda: curves_plot(
-            a.seed_curves,
-            a.final.drop_duplicates("config_id"),
-            set(chosen["config_id"]),
-            "train_time_s",
-            m,
-            f"{name}: {m} vs train time, mean and 95% CI over test seeds ({budget})",
-        ),
-        "scaling_params.png": lambda: scaling_plot(
-            chosen, a.fits, f"final {m}", f"{name}: final {m} vs parameters ({budget})"
-        ),
-        "throughput.png": lambda: throughput_plot(a.throughput, f"{name}: training throughput"),
-        "interval.png": lambda: interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
-    }
-    return {file: make() for file, make in drawn.items() if file not in skip}

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from analysis import configs, plots, tables
+from analysis import configs, figures, tables
 from analysis.inference import ALPHA, POWER
 from analysis.tables import fmt, md_table
 from analysis.verdicts import BIASED
@@ -159,6 +159,38 @@ def execution_mix(final: pd.DataFrame) -> str:
     )
 
 
+def isoflop_text(a) -> str:
+    """The isoFLOP section's words and tables (analysis.isoflop), or why the study has none."""
+    if "why_not" in a.isoflop:
+        return f"_(none: {a.isoflop['why_not']})_"
+    iso = a.isoflop
+    profiles = iso["profiles"][["arm", "budget_flops", "n_sizes", "n_diverged", "n_opt", "n_opt_low", "n_opt_high"]]
+    profiles = profiles.assign(
+        loss_opt=iso["profiles"]["loss_opt"], lof_p=iso["profiles"]["lof_p"], identified=iso["profiles"]["identified"],
+        reason=iso["profiles"]["reason"],
+    )  # fmt: skip
+    fits = iso["fits"][["arm", "identified", "reason", "n_identified", "budget_decades"]].assign(
+        a=iso["fits"]["n_opt_exponent"], a_low=iso["fits"]["n_opt_exponent_low"],
+        a_high=iso["fits"]["n_opt_exponent_high"], lack_of_fit=iso["fits"]["lack_of_fit"],
+    )  # fmt: skip
+    statements = "\n".join(f"- {s}." for s in iso["differences"]["statement"].dropna()) or "- (no comparison)"
+    return "\n\n".join(
+        [
+            "Per arm and FLOP budget, a parabola in log N through the test seeds' final losses at each size's chosen "
+            "setting (Chinchilla's approach 2): the compute-optimal size N_opt and its loss, with bootstrap "
+            "intervals that resample sizes and seeds, a lack-of-fit test where seeds repeat, and *not identified* "
+            "where the data cannot pin the optimum (fewer than 5 sizes, a minimum at the edge of the sizes, a flat "
+            "or downward parabola). N is the non-embedding parameter count.",
+            md_table(profiles),
+            "Across budgets: N_opt = G·C^a per arm (identified profiles only; not identified with fewer than 3 "
+            "budgets or less than a decade of them):",
+            md_table(fits),
+            "The two arms' frontiers side by side, at each budget:",
+            statements,
+        ]
+    )
+
+
 def interaction_text(table: pd.DataFrame) -> str:
     if table.empty:
         return "_(none: the study crosses no setting with the architecture)_"
@@ -186,7 +218,7 @@ def render(a, target_loss: float | None) -> str:
     )
     status = " (partial: some trials are still running)" if s.partial else ""
     level = f"{1 - ALPHA:.0%}"
-    skipped = plots.left_out(a)
+    skipped = figures.left_out(a)
 
     def image(name: str) -> str:
         stem = name.removesuffix(".png")
@@ -241,6 +273,10 @@ def render(a, target_loss: float | None) -> str:
         "Power-law fits L = E + A·N^-alpha to each size's mean test-seed loss at the arm's chosen setting (95% "
         "bootstrap CI, seeds resampled within sizes), only for series with at least 4 model sizes:",
         md_table(tables.fits_table(a.fits)),
+        "## Compute-optimal frontiers (isoFLOP)",
+        isoflop_text(a),
+        image("isoflop.png"),
+        image("frontier.png"),
         "## Throughput and worker interval",
         f"{image('throughput.png')}\n\n{image('interval.png')}",
         "## Summary per configuration",

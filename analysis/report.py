@@ -1,7 +1,7 @@
 """The analysis pipeline and the only writer: report.md (or .html), summary.csv and the plots.
 
 `analyze(study)` turns a loaded study into frames (pure); `write_report(analysis, out_dir)` renders them
-(markdown text from analysis.render, tables from analysis.tables, figures from analysis.plots).
+(markdown text from analysis.render, tables from analysis.tables, figures from analysis.figures).
 """
 
 from __future__ import annotations
@@ -11,9 +11,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import caveats, interactions, pareto, plots, regime, render, scaling, stats, tables, tuning, verdicts
+from analysis import (
+    caveats,
+    figures,
+    interactions,
+    isoflop,
+    pareto,
+    regime,
+    render,
+    scaling,
+    stats,
+    tables,
+    tuning,
+    verdicts,
+)
+from analysis.figures import PLOTS  # noqa: F401  (re-exported: the report's file names)
 from analysis.load import Study
-from analysis.plots import PLOTS  # noqa: F401  (re-exported: the report's file names)
 from analysis.tables import config_label, md_table  # noqa: F401  (re-exported for the CLI and tests)
 from analysis.targets import default_targets, target_summary, time_to_target
 
@@ -42,6 +55,7 @@ class Analysis:
     regime: pd.DataFrame  # regime.stopped_improving per trial
     regime_warnings: list  # sentences: compared configurations whose val loss had stopped improving
     interactions: pd.DataFrame  # interactions.interaction_table: differences-in-differences of crossed factors
+    isoflop: dict  # frame, profiles, fits, differences (analysis.isoflop), or {"why_not": ...} without FLOP budgets
     caveats: list  # every warning of the report (regime, step speeds, grid edges), printed first
 
     @property
@@ -84,8 +98,24 @@ def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = 
         regime=trial_regime,
         regime_warnings=regime.regime_warnings(trial_regime, final, chosen),
         interactions=interactions.interaction_table(final, chosen),
+        isoflop=_isoflop(final, chosen),
         caveats=[*caveats.throughput_consistency(final), *caveats.edge_of_grid(final, chosen)],
     )
+
+
+def _isoflop(final: pd.DataFrame, chosen: pd.DataFrame) -> dict:
+    """Compute-optimal frontiers per arm (analysis.isoflop), when the study has several FLOP budgets."""
+    frame = scaling.isoflop_frame(final, chosen)
+    why_not = scaling.isoflop_ready(frame)
+    if why_not:
+        return {"why_not": why_not}
+    profiles = isoflop.isoflop_profiles(frame)
+    return {
+        "frame": frame,
+        "profiles": profiles,
+        "fits": isoflop.frontier_fits(profiles),
+        "differences": isoflop.frontier_difference(profiles),
+    }
 
 
 def verdict_table(a: Analysis) -> pd.DataFrame:
@@ -97,12 +127,17 @@ def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | No
     """Write the plots, summary.csv and report.md (plus report.html for fmt_="html"); returns the report path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for file_name, fig in plots.figures(a).items():
+    for file_name, fig in figures.figures(a).items():
         fig.savefig(out / file_name, dpi=110)
         fig.clear()
     a.summary.to_csv(out / "summary.csv", index=False)
     a.verdicts.to_csv(out / "verdicts.csv", index=False)
     a.interactions.to_csv(out / "interactions.csv", index=False)
+    if "profiles" in a.isoflop:
+        drop = ["boot_log10_n_opt", "boot_loss_opt"]  # bootstrap replicates: arrays, not table cells
+        a.isoflop["profiles"].drop(columns=drop, errors="ignore").to_csv(out / "isoflop_profiles.csv", index=False)
+        a.isoflop["fits"].to_csv(out / "isoflop_fits.csv", index=False)
+        a.isoflop["differences"].to_csv(out / "isoflop_differences.csv", index=False)
     # every warning the report prints, for any page that quotes it (docs/findings.md carries them)
     (out / "warnings.md").write_text(render.warnings_section(a) + "\n", encoding="utf-8")
     text = render.render(a, a.target_loss if target_loss is None else target_loss)

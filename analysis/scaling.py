@@ -143,3 +143,33 @@ def speedup_vs_interval(throughput: pd.DataFrame) -> pd.DataFrame:
     )
     out["speedup"] = out[value] / out["standard_tokens_per_s"]
     return out.sort_values(["arch"] + SHAPE_KEYS + ["worker_interval"], kind="stable").reset_index(drop=True)
+
+
+def isoflop_frame(final: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+    """The input of analysis.isoflop: one row per test seed of each arm's chosen setting in every cell of a FLOPs
+    budget (arm, budget_flops, n_params (non-embedding, as Chinchilla counts N), seed, final_loss; NaN for a seed
+    that diverged or failed, which the profiles count). Empty unless the study has FLOPs budgets."""
+    test = final[final["seed_role"].eq("test") & final["budget_kind"].eq("flops")]
+    test = test[test["config_id"].isin(chosen["config_id"].dropna()) & ~test["status"].isin(["running", "pending"])]
+    n = test["n_params_non_embedding"] if "n_params_non_embedding" in test else test["n_params"]
+    return pd.DataFrame(
+        {
+            "arm": test["arm"],
+            "budget_flops": test["budget_value"].astype(float),
+            "n_params": n.fillna(test["n_params"]).astype(float),
+            "seed": test["seed"],
+            "final_loss": test["final_loss"].astype(float),
+        }
+    ).reset_index(drop=True)
+
+
+def isoflop_ready(frame: pd.DataFrame) -> str:
+    """ "" when some arm has at least two FLOP budgets with three sizes each (isoFLOP profiles can be fitted),
+    else why not, in words."""
+    if frame.empty:
+        return "the study has no FLOPs budgets"
+    sizes = frame.groupby(["arm", "budget_flops"])["n_params"].nunique()
+    enough = (sizes >= 3).groupby(level="arm").sum()
+    if (enough >= 2).any():
+        return ""
+    return "no arm has two FLOP budgets with three model sizes each (an isoFLOP profile needs several sizes per budget)"

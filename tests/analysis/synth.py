@@ -35,12 +35,13 @@ NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 def trial_configs(
     archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs=(3e-4,), weight_decays=(0.01,),
-    inits=("torch",), tune_seeds=(),
+    inits=("torch",), tune_seeds=(), budget_kind="seconds", budget_values=None,
 ):  # fmt: skip
     configs = []
-    for arch, seq_len, n_embd, n_layer, attention, init, lr, wd, seed in itertools.product(
-        archs, seq_lens, n_embds, n_layers, attentions, inits, lrs, weight_decays, (*tune_seeds, *seeds)
-    ):
+    for arch, seq_len, n_embd, n_layer, attention, init, lr, wd, budget, seed in itertools.product(
+        archs, seq_lens, n_embds, n_layers, attentions, inits, lrs, weight_decays, budget_values or (budget_s,),
+        (*tune_seeds, *seeds),
+    ):  # fmt: skip
         reads = registry.of_label(arch).name
         for interval in intervals if registry.applies("worker_interval", reads) else (None,):
             configs.append(
@@ -64,8 +65,8 @@ def trial_configs(
                     warmup_frac=0.0,
                     seed=seed,
                     seed_role="tune" if seed in tune_seeds else "test",
-                    budget_kind="seconds",
-                    budget_value=float(budget_s),
+                    budget_kind=budget_kind,
+                    budget_value=float(budget),
                     count_eval_in_budget=False,
                     eval_protocol="stream",
                     corpus="tinyshakespeare",
@@ -134,6 +135,8 @@ def write_study(
     final_full: bool = False,
     equivalence_margin: float | None = 0.01,
     device_name: str = "cpu",
+    budget_kind: str = "seconds",
+    budget_values=None,
 ) -> Path:
     """Write `<root>/<name>/results/...` and return the study directory.
 
@@ -145,7 +148,7 @@ def write_study(
     study_dir = Path(root) / name
     configs = trial_configs(
         archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs, weight_decays, inits,
-        tune_seeds,
+        tune_seeds, budget_kind, budget_values,
     )  # fmt: skip
     trials_running, trials_final, metrics = [], [], []
     for index, config in enumerate(configs):

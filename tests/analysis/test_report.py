@@ -6,6 +6,7 @@ import argparse
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
@@ -43,7 +44,8 @@ def test_every_plot_is_a_valid_png_or_left_out_with_its_reason(smoke_report):
     # the smoke shape has one model size: a scaling plot would show two points 0.5% apart
     assert not (smoke_report / "scaling_params.png").exists()
     assert "_(scaling_params left out: every arm's model sizes lie within 1x of each other" in report
-    for name in (p for p in PLOTS if p != "scaling_params.png"):
+    assert "_(isoflop left out: the study has no FLOPs budgets.)_" in report
+    for name in (p for p in PLOTS if p not in ("scaling_params.png", "isoflop.png", "frontier.png")):
         data = (smoke_report / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
         assert f"]({name})" in report
@@ -236,3 +238,28 @@ def test_a_crossed_factor_gets_its_difference_in_differences_and_the_warnings_go
     assert "## Interactions" in report and "difference-in-differences" in report
     warnings = (tmp_path / "out" / "warnings.md").read_text()
     assert warnings.strip() and warnings.strip() in report  # the same text, for pages that quote the report
+
+
+def test_an_isoflop_study_gets_compute_optimal_frontiers_per_arm(tmp_path):
+    """Several FLOP budgets with five sizes each: per arm and budget an isoFLOP profile, and the frontiers."""
+    budgets = (1e12, 1e13)
+
+    def loss_of(config, steps, default):
+        n = 12 * config["n_layer"] * config["n_embd"] ** 2
+        c = config["budget_value"]
+        tokens = c / (6 * n)
+        return np.full(
+            len(steps), 1.5 + 300 * n**-0.34 + 300 * tokens**-0.28 - (0.03 if config["arch"] != "standard" else 0)
+        )
+
+    study = write_study(
+        tmp_path, intervals=(4,), seq_lens=(64,), n_embds=(32, 48, 64, 96, 128), seeds=(0, 1, 2),
+        budget_kind="flops", budget_values=budgets, loss_of=loss_of, noise=0.002,
+    )  # fmt: skip
+    a = analyze(load_study(str(study)))
+    profiles = a.isoflop["profiles"]
+    assert len(profiles) == 4 and set(profiles["budget_flops"]) == set(budgets)
+    assert analyze_cli([str(study), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Compute-optimal frontiers (isoFLOP)" in report and "](isoflop.png)" in report
+    assert (tmp_path / "out" / "isoflop_profiles.csv").exists()

@@ -1,0 +1,81 @@
+"""The report's figures: which plots a study gets (the others are left out, with the reason) and the Figures,
+from an `analysis.report.Analysis`. The plots themselves are in analysis.plots and analysis.isoflop_plots."""
+
+from __future__ import annotations
+
+from analysis.isoflop_plots import frontier_figure, isoflop_figure
+from analysis.plots import curves_plot, interval_plot, pareto_plot, scaling_plot, throughput_plot
+
+PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "isoflop.png", "frontier.png")
+PLOTS += ("throughput.png", "interval.png")
+
+
+MIN_SIZE_SPREAD = 1.5  # a scaling plot needs sizes at least this far apart (largest / smallest n_params)
+
+
+def left_out(a) -> dict:
+    """File name -> why that plot would show nothing and is left out of the report (the others are drawn)."""
+    out = {}
+    chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna()) & a.summary["mean"].notna()]
+    spread = chosen.groupby("arm")["n_params"].agg(lambda n: n.max() / n.min() if n.min() > 0 else 1.0)
+    if spread.empty or spread.max() < MIN_SIZE_SPREAD:
+        widest = f"{spread.max():.3g}x" if len(spread) else "no"
+        out["scaling_params.png"] = (
+            f"every arm's model sizes lie within {widest} of each other, and a scaling plot needs at least "
+            f"{MIN_SIZE_SPREAD:g}x: vary n_embd or n_layer"
+        )
+    intervals = a.final["worker_interval"].dropna().unique()
+    if len(intervals) < 2:
+        out["interval.png"] = (
+            f"the study has {len(intervals)} worker interval(s): loss and speed against k need at least two"
+        )
+    if a.throughput.empty:
+        out["throughput.png"] = "no trial has a throughput measurement yet"
+    if "why_not" in a.isoflop:
+        out["isoflop.png"] = out["frontier.png"] = a.isoflop["why_not"]
+    return out
+
+
+def figures(a) -> dict:
+    """File name -> Figure for every plot in PLOTS that `left_out` keeps, from an `analysis.report.Analysis`."""
+    name, m = a.study.name, a.metric
+    budgets = a.final[["budget_kind", "budget_value"]].drop_duplicates()
+    budget = "budget " + ", ".join(f"{v:g} {k}" for k, v in budgets.itertuples(index=False))
+    chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna())]
+    fronts = a.fronts.rename(columns={"cost": "x"})
+    time_fronts, flop_fronts = (fronts[fronts["front"] == f] for f in ("loss vs train time", "loss vs FLOPs"))
+    skip = left_out(a)
+    drawn = {
+        "pareto_time.png": lambda: pareto_plot(
+            a.curves["train_time_s"],
+            time_fronts.rename(columns={"x": "train_time_s"}),
+            "train_time_s",
+            "train time (s)",
+            f"best {m} so far",
+            f"{name}: Pareto fronts of seed means, {m} vs train time ({budget})",
+        ),
+        "pareto_flops.png": lambda: pareto_plot(
+            a.curves["flops"],
+            flop_fronts.rename(columns={"x": "flops"}),
+            "flops",
+            "training FLOPs",
+            f"best {m} so far",
+            f"{name}: Pareto fronts of seed means, {m} vs FLOPs ({budget})",
+        ),
+        "curves.png": lambda: curves_plot(
+            a.seed_curves,
+            a.final.drop_duplicates("config_id"),
+            set(chosen["config_id"]),
+            "train_time_s",
+            m,
+            f"{name}: {m} vs train time, mean and 95% CI over test seeds ({budget})",
+        ),
+        "scaling_params.png": lambda: scaling_plot(
+            chosen, a.fits, f"final {m}", f"{name}: final {m} vs parameters ({budget})"
+        ),
+        "isoflop.png": lambda: isoflop_figure(a.isoflop["frame"], a.isoflop["profiles"]),
+        "frontier.png": lambda: frontier_figure(a.isoflop["profiles"], a.isoflop["fits"]),
+        "throughput.png": lambda: throughput_plot(a.throughput, f"{name}: training throughput"),
+        "interval.png": lambda: interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
+    }
+    return {file: make() for file, make in drawn.items() if file not in skip}
