@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from study.tune.plan import with_overrides
 
     spec = with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
-    plan = make_plan(spec)
+    plan = make_plan(spec, dry_run=args.dry_run)
     if args.dry_run:
         print_plan(plan)
         return 0

@@ -244,11 +244,8 @@ def _check_sizes(sizes: tuple) -> None:
         if not isinstance(entry, dict) or not entry:
             raise StudyError(f"sizes[{i}]={entry!r} is invalid: expected a mapping such as {{n_embd: 64, n_layer: 2}}.")
         for name, value in entry.items():
-            if name not in AXES or name == "arch":
-                raise StudyError(
-                    f"sizes[{i}].{name} is not an axis a size can set: expected one of "
-                    f"{', '.join(a for a in AXES if a != 'arch')}."
-                )
+            if name not in AXES:
+                raise StudyError(f"sizes[{i}].{name} is not an axis a size can set: expected one of {', '.join(AXES)}.")
             _check_axis_value(name, value, f"sizes[{i}].{name}")
         if set(entry) != set(sizes[0]):
             raise StudyError(

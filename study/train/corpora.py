@@ -48,6 +48,7 @@ from study.train.prepared import (
     map_split,
     read_meta,
     remove_leftovers,
+    split_sizes,
     write_folder,
 )
 from wt_base.errors import StudyError
@@ -67,6 +68,8 @@ class NamedCorpus:
     member: str  # the file inside the zip archive that holds the text; "" when the download is the text
     tokens: str  # "chars": sorted unique characters; "text8": TEXT8_SYMBOLS; "bytes": token = byte value (256)
     split: str  # FIXED_SPLIT or VAL_FRACTION_SPLIT
+    n_tokens: int  # tokens of the whole text (what a dry run plans with before anything is downloaded)
+    vocab_size: int  # its vocabulary
 
 
 NAMED_CORPORA = {
@@ -79,6 +82,8 @@ NAMED_CORPORA = {
         member="",
         tokens="chars",
         split=VAL_FRACTION_SPLIT,
+        n_tokens=1_115_394,
+        vocab_size=65,
     ),
     # enwik8.zip: 36,445,475 bytes holding `enwik8` (10^8 bytes). mattmahoney.net publishes no checksum; this is
     # the SHA-256 HuggingFace datasets pins for the URL: datasets/enwik8/dataset_infos.json (huggingface/
@@ -91,6 +96,8 @@ NAMED_CORPORA = {
         member="enwik8",
         tokens="bytes",
         split=FIXED_SPLIT,
+        n_tokens=100_000_000,
+        vocab_size=256,
     ),
     # text8.zip: 31,344,016 bytes holding `text8` (10^8 characters, a-z and space). SHA-256 as pinned by
     # TensorFlow's word2vec tutorial: tensorflow/examples/tutorials/word2vec/word2vec_basic.py
@@ -102,6 +109,8 @@ NAMED_CORPORA = {
         member="text8",
         tokens="text8",
         split=FIXED_SPLIT,
+        n_tokens=100_000_000,
+        vocab_size=27,
     ),
 }
 
@@ -152,6 +161,30 @@ class MappedCorpus:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{split}={len(getattr(self, split))}" for split in SPLITS)
         return f"MappedCorpus({self.name!r}, {self.unit}, vocab={len(self.vocab)}, {sizes}, folder={self.folder})"
+
+
+@dataclass(frozen=True)
+class Outline:
+    """What planning needs of a corpus and no more: its vocabulary and split lengths (a dry run of a named corpus
+    that is not downloaded yet plans with its published size)."""
+
+    name: str
+    vocab: str  # placeholder characters when only the size is known
+    train: range  # len() is what planning reads
+    val: range
+    test: range
+
+
+def corpus_outline(cfg: DataConfig) -> Outline | MappedCorpus:
+    """The prepared corpus when this machine has it (or it is a local file), else a named corpus's outline from
+    its published size, so that `wt-study run --dry-run` downloads nothing."""
+    if cfg.corpus in NAMED_CORPORA:
+        known = NAMED_CORPORA[cfg.corpus]
+        plan = _plan_named(cfg, cache_dir(cfg), None)
+        if not _is_prepared(cache_dir(cfg) / plan.key, plan):
+            sizes = split_sizes(known.n_tokens, known.split, cfg.val_fraction)
+            return Outline(cfg.corpus, "?" * known.vocab_size, *(range(n) for n in sizes))
+    return load_corpus(cfg)
 
 
 def load_corpus(cfg: DataConfig, *, url: str | None = None) -> MappedCorpus:

@@ -35,16 +35,17 @@ class Plan:
         return self.location.join(TUNE_DIR)
 
 
-def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
+def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) -> Plan:
     """Validate a spec, load its corpus and expand its trials, without touching the cluster or writing anything.
 
-    The vocabulary size comes from the corpus, so the spec's model.vocab_size is set from it. For a resume, the
+    The vocabulary size comes from the corpus, so the spec's model.vocab_size is set from it (for a dry run, a
+    named corpus not yet downloaded is planned with its published size and vocabulary). For a resume, the
     trials are the study's stored list (its trial rows, written when it started), whatever this version's
     expansion of the spec would give: a study is its trial list, so an upgrade never changes what it runs.
     """
     from study.config.regime import check_max_epochs
     from study.config.space import expand
-    from study.train.corpora import load_corpus
+    from study.train.corpora import corpus_outline, load_corpus
     from study.train.data import check_corpus_fits
 
     location = resolve(spec.storage, "storage").join(spec.name)
@@ -54,7 +55,7 @@ def plan(spec: StudySpec, *, for_resume: bool = False) -> Plan:
             f"a study named {spec.name!r} already exists at {location.uri}: finish it with "
             f"`wt-study resume {location.uri}` or choose another --name."
         )
-    corpus = load_corpus(spec.data)
+    corpus = corpus_outline(spec.data) if dry_run else load_corpus(spec.data)
     spec = spec.replace(model=dataclasses.replace(spec.model, vocab_size=len(corpus.vocab)))
     trials, note = expand(spec), ""
     stored = stored_trials(location, spec.name) if for_resume else []

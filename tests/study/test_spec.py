@@ -212,6 +212,15 @@ def test_dry_run_shows_each_trials_data_regime_and_max_epochs_refuses_a_trial_ab
     assert "above max_epochs=4" in err and not (tmp_path / "results").exists()
 
 
+def test_a_dry_run_of_a_named_corpus_downloads_nothing(write_spec, private_cache, capsys):
+    """Planning a study on enwik8 needs its size and vocabulary, not its 100 MB: the published size stands in."""
+    path = write_spec(data={"corpus": "enwik8"}, budget={"kind": "steps", "value": 100}, axes={"seq_len": [32]})
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "passes over the 90,000,000-token training split" in out
+    assert not list(private_cache.glob("enwik8*"))  # the tests run offline: a download would have failed anyway
+
+
 def test_existing_study_is_not_overwritten(write_spec, tmp_path, capsys):
     path = write_spec()
     study_dir = tmp_path / "results" / "tiny"
