@@ -126,7 +126,8 @@ def config_summary(final: pd.DataFrame) -> pd.DataFrame:
     loss = seed_summary(test, ["config_id"]).set_index("config_id")
     status = final.assign(n=1).pivot_table(index="config_id", columns="status", values="n", aggfunc="sum")
     grouped = final.groupby("config_id", sort=True)
-    out = grouped[["arm", "tuned", "cell_key", "arm_key", "cell_extra", *SETTING_COLUMNS]].first()
+    labels = ["arm", "tuned", "cell_key", "arm_key", "cell_extra", *SETTING_COLUMNS]
+    out = grouped[labels + (["token_unit"] if "token_unit" in final else [])].first()
     out = out.join(loss.reindex(out.index))
     out["n"] = out["n"].fillna(0).astype("int64")
     out["n_trials"] = grouped["trial_id"].count()

@@ -225,12 +225,19 @@ def cell_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     cols += ["train_minus_val_change"]
     cols += ["target", "target_source"]
     extra = ["n_reached", "n_seeds", *UNREACHED.values(), "train_time_s_to_target", "speedup"]
-    out = summary.reindex(columns=cols + extra + ["speedup_ci_low", "speedup_ci_high"])
+    out = summary.reindex(columns=cols + extra + ["speedup_ci_low", "speedup_ci_high", "token_unit"])
+    units = out["token_unit"].fillna("char").map({"char": "bpc", "byte": "bpb"}).fillna("bpc")
+    out.insert(
+        cols.index("mean") + 1,
+        "final bits",
+        [f"{m / np.log(2):.4f} {u}" if pd.notna(m) else "—" for m, u in zip(out["mean"], units, strict=True)],
+    )
     out["reached"] = [_reached(row) for _, row in out.iterrows()]
     out["speedup"] = [
         "—" if pd.isna(s) else f"{s:.2f}x" + (f" [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) else "")
         for s, lo, hi in zip(out["speedup"], out["speedup_ci_low"], out["speedup_ci_high"], strict=True)
     ]
+    cols.insert(cols.index("mean") + 1, "final bits")
     out = out[cols + ["reached", "train_time_s_to_target", "speedup"]]
     return out.rename(
         columns={

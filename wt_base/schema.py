@@ -74,6 +74,7 @@ TRIALS_SCHEMA = pa.schema(
         ("equivalence_margin", pa.float64()),  # nats: |worker - standard| below it counts as equivalent (TOST)
         ("allow_shared_device", pa.bool_()),  # seconds budgets: trials were allowed to share a GPU or a core
         ("target_loss", pa.float64()),  # the spec's pre-registered time-to-target loss (null: none)
+        ("token_unit", pa.string()),  # "char" or "byte" (enwik8): a loss in bits is bits per character or byte
         ("id_scheme", pa.int32()),  # how trial_id was made (study.config.space.ID_SCHEME); null: scheme 1
         ("config_json", pa.string()),  # the full RunConfig as JSON
         # model size and cost

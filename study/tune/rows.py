@@ -30,8 +30,9 @@ def git_sha() -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def pending_row(trial: Trial, spec: StudySpec) -> dict:
-    """Everything known about a trial of `spec` before it runs (the sink adds trial_id and study)."""
+def pending_row(trial: Trial, spec: StudySpec, token_unit: str | None = None) -> dict:
+    """Everything known about a trial of `spec` before it runs (the sink adds trial_id and study); `token_unit`:
+    the corpus's unit ("char" or "byte", study.train.corpora.MappedCorpus.unit)."""
     from wt_model.flops import count_params, training_flops_per_token
 
     run = trial.run
@@ -50,6 +51,7 @@ def pending_row(trial: Trial, spec: StudySpec) -> dict:
         "equivalence_margin": spec.equivalence_margin,
         "allow_shared_device": spec.allow_shared_device,
         "target_loss": spec.target_loss,
+        "token_unit": token_unit,
         "id_scheme": ID_SCHEME,
         "config_json": json.dumps(stored, sort_keys=True),
         "n_params": params.total,

@@ -53,7 +53,7 @@ def _record_study(plan_: Plan, *, new: bool) -> None:
     sink.load_existing()
     for trial in plan_.trials:
         if sink.trial_row(trial.trial_id) is None:
-            sink.update_trial(trial.trial_id, **pending_row(trial, plan_.spec))
+            sink.update_trial(trial.trial_id, **pending_row(trial, plan_.spec, getattr(plan_.corpus, "unit", None)))
     sink.flush()
     if new:
         write_text_atomic(plan_.location, SPEC_FILE, dump_spec(plan_.spec))

@@ -166,17 +166,25 @@ def test_seed_replication_steps_is_the_seeds_300_s_in_its_own_steps():
     assert (m.block_size, m.n_embd, m.n_layer, m.n_head, m.dropout, m.init) == (1024, 256, 4, 4, 0.1, "torch")
 
 
-def test_scaling_spans_widths_tunes_lr_and_sweeps_the_conv_kernel():
+def test_scaling_is_an_isoflop_study_within_its_pass_cap():
+    """Per arm: FLOP budgets spanning a decade, five sizes per budget (width and depth together), lr tuned per
+    size on tune seeds, a step-indexed schedule to the budget, every trial within max_epochs of enwik8."""
+    from study.config.regime import trial_regime
     from study.config.specfile import load_preset
-    from wt_model.flops import count_params
 
     spec = load_preset("scaling")
     trials = expand(spec)
-    params = {t.run.model.n_embd: count_params(t.run.model).total for t in trials if t.arch == "standard"}
-    assert len(params) >= 5 and max(params.values()) / min(params.values()) >= 10**1.5
-    assert len(spec.axes["lr"]) >= 2 and len(spec.tune_seeds) >= 1
-    assert {t.run.model.conv_kernel for t in trials if t.arch == "worker"} == {3, 7}
-    assert total_budget(spec, trials)["trials"] == len(trials) == 525
+    assert spec.data.corpus == "enwik8" and spec.budget.kind == "flops" and spec.train.schedule == "cosine"
+    assert len(spec.axes["lr"]) >= 2 and len(spec.tune_seeds) >= 1 and spec.max_epochs <= 6
+    for arch in ("standard", "worker"):
+        mine = [t for t in trials if t.arch == arch]
+        budgets = sorted({t.run.budget.value for t in mine})
+        assert len(budgets) >= 3 and budgets[-1] / budgets[0] >= 10
+        for budget in budgets:
+            shapes = {(t.run.model.n_embd, t.run.model.n_layer) for t in mine if t.run.budget.value == budget}
+            assert len(shapes) >= 5 and len({d for d, _ in shapes}) >= 5 and len({n for _, n in shapes}) >= 2
+    epochs = [trial_regime(t.run, 90_000_000).epochs for t in trials]
+    assert max(epochs) <= spec.max_epochs and len(trials) == 630
 
 
 def test_init_ablation_fits_two_cores():
