@@ -57,7 +57,7 @@ FIELDS = (
     Field("warmup_frac", "run.train.warmup_frac", float, axis=True, shown=True),
     Field("seed", "run.train.seed", int),
     Field("budget_kind", "run.budget.kind", str),
-    Field("budget_value", "run.budget.value", float, axis=True, doc="the trial's budget in its kind's unit"),
+    Field("budget_value", "run.budget.value", float, axis=True, shown=True, doc="in its kind's unit"),
     Field("count_eval_in_budget", "run.budget.count_eval_in_budget", bool),
     Field("eval_protocol", "run.eval.protocol", str),
     Field("corpus", "run.data.corpus", str),
