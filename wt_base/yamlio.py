@@ -1,42 +1,47 @@
-"""Strict YAML reading for specs and run configs: a key given twice is an error, and every way a file can fail
-(missing, a directory, unreadable, malformed) is one sentence naming the file, the line and the column."""
+"""Strict YAML reading and writing for specs and run configs, through ruamel.yaml's safe YAML 1.2 loader: plain
+data only (no tags that build objects), a key given twice is an error, 3.0e12 is a number (PyYAML's YAML 1.1 read
+it as text) and yes/no/on/off are text, not booleans; every way a file can fail (missing, a directory,
+unreadable, malformed) is one sentence naming the file, the line and the column."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import YAMLError
 
 from wt_base.errors import StudyError
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+def _yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=True)  # pure: the same parser everywhere (no optional C extension)
+    yaml.allow_duplicate_keys = False
+    return yaml
 
 
 def parse_yaml(text: str, what: str) -> object:
     """Parse YAML text strictly; any problem becomes one sentence naming `what`, the line and the column."""
-    loader = _StrictLoader(text)  # what yaml.safe_load does, with the stricter loader
     try:
-        return loader.get_single_data()
-    except yaml.YAMLError as exc:
+        return _yaml().load(text)
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
+        if isinstance(exc, DuplicateKeyError):  # found duplicate key "name" with value ... (original value: ...)
+            problem = f"the key {problem.split(chr(34))[1]!r} is given twice"
         raise StudyError(f"{what} is not valid YAML{where}: {problem}.") from None
-    finally:
-        loader.dispose()
+
+
+def dump_yaml(data: object) -> str:
+    """`data` (plain mappings, lists, numbers, text) as block-style YAML that parse_yaml reads back."""
+    yaml = _yaml()
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
 
 
 def load_yaml(path: Path, what: str) -> object:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ CHOICES = {
     "eval.protocol": EVAL_PROTOCOLS,
 }
 COMPILE_MODES = ("off", "default", "reduce-overhead", "auto")  # see study/train/compiled.py
-_YAML11_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE]\d+$")
 
 
 @dataclass(frozen=True)
@@ -199,8 +197,6 @@ def coerce(hint: object, value: object, path: str):
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str) and _YAML11_EXPONENT.match(value):
-            return float(value)  # PyYAML reads YAML 1.1, where 3.0e12 (no exponent sign) is text, not a number
     elif hint is str:
         if isinstance(value, str):
             return value

@@ -6,12 +6,10 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from study.config.run import coerce, from_mapping
 from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, StudySpec
 from wt_base.errors import StudyError, is_int, require
-from wt_base.yamlio import load_yaml, parse_yaml
+from wt_base.yamlio import dump_yaml, load_yaml, parse_yaml
 
 
 def parse_spec(document: object) -> StudySpec:
@@ -121,4 +119,4 @@ def load_preset(name: str) -> StudySpec:
 
 
 def dump_spec(spec: StudySpec) -> str:
-    return yaml.safe_dump(spec.to_dict(), sort_keys=False)
+    return dump_yaml(spec.to_dict())

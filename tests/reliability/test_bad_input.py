@@ -29,6 +29,12 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def _empty_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    return folder
+
+
 def _spec_file(tmp_path: Path, text: str | bytes, name: str = "bad.yaml") -> Path:
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -97,7 +103,7 @@ CASES = {
     # corpus
     "corpus binary": (lambda t: ["run", _spec(t), "--data", _spec_file(t, bytes(range(256)) * 4, "c.bin")], "UTF-8"),
     "corpus empty": (lambda t: ["run", _spec(t), "--data", _spec_file(t, b"", "c.txt")], "is empty"),
-    "corpus a directory": (lambda t: ["run", _spec(t), "--data", t], "not a regular file"),
+    "corpus an empty directory": (lambda t: ["run", _spec(t), "--data", _empty_dir(t)], "a folder with no"),
     "corpus missing": (lambda t: ["run", _spec(t), "--data", t / "missing.txt"], "no such file"),
     "corpus too short for seq_len": (
         lambda t: ["run", _spec(t), "--data", _spec_file(t, b"to be or not", "c.txt")],

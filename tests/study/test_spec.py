@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from study.cli import main
 from study.config.spec import Distribution, SampleSpec, StudySpec
@@ -17,7 +16,7 @@ def test_presets_parse_and_round_trip():
     assert {"smoke", "seed-replication", "scaling", "lr-sweep"} <= set(preset_names())
     for name in preset_names():
         spec = load_preset(name)
-        assert parse_spec(yaml.safe_load(dump_spec(spec))) == spec
+        assert parse_spec(parse_yaml(dump_spec(spec), "dumped")) == spec
 
 
 def test_seed_replication_matches_the_seed_settings():
