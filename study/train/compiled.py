@@ -47,16 +47,20 @@ def compile_model(model: nn.Module, mode: str) -> Callable:
     module's training flag, and compiles a graph per combination (first use, which the loop's warm-up does
     outside the budget clock). Under CUDA graphs every call starts a new step for the graph trees: the outputs
     of the previous call may then be overwritten, so callers consume them (backward, a copy) before calling
-    again, as the loop and `evaluate_batch` do."""
+    again, as the loop and `evaluate_batch` do. Before each call, a model with a `prepare(T, device)` (the
+    worker's FlexAttention block masks) builds on the host what its graph takes as input, once per length."""
     if mode == "off":
         return model
     compiled = torch.compile(model, mode=mode, dynamic=False)
+    prepare = getattr(model, "prepare", None)  # a baseline copy of wt_model (bench --baseline-src) may lack it
 
     @recompile_limit(RECOMPILE_LIMIT)  # for these calls only: the process-wide setting is left alone
-    def run(*args, **kwargs):
+    def run(idx: torch.Tensor, *args, **kwargs):
+        if prepare is not None:
+            prepare(idx.shape[1], idx.device)  # eager, outside the graph: a dict lookup after the first call
         if mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args, **kwargs)
+        return compiled(idx, *args, **kwargs)
 
     return run
 

@@ -130,8 +130,8 @@ class _Run:
         _seed_everything(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
         m = cfg.model
-        # The random worker phase is drawn here, exactly as the model would draw it (torch's global RNG, same
-        # call), and passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
+        # The random worker phase is drawn per step by model.draw_phase() (torch's global RNG, a CPU draw) and
+        # passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
         self.phases = m.worker_interval if archs.get(m.arch).sparse and m.random_worker_phase else 0
         # supervised targets of a step, per worker phase (the training loss is taken at the worker rows)
         batch = cfg.train.batch_size
@@ -228,7 +228,7 @@ class _Run:
             if not len(losses):
                 t0 = clock()  # the clock runs from the first step after a read to the next read
             x, y = self.sampler.next()
-            phase = int(torch.randint(phases, ()).item()) if phases else None
+            phase = self.model.draw_phase() if phases else None
             losses.add(_step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast, phase))
             c.step += 1
             c.tokens += tokens_per_step
