@@ -309,7 +309,7 @@ class _Run:
                     _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:], worker_offset=phase)
                 loss.backward()
         loss.item()
-        if self.compile_mode != "off":  # the evaluation passes' graphs (a full batch; a ragged last one compiles later)
+        if self.compile_mode != "off":  # the evaluation passes' graphs: every batch has this shape (padded)
             for _ in range(passes):
                 batch = self.val_windows[: sampler.batch_size]
                 evaluate_windows(self.model, batch, sampler.batch_size, self.autocast, self.step_model)
