@@ -299,7 +299,7 @@ class _Run:
         rng = capture_rng()
         sampler = self.sampler
         starts = torch.randint(sampler.n_offsets, (sampler.batch_size,), generator=torch.Generator())  # (B,)
-        windows = sampler.windows.index_select(0, starts.to(self.device))  # (B, T+1), as in next()
+        windows = sampler.windows_at(starts)  # (B, T+1), as in next()
         phases = range(self.phases) if self.phases else [None]  # each worker phase has its own compiled shapes
         passes = 3 if self.compile_mode == "reduce-overhead" else 1  # CUDA graph trees: warm up, record, replay
         for _ in range(passes):
