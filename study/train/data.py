@@ -1,5 +1,6 @@
 """Text data for the study: the corpus (download + cache + checksum, or a local file), the character
-vocabulary, the train/val split, on-device batch sampling and the fixed validation windows.
+vocabulary, the train/val split, batch sampling (gathered on the host, copied to the device a chunk at a time)
+and the fixed validation windows.
 
 Every user mistake (unknown corpus, missing or empty file, bad checksum, offline without a cached copy, a
 sequence length that does not fit) raises `StudyError` with one sentence, and nothing is left half-written:
