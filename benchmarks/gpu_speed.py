@@ -1,11 +1,16 @@
 """GPU speed check of issue #11: both models eager, compiled and with CUDA graphs at T=256 and T=1024 (the
 original's settings: batch 16, dim 256, 4 layers, 4 heads, dropout 0.1, interval 4, bf16 autocast), the CUDA
-tests of wt_model, one table and the targets.
+tests (tests/wt_model/test_compile.py and tests/study/test_no_sync.py, `-k cuda`), one table and the targets.
+The `optimizer-tail` step times the step's tail (clip + AdamW) eager, as the loop runs it, against the same
+inside torch.compile (CUDA graphs on CUDA): the measurement that decides whether the loop should compile it.
+`--tiny` runs every step on a tiny shape (on the CPU by default: the CUDA-only steps are skipped there), to
+check the script end to end without a GPU.
 
 Run on a GPU machine from the repository root (torch, pyyaml, pytest; Ray is not needed):
 
     PYTHONPATH=. python benchmarks/gpu_speed.py                # every step, within --budget-s
     PYTHONPATH=. python benchmarks/gpu_speed.py --steps graphs-1024 table
+    PYTHONPATH=. python benchmarks/gpu_speed.py --tiny --out /tmp/gpu_speed_tiny   # every step, tiny, on a CPU
 
 Each step is a subprocess under its own timeout, so a compile that hangs costs only its step; the bench rows are
 appended to $OUT/bench.csv as they are measured (`wt-study bench --csv`), each step's output goes to
@@ -25,38 +30,68 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-BENCH = [sys.executable, "-m", "study.cli", "bench", "--device", "cuda", "--batch-sizes", "16", "--steps", "10"]
-BENCH += ["--warmup", "3", "--n-embd", "256", "--n-layer", "4", "--n-head", "4", "--worker-interval", "4"]
 PYTEST = [sys.executable, "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider"]
+CUDA_TESTS = ["tests/wt_model/test_compile.py", "tests/study/test_no_sync.py", "-k", "cuda"]
+# skipped off CUDA: the CUDA tests would only be skipped there, and reduce-overhead is compiled-* off CUDA
+CUDA_ONLY = ("cuda-tests", "cuda-check", "graphs-1024", "graphs-256")
 
 
-def bench(seq_len: int, mode: str, archs: str, attention: str, dropout_row: bool) -> list[str]:
-    args = ["--seq-lens", str(seq_len), "--compile", mode, "--archs", *archs.split(), "--attentions", attention]
-    return BENCH + args + ([] if dropout_row else ["--no-dropout-row"])
+@dataclass(frozen=True)
+class Setup:
+    """What the bench rows run on: the device, the two sequence lengths (the rows named 1024 and 256 run at
+    `long` and `short`), the batch, the timed and warm-up steps and the model (interval 4)."""
+
+    device: str
+    long: int
+    short: int
+    batch: int
+    steps_timed: int
+    warmup: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    judged: bool = True  # the rows are the original's settings: the targets apply
+
+    def model_flags(self) -> list[str]:
+        return ["--n-embd", str(self.n_embd), "--n-layer", str(self.n_layer), "--n-head", str(self.n_head)]
+
+    def bench(self, seq_len: int, mode: str, archs: str, attention: str, dropout_row: bool) -> list[str]:
+        args = ["--seq-lens", str(seq_len), "--compile", mode, "--archs", *archs.split(), "--attentions", attention]
+        head = [sys.executable, "-m", "study.cli", "bench", "--device", self.device, "--batch-sizes", str(self.batch)]
+        head += ["--steps", str(self.steps_timed), "--warmup", str(self.warmup), "--worker-interval", "4"]
+        return head + self.model_flags() + args + ([] if dropout_row else ["--no-dropout-row"])
+
+    def both(self, seq_len: int, mode: str, dropout_row: bool = False) -> list[list[str]]:
+        """Both models with sdpa, then the worker with flex (its block-sparse mask; no attention dropout)."""
+        return [
+            self.bench(seq_len, mode, "standard worker", "sdpa", dropout_row),
+            self.bench(seq_len, mode, "worker", "flex", False),
+        ]
+
+    def steps(self) -> dict[str, tuple[float, list[list[str]]]]:
+        """name -> (timeout in seconds, commands), in the order they run by default (most telling first)."""
+        long, short = self.long, self.short
+        return {
+            "eager-1024": (90, self.both(long, "off", dropout_row=True)),
+            "graphs-1024": (240, self.both(long, "reduce-overhead")),
+            "graphs-256": (180, self.both(short, "reduce-overhead")),
+            "cuda-tests": (180, [PYTEST + CUDA_TESTS]),
+            "cuda-check": (60, [[sys.executable, "benchmarks/cuda_check.py"]]),  # naive = sdpa, bf16, generation
+            "eager-256": (60, self.both(short, "off", dropout_row=True)),
+            "compiled-1024": (180, self.both(long, "default")),
+            "compiled-256": (150, self.both(short, "default")),
+            "wt-model-tests": (300, [PYTEST + ["tests/wt_model"]]),
+            "optimizer-tail": (240, [[sys.executable, __file__, "--tail", self.device, *self.model_flags()]]),
+        }
 
 
-def both(seq_len: int, mode: str, dropout_row: bool = False) -> list[list[str]]:
-    """Both models with sdpa, then the worker with flex (its block-sparse mask; no attention dropout)."""
-    return [
-        bench(seq_len, mode, "standard worker", "sdpa", dropout_row),
-        bench(seq_len, mode, "worker", "flex", False),
-    ]
-
-
-# name -> (timeout in seconds, commands), in the order they run by default (most telling first)
-STEPS = {
-    "eager-1024": (90, both(1024, "off", dropout_row=True)),
-    "graphs-1024": (240, both(1024, "reduce-overhead")),
-    "graphs-256": (180, both(256, "reduce-overhead")),
-    "cuda-tests": (180, [PYTEST + ["tests/wt_model/test_compile.py", "-k", "cuda"]]),
-    "cuda-check": (60, [[sys.executable, "benchmarks/cuda_check.py"]]),  # naive = sdpa, bf16 passes, generation
-    "eager-256": (60, both(256, "off", dropout_row=True)),
-    "compiled-1024": (180, both(1024, "default")),
-    "compiled-256": (150, both(256, "default")),
-    "wt-model-tests": (300, [PYTEST + ["tests/wt_model"]]),
-}
+# the original's settings on CUDA; a smoke run of every step (--tiny), meant for a CPU
+FULL = Setup("cuda", 1024, 256, batch=16, steps_timed=10, warmup=3, n_embd=256, n_layer=4, n_head=4)
+TINY = Setup("cpu", 64, 32, batch=2, steps_timed=2, warmup=1, n_embd=32, n_layer=1, n_head=2, judged=False)
+STEPS = FULL.steps()  # the step names (the same for every setup)
 MIN_STEP_S = 30  # a step that would get less than this is not started
 
 
@@ -89,7 +124,7 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], setup: Setup = FULL) -> str:
     """The measured rows (ms/step, MFU against the best peak of all runs, speed vs the standard model at the
     same T, dropout and mode) and the targets."""
     if not rows:
@@ -114,11 +149,12 @@ def table(rows: list[dict]) -> str:
         for line in lines
     ]
     text.insert(1, "  ".join("-" * w for w in widths))
-    device = rows[0]["device"]
-    text.insert(
-        0, f"{device}, torch {rows[0]['torch']}, bf16 autocast; matmul peak {peak:.0f} TFLOP/s (best in these runs)"
-    )
+    device, dtype = rows[0]["device"], "bf16 autocast" if setup.device.startswith("cuda") else "fp32"
+    text.insert(0, f"{device}, torch {rows[0]['torch']}, {dtype}; matmul peak {peak:.3g} TFLOP/s (best in these runs)")
     text.append("* flex: no dropout on attention weights (FlexAttention has none); residual dropout stays")
+    if not setup.judged:
+        note = f"targets: not judged (they are for the original's settings on CUDA; T={setup.long}/{setup.short} here)"
+        return "\n".join([*text, "", note])
     return "\n".join(text + [""] + targets(rows, peak))
 
 
@@ -161,20 +197,93 @@ def targets(rows: list[dict], peak: float) -> list[str]:
     return lines
 
 
+def optimizer_tail(device_name: str, n_embd: int, n_layer: int, n_head: int, calls: int = 20) -> None:
+    """Print the training step's tail (clip_grad_norm_ at 1.0, then AdamW) on the bench's worker model: as the
+    loop runs it (eager; fused AdamW on CUDA, the for-loop one on a CPU) and both inside one torch.compile
+    (a tensor lr, so a schedule does not recompile it; on CUDA capturable AdamW in mode reduce-overhead). Median
+    ms per call after warm-up: wall clock, synchronised, on CUDA; on a CPU one thread and its CPU time, as
+    `wt-study bench` clocks a CPU. The compile time (wall) is printed, not timed."""
+    import statistics
+
+    import torch
+
+    from wt_model import ModelConfig, build_model
+
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
+    if not cuda:
+        torch.set_num_threads(1)
+    torch.manual_seed(0)
+    params = list(build_model(ModelConfig(n_embd=n_embd, n_layer=n_layer, n_head=n_head)).to(device).parameters())
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+
+    def tail(optimizer):
+        def run() -> None:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+
+        return run
+
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    clock = time.perf_counter if cuda else time.process_time
+
+    def median_ms(run) -> float:
+        times = []
+        for _ in range(calls):
+            sync()
+            start = clock()
+            run()
+            sync()
+            times.append(clock() - start)
+        return 1e3 * statistics.median(times[3:])
+
+    print(f"tail: {sum(p.numel() for p in params):,} parameters in {len(params)} tensors on {device}", flush=True)
+    eager = tail(torch.optim.AdamW(params, lr=1e-3, fused=True if cuda else None))
+    print(f"tail eager ({'fused' if cuda else 'for-loop'} AdamW, the loop's): {median_ms(eager):.3f} ms", flush=True)
+    mode = "reduce-overhead" if cuda else "default"
+    lr = torch.tensor(1e-3, device=device)  # a tensor lr needs capturable AdamW on CUDA (foreach there)
+    compiled = torch.compile(tail(torch.optim.AdamW(params, lr=lr, capturable=cuda)), mode=mode)
+    start = time.perf_counter()
+    compiled()
+    compile_s = time.perf_counter() - start
+    how = f"{mode}, {'capturable ' if cuda else ''}AdamW, tensor lr"
+    print(f"tail compiled ({how}): {median_ms(compiled):.3f} ms, compile {compile_s:.0f} s wall")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", nargs="+", default=[*STEPS, "table"], choices=[*STEPS, "table"])
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_speed_out")))
     parser.add_argument("--budget-s", type=float, default=560.0, help="wall seconds for all steps together")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help=f"a smoke run of every step: T={TINY.long}/{TINY.short} for the 1024/256 rows, a tiny model, "
+        "2 timed steps, on the CPU unless --device says otherwise; no targets judged",
+    )
+    parser.add_argument("--device", default=None, help="the bench device: cuda (default), or cpu with --tiny")
+    parser.add_argument("--tail", metavar="DEVICE", help="only the optimizer-tail measurement, on DEVICE")
+    for flag, default in (("--n-embd", FULL.n_embd), ("--n-layer", FULL.n_layer), ("--n-head", FULL.n_head)):
+        parser.add_argument(flag, type=int, default=default, help="the model of --tail")
     args = parser.parse_args()
+    if args.tail:
+        optimizer_tail(args.tail, args.n_embd, args.n_layer, args.n_head)
+        return 0
+    setup = TINY if args.tiny else FULL
+    setup = replace(setup, device=args.device) if args.device else setup
+    steps = setup.steps()
     args.out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.budget_s
     status = {}
     for name in args.steps:
         if name == "table":
             continue
-        timeout_s, commands = STEPS[name]
+        timeout_s, commands = steps[name]
         left = deadline - time.monotonic()
+        if name in CUDA_ONLY and not setup.device.startswith("cuda"):
+            status[name] = "skipped (needs CUDA)"
+            continue
         if left < MIN_STEP_S:
             status[name] = "not run (budget)"
             continue
@@ -182,7 +291,10 @@ def main() -> int:
         status[name] = run_step(name, min(timeout_s, left), commands, args.out)
         print(f"{name}: {status[name]} ({time.monotonic() - start:.0f} s)", flush=True)
     summary = "\n".join(f"{name}: {state}" for name, state in status.items())
-    summary += "\n\n" + table(read_rows(args.out / "bench.csv"))
+    summary += "\n\n" + table(read_rows(args.out / "bench.csv"), setup)
+    tail_log = args.out / "optimizer-tail.log"
+    if tail_log.exists():
+        summary += "\n\n" + "\n".join(line for line in tail_log.read_text().splitlines() if line.startswith("tail"))
     (args.out / "summary.txt").write_text(summary + "\n")
     print(summary)
     return 0

@@ -21,6 +21,12 @@ from wt_model.layers import CausalDepthwiseConv, FeedForward, GatedAttention, Pr
 from wt_model.positions import worker_position_list
 
 
+def uses_flex(cfg: ModelConfig, device: torch.device) -> bool:
+    """Whether the worker attention runs through FlexAttention's kernel: attention="flex" on CUDA (FlexAttention
+    has no backward on a CPU, where "flex" runs as SDPA with the same dense mask)."""
+    return cfg.attention == "flex" and device.type == "cuda"
+
+
 def worker_block_mask(T: int, k: int, offset: int, device: torch.device) -> BlockMask:
     """FlexAttention's block mask of the worker attention at phase `offset`: worker i (at position pos[i])
     sees keys 0..pos[i]. pos[i] = min(first + i * k, T - 1) covers the regular workers and the last position."""
@@ -71,7 +77,7 @@ class WorkerTransformer(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         init_weights(self, cfg)
         nn.init.normal_(self.worker_emb, mean=0.0, std=0.02)  # the seed's marker init, under either scheme
-        self._block_masks: dict[tuple[int, int, str], BlockMask] = {}  # (T, phase, device) -> flex block mask
+        self._block_masks: dict[tuple[int, str], tuple[BlockMask, ...]] = {}  # (T, device) -> per phase (prepare)
 
     def worker_positions(self, T: int, offset: int = 0, device: torch.device | None = None) -> torch.Tensor:
         """Sorted worker positions for phase `offset`: p % k == (k - 1 - offset) % k, plus always T - 1."""
@@ -85,38 +91,64 @@ class WorkerTransformer(nn.Module):
             pos = torch.cat([pos, torch.full((1,), T - 1, device=device)])  # a fill, not a host-to-device copy
         return pos
 
+    def draw_phase(self) -> int:
+        """A random worker phase in [0, k) for one training step with `random_worker_phase`, from torch's global
+        RNG (reproducible from the seed, restored with torch's RNG state). A CPU draw: no device sync. The caller
+        draws it and passes it as `worker_offset`, outside `forward`: a phase read inside `forward` would be a
+        host value taken from a tensor (a graph break), and it sets the shapes (W) of the graph."""
+        return int(torch.randint(self.cfg.worker_interval, ()).item())
+
+    def prepare(self, T: int, device: torch.device) -> None:
+        """Build, outside any compiled graph, what a forward at length T on `device` reads instead of building:
+        FlexAttention's block masks of all k phases (attention="flex" on CUDA; nothing otherwise), once per
+        (T, device). A compiled forward then takes the masks as graph inputs, with static addresses, so
+        CUDA graphs replay them without copies. `study.train.compiled.compile_model` calls this before each
+        compiled call (a dict lookup after the first)."""
+        key = (T, str(device))
+        if uses_flex(self.cfg, device) and key not in self._block_masks:
+            k = self.cfg.worker_interval
+            self._block_masks[key] = tuple(worker_block_mask(T, k, offset, device) for offset in range(k))
+            for block_mask in self._block_masks[key]:
+                for tensor in block_mask.as_tuple():
+                    if isinstance(tensor, torch.Tensor):
+                        torch._dynamo.mark_static_address(tensor)  # built once and never replaced
+
     def attention_mask(self, T: int, offset: int, pos: torch.Tensor) -> PrefixMask:
         """The worker attention mask at phase `offset` (pos: `worker_positions(T, offset)` on the device).
 
         Static shapes per (T, phase) and no device sync, so the compiler captures it. FlexAttention's block mask
-        (attention="flex" on CUDA) is built once per (T, phase, device) and cached in eager mode; under compile
-        it is built inside the graph, which CUDA graphs then replay."""
+        comes from `prepare` (called here in eager mode; under compile it has been called before, so the graph
+        reads the mask and does not build it; a compiled call nobody prepared builds it inside the graph)."""
         dense = torch.arange(T, device=pos.device)[None, :] <= pos[:, None]  # (W, T): worker i sees j <= pos[i]
         n_keys = tuple(p + 1 for p in worker_position_list(T, self.cfg.worker_interval, offset))
         block_mask = None
-        if self.cfg.attention == "flex" and pos.device.type == "cuda":
-            args = (T, self.cfg.worker_interval, offset, pos.device)
-            if torch.compiler.is_compiling():
-                block_mask = worker_block_mask(*args)
+        if uses_flex(self.cfg, pos.device):
+            if not torch.compiler.is_compiling():
+                self.prepare(T, pos.device)
+            prepared = self._block_masks.get((T, str(pos.device)))
+            if prepared is None:
+                block_mask = worker_block_mask(T, self.cfg.worker_interval, offset, pos.device)
             else:
-                key = (T, offset, str(pos.device))
-                if key not in self._block_masks:
-                    self._block_masks[key] = worker_block_mask(*args)
-                block_mask = self._block_masks[key]
+                block_mask = prepared[offset]
         return PrefixMask(dense=dense, n_keys=n_keys, block_mask=block_mask)
 
     def _phase(self, worker_offset: int | None) -> int:
         if worker_offset is not None:
             return int(worker_offset)
         if self.cfg.random_worker_phase and self.training:
-            # torch's global RNG: reproducible from the seed and restored with torch's RNG state.
-            return int(torch.randint(self.cfg.worker_interval, ()).item())
+            raise ValueError(
+                "worker_offset=None is invalid for a training forward with random_worker_phase=True: draw the "
+                "phase with model.draw_phase() and pass it as worker_offset (one graph per phase, no host sync)."
+            )
         return 0
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, worker_offset: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """logits (B, W, V) at the worker rows of phase `worker_offset`; loss = mean CE at those rows."""
+        """logits (B, W, V) at the worker rows of phase `worker_offset`; loss = mean CE at those rows.
+
+        `worker_offset` None is phase 0, except in a training forward with `random_worker_phase`, which takes the
+        phase from its caller (`draw_phase`): the phase is a plain int, so each phase is one whole graph."""
         B, T = idx.shape
         if self.cfg.block_size < T:
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}.")

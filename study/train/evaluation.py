@@ -12,7 +12,7 @@ import torch
 from study.config.run import EvalConfig
 from study.train.corpora import MappedCorpus
 from study.train.data import gather_windows, seed_window_starts, stream_window_starts
-from wt_model import evaluate_batch
+from wt_model.evaluate import loss_sums
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,21 @@ def eval_windows(corpus: MappedCorpus, seq_len: int, ev: EvalConfig, device: tor
 
 def evaluate_windows(model, windows: torch.Tensor, batch_size: int, autocast, forward=None) -> tuple[float, float]:
     """Mean loss over all positions and the seed's metric on `windows` (N, T+1); model left in train mode.
-    `forward` runs the passes (the compiled model) when given."""
+    `forward` runs the passes (the compiled model) when given; it sees every batch at `batch_size` rows, the
+    shape it was compiled (and on CUDA recorded) for: a short last batch is padded with copies of its last row,
+    which are left out of the sums. The sums stay on the device and are read once, at the end of the pass."""
     model.eval()
-    sum_all, n_all, sum_seed, n_seed = 0.0, 0, 0.0, 0
+    sums = torch.zeros(2, dtype=torch.float64, device=windows.device)  # loss_sum_all, loss_sum_seed
+    n_all = n_seed = 0
     with autocast():
         for i in range(0, len(windows), batch_size):
             chunk = windows[i : i + batch_size].long()  # (b, T+1)
-            losses = evaluate_batch(model, chunk[:, :-1], chunk[:, 1:], forward)
-            sum_all, n_all = sum_all + losses.loss_sum_all, n_all + losses.n_all
-            sum_seed, n_seed = sum_seed + losses.loss_sum_seed, n_seed + losses.n_seed
+            rows = len(chunk)
+            if forward is not None and rows < batch_size:
+                chunk = torch.cat([chunk, chunk[-1:].expand(batch_size - rows, -1)])  # (batch_size, T+1)
+            losses = loss_sums(model, chunk[:, :-1], chunk[:, 1:], forward, rows)
+            sums += losses.sums
+            n_all, n_seed = n_all + losses.n_all, n_seed + losses.n_seed
     model.train()
+    sum_all, sum_seed = sums.tolist()
     return sum_all / max(n_all, 1), sum_seed / max(n_seed, 1)

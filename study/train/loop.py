@@ -131,8 +131,8 @@ class _Run:
         _seed_everything(cfg.train.seed)
         self.model = build_model(cfg.model).to(self.device)
         m = cfg.model
-        # The random worker phase is drawn here, exactly as the model would draw it (torch's global RNG, same
-        # call), and passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
+        # The random worker phase is drawn per step by model.draw_phase() (torch's global RNG, a CPU draw) and
+        # passed explicitly: compiled graphs are then keyed by the phase and all warmed up up front.
         self.phases = m.worker_interval if archs.get(m.arch).sparse and m.random_worker_phase else 0
         # supervised targets of a step, per worker phase (the training loss is taken at the worker rows)
         batch = cfg.train.batch_size
@@ -229,7 +229,7 @@ class _Run:
             if not len(losses):
                 t0 = clock()  # the clock runs from the first step after a read to the next read
             x, y = self.sampler.next()
-            phase = int(torch.randint(phases, ()).item()) if phases else None
+            phase = self.model.draw_phase() if phases else None
             losses.add(_step(self.step_model, self.optimizer, x, y, lr, grad_clip, self.autocast, phase))
             c.step += 1
             c.tokens += tokens_per_step
@@ -300,7 +300,7 @@ class _Run:
         rng = capture_rng()
         sampler = self.sampler
         starts = torch.randint(sampler.n_offsets, (sampler.batch_size,), generator=torch.Generator())  # (B,)
-        windows = sampler.windows.index_select(0, starts.to(self.device))  # (B, T+1), as in next()
+        windows = sampler.windows_at(starts)  # (B, T+1), as in next()
         phases = range(self.phases) if self.phases else [None]  # each worker phase has its own compiled shapes
         passes = 3 if self.compile_mode == "reduce-overhead" else 1  # CUDA graph trees: warm up, record, replay
         for _ in range(passes):
@@ -310,7 +310,7 @@ class _Run:
                     _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:], worker_offset=phase)
                 loss.backward()
         loss.item()
-        if self.compile_mode != "off":  # the evaluation passes' graphs (a full batch; a ragged last one compiles later)
+        if self.compile_mode != "off":  # the evaluation passes' graphs: every batch has this shape (padded)
             for _ in range(passes):
                 batch = self.val_windows[: sampler.batch_size]
                 evaluate_windows(self.model, batch, sampler.batch_size, self.autocast, self.step_model)

@@ -17,7 +17,7 @@ from study.train.compiled import LossWindow, compile_mode
 from study.train.corpora import load_corpus
 from study.train.loop import train
 from wt_base.errors import StudyError
-from wt_model import ModelConfig
+from wt_model import ModelConfig, archs
 from wt_model.dynamo import limit_setting
 
 
@@ -124,13 +124,13 @@ def test_a_compiled_run_matches_the_eager_run(corpus, monkeypatch):
     cfg = tiny("standard", budget=("steps", 4), every_steps=2, dropout=0.0)
     eager = train(cfg, corpus)
     monkeypatch.setattr(compiled_module.torch, "compile", aot_eager)
-    forwards, real_evaluate_batch = [], evaluation_module.evaluate_batch
+    forwards, real_loss_sums = [], evaluation_module.loss_sums
 
-    def spy_evaluate_batch(model, x, y, forward=None):
+    def spy_loss_sums(model, x, y, forward=None, rows=None):
         forwards.append(forward)
-        return real_evaluate_batch(model, x, y, forward)
+        return real_loss_sums(model, x, y, forward, rows)
 
-    monkeypatch.setattr(evaluation_module, "evaluate_batch", spy_evaluate_batch)
+    monkeypatch.setattr(evaluation_module, "loss_sums", spy_loss_sums)
     torch._dynamo.reset()
     limit = getattr(torch._dynamo.config, limit_setting())
     try:
@@ -142,3 +142,56 @@ def test_a_compiled_run_matches_the_eager_run(corpus, monkeypatch):
     assert forwards and all(forward is not None for forward in forwards)  # evaluation ran compiled too
     for got, want in zip(_records(compiled), _records(eager), strict=True):
         assert got[:3] == want[:3] and got[3:] == pytest.approx(want[3:], rel=1e-5)
+
+
+@pytest.mark.parametrize(("label", "expected"), [("standard", (1, 1)), ("worker-random-phase", (4, 4))])
+def test_a_compiled_trial_compiles_every_graph_in_its_warm_up_and_none_after(corpus, monkeypatch, label, expected):
+    """Every graph of a whole trial (training at each worker phase, the periodic and final evaluations, whose
+    last batches are short: 11 and 159 windows of T=24 in batches of 8) is compiled in the warm-up, off the
+    clock, and no later call compiles another: expected = (training graphs, evaluation graphs), one per phase.
+    Counted by a backend (aot_eager underneath) that sees each graph Dynamo hands over, and every call of one."""
+    aot_eager, real_compile = torch._dynamo.lookup_backend("aot_eager"), torch.compile
+    stage, compiled_in, calls_after = ["before"], [], [0]
+
+    def counting_backend(gm, example_inputs):
+        compiled_in.append((stage[0], torch.is_grad_enabled()))  # grad on: a training graph
+        graph = aot_eager(gm, example_inputs)
+
+        def call(*args):
+            calls_after[0] += stage[0] == "after"
+            return graph(*args)
+
+        return call
+
+    def warm_up(run):
+        stage[0] = "warm-up"
+        real_warm_up(run)
+        stage[0] = "after"
+
+    real_warm_up = train_module._Run._warm_up
+    monkeypatch.setattr(train_module._Run, "_warm_up", warm_up)
+    monkeypatch.setattr(compiled_module.torch, "compile", lambda model, mode, dynamic: real_compile(
+        model, backend=counting_backend, dynamic=dynamic
+    ))  # fmt: skip
+    arch, variant = archs.LABELS[label]
+    model = ModelConfig(arch=arch.name, block_size=24, n_embd=16, n_head=2, n_layer=1, **dict(variant.overrides))
+    cfg = RunConfig(
+        model=model,
+        train=TrainConfig(device="cpu", threads=1, batch_size=8, seed=1, compile=True),
+        budget=BudgetConfig(kind="steps", value=6),
+        eval=EvalConfig(every_steps=3, val_tokens=256, final_full=True),
+    )
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    try:
+        result = train(cfg, corpus)
+    finally:
+        torch._dynamo.reset()
+    assert result.status == "completed" and [r.step for r in result.records] == [3, 6]
+    assert result.final.val_tokens == 159 * 24  # the whole split: 19 full batches and one of 7
+    n_train, n_eval = expected
+    assert compiled_in == [("warm-up", True)] * n_train + [("warm-up", False)] * n_eval
+    assert not torch._dynamo.utils.counters["graph_break"]
+    # after the warm-up every pass ran a compiled graph: 6 steps, then per evaluation (validation and training
+    # windows) one call per batch and phase: 2 + 2 batches periodic, 20 + 2 final
+    assert calls_after[0] == 6 * 1 + (2 + 2 + 20 + 2) * n_eval

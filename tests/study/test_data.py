@@ -184,3 +184,47 @@ def test_seed_protocol_windows_are_stride_one(shakespeare):
     windows = gather_windows(shakespeare.val, starts, 32, CPU)
     assert windows.shape == (10, 33)
     assert torch.equal(windows[1, :-1], windows[0, 1:])
+
+
+def _old_sampler_batches(ids: np.ndarray, batch_size: int, seq_len: int, seed: int, steps: int, skip: int = 0):
+    """The sampler as it was before it kept the ids in their stored dtype: the whole split as int64, windows
+    by index_select, offsets drawn CHUNK_STEPS steps at a time from a private generator."""
+    windows = torch.from_numpy(ids.astype(np.int64)).unfold(0, seq_len + 1, 1)  # (N - T, T+1)
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    while len(batches) < skip + steps:
+        chunk = torch.randint(windows.shape[0], (BatchSampler.CHUNK_STEPS, batch_size), generator=generator)
+        batches += [windows.index_select(0, starts)[:, :-1] for starts in chunk]
+    return batches[skip : skip + steps]
+
+
+def test_sampler_batches_are_bit_identical_to_the_int64_samplers(shakespeare):
+    """Same offsets from the same generator, same windows, across a chunk boundary; a state saved by the old
+    sampler (the same {"generator", "used"} format) resumes in the new one."""
+    expected = _old_sampler_batches(shakespeare.train, 3, 8, seed=7, steps=BatchSampler.CHUNK_STEPS + 4)
+    sampler = BatchSampler(shakespeare.train, batch_size=3, seq_len=8, seed=7, device=CPU)
+    got = [sampler.next()[0] for _ in expected]
+    assert all(x.dtype == torch.int64 and torch.equal(x, want) for x, want in zip(got, expected, strict=True))
+    old_state = {"generator": torch.Generator().manual_seed(7).get_state(), "used": 5}  # mid first chunk
+    resumed = BatchSampler(shakespeare.train, batch_size=3, seq_len=8, seed=0, device=CPU)
+    resumed.set_state(old_state)
+    assert all(torch.equal(resumed.next()[0], want) for want in expected[5:9])
+
+
+def test_sampler_reads_a_uint8_memmap_without_copying_the_split(tmp_path):
+    """A large corpus may be a read-only memmap of uint8 tokens: the sampler keeps it as it is (no int64 copy of
+    the split anywhere), gathers only the windows it hands out, and casts those to int64."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tokens.u8"
+    rng.integers(0, 256, 5_000, dtype=np.uint8).tofile(path)
+    ids = np.memmap(path, dtype=np.uint8, mode="r")
+    sampler = BatchSampler(ids, batch_size=4, seq_len=16, seed=1, device=CPU)
+    x, y = sampler.next()
+    assert sampler.ids is ids and x.dtype == y.dtype == torch.int64 and x.shape == (4, 16)
+    big = [v for v in vars(sampler).values() if isinstance(v, torch.Tensor) and v.numel() >= len(ids)]
+    assert all(v.dtype == torch.uint8 for v in big)  # only the chunk's windows, in the stored dtype
+    expected = _old_sampler_batches(np.asarray(ids), 4, 16, seed=1, steps=2)
+    assert torch.equal(x, expected[0]) and torch.equal(sampler.next()[0], expected[1])
+    starts = torch.tensor([0, 4_983])  # the first and the last window
+    windows = sampler.windows_at(starts)
+    assert windows.dtype == torch.int64 and torch.equal(windows[1], torch.from_numpy(ids[-17:].astype(np.int64)))

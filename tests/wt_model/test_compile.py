@@ -59,6 +59,26 @@ def test_training_forward_has_no_graph_breaks(arch):
     assert explained.graph_count == 1
 
 
+def test_a_random_phase_model_compiles_whole_and_never_draws_inside_forward():
+    """random_worker_phase used to draw the phase inside forward with .item(): two graphs and a break, hidden by
+    every caller passing worker_offset. Now the caller draws it (draw_phase) and the model compiles whole
+    (fullgraph=True) at that phase; a training call without it fails loudly, compiled or not, instead of
+    running in pieces or eagerly. Evaluation without a phase is phase 0, one graph."""
+    model = tiny_model(arch="worker", random_worker_phase=True, **SMALL).train()
+    idx, targets = tokens(2, 12), tokens(2, 12, seed=2)
+    whole = torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=False)
+    _, loss = whole(idx, targets, worker_offset=model.draw_phase())
+    loss.backward()
+    explained = torch._dynamo.explain(model)(idx, targets, worker_offset=model.draw_phase())
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    with pytest.raises(torch._dynamo.exc.Unsupported, match=r"model\.draw_phase\(\)"):
+        whole(idx, targets)
+    with pytest.raises(ValueError, match=r"worker_offset=None is invalid .* model\.draw_phase\(\)"):
+        torch.compile(model, backend="aot_eager", dynamic=False)(idx, targets)  # Dynamo gives up; eager raises
+    explained = torch._dynamo.explain(model.eval())(idx)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
 @pytest.mark.parametrize("arch", ["standard", "worker"])
 def test_compiled_training_step_equals_eager(arch):
     """fullgraph=True fails on any break, in the forward or in AOT autograd's backward."""
@@ -129,6 +149,40 @@ def test_flex_worker_attention_equals_sdpa_forward(T, k, offset):
     mask = PrefixMask(dense=dense, n_keys=tuple(dense.sum(-1).tolist()), block_mask=block_mask)
     dispatched = torch.compile(lambda q, key, v: attention(q, key, v, mask, 0.0, "flex"), backend="aot_eager")
     torch.testing.assert_close(dispatched(q, key, v), expected, rtol=0, atol=1e-5)
+
+
+def test_flex_block_masks_are_built_once_and_read_by_the_graph(monkeypatch):
+    """prepare() builds every phase's block mask once per (T, device), outside the graph; the compiled passes
+    take them as inputs and build none, one graph per phase, revisits included. The CUDA-only switch is opened
+    on the CPU for this (forward only: FlexAttention has no CPU backward)."""
+    import wt_model.worker as worker
+
+    built = []
+    real_build = worker.worker_block_mask
+    monkeypatch.setattr(worker, "uses_flex", lambda cfg, device: cfg.attention == "flex")
+    monkeypatch.setattr(worker, "worker_block_mask", lambda *args: (built.append(args[2]), real_build(*args))[1])
+    model = tiny_model(arch="worker", attention="flex", **SMALL).eval()
+    sdpa = tiny_model(arch="worker", attention="sdpa", **SMALL).eval()
+    sdpa.load_state_dict(model.state_dict())
+    x = tokens(2, 29)  # 29: the last position is not a regular worker in most phases
+    model.prepare(29, x.device)
+    model.prepare(29, x.device)  # a no-op once built
+    assert built == [0, 1, 2, 3]
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(model, backend=counting, fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        for offset in (0, 1, 2, 3, 0, 3):
+            logits, _ = compiled(x, worker_offset=offset)
+            torch.testing.assert_close(logits, sdpa(x, worker_offset=offset)[0], rtol=0, atol=1e-5)
+    assert built == [0, 1, 2, 3] and len(graphs) == 4
+    for gm in graphs:  # the prepared mask's tensors are graph inputs
+        inputs = [node.name for node in gm.graph.nodes if node.op == "placeholder"]
+        assert any("_block_masks" in name and "kv_indices" in name for name in inputs), inputs
 
 
 def test_flex_applies_no_dropout_to_attention_weights():

@@ -87,26 +87,26 @@ def test_non_worker_rows_never_updated():
     assert not torch.allclose(stream[:, pos], model.tok_emb(idx)[:, pos] + model.worker_emb)
 
 
-def test_random_worker_phase_is_drawn_in_training_only():
+def test_random_worker_phase_is_drawn_by_the_caller_in_training_only():
+    """The training phase comes from draw_phase() (torch's RNG, reproducible) and is passed in; a training
+    forward without it is an error naming the fix, not a phase drawn inside forward (a graph break)."""
     model = tiny_model(arch="worker", worker_interval=4, random_worker_phase=True)
     drawn = []
     original = model.worker_positions
     model.worker_positions = lambda T, offset=0, device=None: (drawn.append(offset), original(T, offset, device))[1]
     idx = tokens(2, 16)
     torch.manual_seed(3)
-    for _ in range(20):
-        model(idx)
-    first = list(drawn)
-    assert set(first) == {0, 1, 2, 3}
-    drawn.clear()
+    phases = [model.draw_phase() for _ in range(20)]
+    assert set(phases) == {0, 1, 2, 3}
     torch.manual_seed(3)
-    for _ in range(20):
+    assert [model.draw_phase() for _ in range(20)] == phases  # reproducible from torch's RNG
+    for phase in phases[:3]:
+        model(idx, worker_offset=phase)
+    assert drawn == phases[:3]
+    with pytest.raises(ValueError, match=r"worker_offset=None is invalid .* model.draw_phase\(\)"):
         model(idx)
-    assert drawn == first  # reproducible from torch's RNG
     drawn.clear()
     model.eval()
     for _ in range(5):
         model(idx)
-    model.train()
-    model(idx, worker_offset=2)
-    assert drawn == [0] * 5 + [2]
+    assert drawn == [0] * 5  # evaluation: phase 0 unless told otherwise

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from wt_tiny import tiny_model, tokens
 
 from wt_model import EvalLosses, evaluate_batch
+from wt_model.evaluate import loss_sums
 
 
 def _brute_force_all(model, x, y):
@@ -58,3 +59,48 @@ def test_standard_seed_metric_is_all_positions():
         _, loss = model(x, y)
     assert losses.loss_sum_seed == losses.loss_sum_all
     assert losses.loss_sum_all / losses.n_all == pytest.approx(loss.item(), rel=1e-5)
+
+
+def _host_sums(model, x, y):
+    """The sums as the host added them before they stayed on the device: Python floats of each pass's CE."""
+    B, T = x.shape
+    if model.cfg.arch != "worker":
+        logits, _ = model(x)
+        total = F.cross_entropy(logits.reshape(B * T, -1), y.reshape(-1), reduction="sum").item()
+        return total, total
+    k, loss_all, loss_seed = model.cfg.worker_interval, 0.0, 0.0
+    for offset in range(k):
+        n_regular = len(range((k - 1 - offset) % k, T, k))
+        if n_regular == 0 and offset != 0:
+            continue
+        logits, _ = model(x, worker_offset=offset)
+        y_w = y.index_select(1, model.worker_positions(T, offset))
+        if offset == 0:
+            loss_seed = F.cross_entropy(logits.flatten(0, 1), y_w.flatten(), reduction="sum").item()
+        if n_regular:
+            flat = logits[:, :n_regular].flatten(0, 1)
+            loss_all += F.cross_entropy(flat, y_w[:, :n_regular].flatten(), reduction="sum").item()
+    return loss_all, loss_seed
+
+
+@pytest.mark.parametrize(("arch", "interval"), [("standard", None), ("worker", 4), ("worker", 25)])
+def test_device_sums_are_the_numbers_the_host_summed(arch, interval):
+    """Kept on the device (float64) and read once, the sums are bit for bit the old per-pass host reads."""
+    model = tiny_model(arch=arch, worker_interval=interval or 4).eval()
+    x, y = tokens(3, 18), tokens(3, 18, seed=2)
+    losses = evaluate_batch(model, x, y)
+    with torch.no_grad():
+        assert (losses.loss_sum_all, losses.loss_sum_seed) == _host_sums(model, x, y)
+
+
+@pytest.mark.parametrize("arch", ["standard", "worker"])
+def test_padding_rows_change_no_sum(arch):
+    """A short last batch padded to the compiled shape: only the first `rows` rows are scored."""
+    model = tiny_model(arch=arch).eval()
+    x, y = tokens(3, 18), tokens(3, 18, seed=2)
+    padded_x = torch.cat([x, x[-1:].expand(2, -1)])  # (5, 18), as evaluation pads
+    padded_y = torch.cat([y, y[-1:].expand(2, -1)])
+    plain, padded = loss_sums(model, x, y), loss_sums(model, padded_x, padded_y, rows=3)
+    assert (padded.n_all, padded.n_seed) == (plain.n_all, plain.n_seed)
+    torch.testing.assert_close(padded.sums, plain.sums, rtol=1e-12, atol=0)
+    assert loss_sums(model, padded_x, padded_y).n_all == 5 * 18
