@@ -39,6 +39,7 @@ from study.train.data import BatchSampler, check_corpus_fits
 from study.train.device import resolve_device
 from study.train.evaluation import EvalRecord, eval_windows, evaluate_windows
 from study.train.state import Counters, capture_rng, cpu_copy, load_state, restore_rng, save_state
+from study.train.warmup import warm_up_once
 from wt_base.errors import StudyError
 from wt_model import archs, build_model
 from wt_model.flops import n_workers, training_flops_per_token
@@ -297,35 +298,7 @@ class _Run:
             self._warm_up_once()
 
     def _warm_up_once(self) -> None:
-        rng = capture_rng()
-        sampler = self.sampler
-        starts = torch.randint(sampler.n_offsets, (sampler.batch_size,), generator=torch.Generator())  # (B,)
-        windows = sampler.windows_at(starts)  # (B, T+1), as in next()
-        phases = range(self.phases) if self.phases else [None]  # each worker phase has its own compiled shapes
-        passes = 3 if self.compile_mode == "reduce-overhead" else 1  # CUDA graph trees: warm up, record, replay
-        for _ in range(passes):
-            for phase in phases:
-                self.optimizer.zero_grad(set_to_none=True)  # as in a step: no gradient outlives a graph replay
-                with self.autocast():
-                    _, loss = self.step_model(windows[:, :-1], targets=windows[:, 1:], worker_offset=phase)
-                loss.backward()
-        loss.item()
-        if self.compile_mode != "off":  # the evaluation passes' graphs: every batch has this shape (padded)
-            for _ in range(passes):
-                batch = self.val_windows[: sampler.batch_size]
-                evaluate_windows(self.model, batch, sampler.batch_size, self.autocast, self.step_model)
-        # the clip and the optimizer step run on clones, so the real optimizer state does not move
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        clones = [p.detach().clone().requires_grad_() for p in params]
-        for clone, p in zip(clones, params, strict=True):
-            clone.grad = p.grad
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(clones, self.cfg.train.grad_clip)
-        self._adamw(clones).step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.cuda:
-            torch.cuda.synchronize()
-        restore_rng(rng)
+        warm_up_once(self)
 
     def _periodic_eval(self) -> EvalRecord:
         c = self.counters
