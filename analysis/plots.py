@@ -21,9 +21,9 @@ from matplotlib.ticker import FormatStrFormatter, FuncFormatter, LogLocator, Nul
 from analysis.configs import STANDARD, set_apart
 
 
-def _figure(n: int = 1, width: float = 7.0, height: float = 4.5, wrap: int = 3) -> tuple[Figure, list]:
+def figure(n: int = 1, width: float = 7.0, height: float = 4.5, wrap: int = 3) -> tuple[Figure, list]:
     """A figure with `n` axes, `wrap` per row at most; returns the first n axes (the rest are hidden)."""
-    ncols, nrows = min(n, wrap), -(-n // wrap)
+    ncols, nrows = max(min(n, wrap), 1), max(-(-n // wrap), 1)
     with sns.axes_style("whitegrid"):
         fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
         FigureCanvasAgg(fig)
@@ -100,7 +100,7 @@ def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str,
     """
     data = curves[np.isfinite(curves["best_loss"]) & (curves[x] > 0)]
     groups = sorted(data.groupby(["seq_len", "attention"], sort=True).groups) or [None]
-    fig, axes = _figure(len(groups), width=5.0 if len(groups) > 1 else 7.0)
+    fig, axes = figure(len(groups), width=5.0 if len(groups) > 1 else 7.0)
     colors = palette(data["arch"])
     for ax, group in zip(axes, groups, strict=True):
         if group is None:
@@ -148,7 +148,7 @@ def curves_plot(
     data = seed_curves.merge(configs[["config_id", "arm", "seq_len"]], on="config_id", how="inner")
     data = data[np.isfinite(data["mean"])]
     seq_lens = sorted(data["seq_len"].dropna().unique()) or [None]
-    fig, axes = _figure(len(seq_lens), width=5.0 if len(seq_lens) > 1 else 7.0)
+    fig, axes = figure(len(seq_lens), width=5.0 if len(seq_lens) > 1 else 7.0)
     colors = palette(configs["arm"])
     for ax, seq_len in zip(axes, seq_lens, strict=True):
         if seq_len is None:
@@ -190,7 +190,7 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
 
     `points` has arm, n_params, mean, ci_low, ci_high; `fits` comes from scaling.power_law_fits.
     """
-    fig, (ax,) = _figure()
+    fig, (ax,) = figure()
     points = points[np.isfinite(points["mean"]) & (points["n_params"] > 0)]
     colors = palette(points["arm"])
     for arm in arm_order(points["arm"]):
@@ -239,7 +239,7 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
 
 def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
     """Tokens/s and steps/s vs seq_len per arm (colour) and attention implementation (line style)."""
-    fig, axes = _figure(2, width=5.5)
+    fig, axes = figure(2, width=5.5)
     if throughput.empty:
         for ax in axes:
             _note(ax, "not enough data: no throughput measurements")
@@ -278,7 +278,7 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
     `losses` has arch, worker_interval, seq_len, mean, ci_low, ci_high; `speedups` comes from
     scaling.speedup_vs_interval.
     """
-    fig, (left, right) = _figure(2, width=5.5)
+    fig, (left, right) = figure(2, width=5.5)
     workers = losses[losses["arch"] != STANDARD].dropna(subset=["worker_interval", "mean"])
     seq_lens = sorted(losses["seq_len"].dropna().unique())
     seq_colors = dict(zip(seq_lens, sns.color_palette("viridis", max(len(seq_lens), 1)), strict=False))
