@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
@@ -91,3 +92,30 @@ def test_where_restricts_the_analysis_to_one_setting_and_bad_flags_are_one_sente
             where_conditions([bad])
     with pytest.raises(StudyError, match="no trial of .* has lr=0.5"):
         restrict(study, where_conditions(["lr=0.5"]))
+
+
+V2_TRIALS = ["init", "conv_kernel", "weight_decay", "warmup_frac", "seed_role", "equivalence_margin"]
+V2_TRIALS += ["allow_shared_device"]
+V3_TRIALS = ["id_scheme", "target_loss", "token_unit", "dtype", "compile_mode", "attention_backend", "threads"]
+V2_METRICS, V3_METRICS = ["epochs", "train_eval_loss", "train_minus_val"], ["targets", "target_epochs", "eval_time_s"]
+
+
+@pytest.mark.parametrize(("version", "dropped"), [(1, 2), (2, 3)], ids=["version 1", "version 2"])
+def test_files_of_older_schema_versions_are_read_and_analysed(tmp_path, version, dropped):
+    """A study written by an older release: its files lack the columns added since; they read as null."""
+    from analysis.report import analyze
+
+    study = write_study(tmp_path, seq_lens=(64,))
+    trials_gone = V3_TRIALS + (V2_TRIALS if dropped == 2 else [])
+    metrics_gone = V3_METRICS + (V2_METRICS if dropped == 2 else [])
+    for kind, gone in (("trials", trials_gone), ("metrics", metrics_gone)):
+        for path in (study / "results" / kind).glob("*.parquet"):
+            table = pq.read_table(path)
+            table = table.drop_columns([c for c in gone if c in table.column_names])
+            index = table.column_names.index("schema_version")
+            table = table.set_column(index, "schema_version", pa.array([version] * len(table), pa.int32()))
+            pq.write_table(table, path)
+    loaded = load_study(str(study))
+    assert loaded.trials["dtype"].isna().all() and loaded.metrics["targets"].isna().all()
+    a = analyze(loaded)
+    assert len(a.verdicts) and a.verdicts["verdict"].notna().all()
