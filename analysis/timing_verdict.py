@@ -20,12 +20,14 @@ from analysis.profiles import SHAPE_KEY
 from analysis.stats import CONFIDENCE
 from analysis.timing import Curve, curve_of, losses_at_budget
 from wt_base.errors import StudyError
+from wt_model.archs import ARM_FIELDS
 
 VERDICT_COLUMNS = ["machine", "arm", "reference", "budget_s", "time_includes_eval", "test", "n_arm", "n_reference"]
 VERDICT_COLUMNS += ["n_pairs", "n_arm_left_out", "n_reference_left_out", "arm_step_time_s", "reference_step_time_s"]
 VERDICT_COLUMNS += ["arm_mean", "reference_mean", "diff", "diff_ci_low", "diff_ci_high", "seed_only_ci_low"]
 VERDICT_COLUMNS += ["seed_only_ci_high", "sentence"]
 SIDES = ("arm", "reference")
+CELL_EXCLUDES = ("arch", *ARM_FIELDS, "dropout")  # shape fields that may differ between the arms of one cell
 
 
 def projected_verdict(
@@ -41,7 +43,7 @@ def projected_verdict(
     """Per machine and cell, each arm minus the arm whose arch is `reference`, in `metric` after `budget_s`
     projected seconds (analysis.timing.project_curves), with bootstrap intervals (module docstring).
 
-    A cell is `cell` (default: cell_key when present, plus the shape without arch and worker_interval); it must
+    A cell is `cell` (default: cell_key when present, plus the shape without CELL_EXCLUDES); it must
     hold one configuration per arm (pass the chosen settings' trials). Only test seeds enter. A seed that misses
     the budget at its arm's p10, median or p90 step time (beyond its run, before its first evaluation,
     diverged) is left out. `rng`: a numpy Generator or a seed. Columns: VERDICT_COLUMNS, the cell's after machine.
@@ -49,8 +51,8 @@ def projected_verdict(
     rng = np.random.default_rng(rng)
     if "seed_role" in curves:
         curves = curves[curves["seed_role"].fillna("test").eq("test")]
-    if cell is None:
-        cell = ["cell_key"] * ("cell_key" in curves) + [c for c in SHAPE_KEY if c not in ("arch", "worker_interval")]
+    if cell is None:  # what the arms share: never their own fields (worker_interval, conv_kernel) or tuned dropout
+        cell = ["cell_key"] * ("cell_key" in curves) + [c for c in SHAPE_KEY if c not in CELL_EXCLUDES]
     rows = []
     for keys, group in curves.groupby(["machine", *cell], dropna=False, sort=True):
         refs = group.loc[group["arch"].eq(reference), "arm"].unique()
