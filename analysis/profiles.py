@@ -53,6 +53,7 @@ from wt_base.profile import (  # noqa: F401  (SHAPE_KEY, MACHINE_KEY, ...: re-ex
     PROFILE_SCHEMA_VERSION,
     SHAPE_KEY,
     STEP_TIME_COLUMNS,
+    shipped_profiles,
 )
 from wt_base.yamlio import parse_yaml
 from wt_model import archs
@@ -100,6 +101,26 @@ def read_profiles(paths) -> pd.DataFrame:
     The same machine and shape in two files is an error naming both.
     """
     return combine_profiles([_read_one(file) for path in paths for file in _profile_files(Path(path))])
+
+
+def profile_paths(items, flag: str = "--timing") -> list[Path]:
+    """Each of `items` as a path: a file or directory that exists, else the shipped profile of that name
+    (wt_base.profile.SHIPPED_DIR: `original` is the original's GPU); anything else is one sentence naming `flag`."""
+    shipped = shipped_profiles()
+    paths = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.exists():
+            paths.append(path)
+        elif item in shipped:
+            paths.append(shipped[item])
+        else:
+            names = ", ".join(shipped) or "none"
+            raise StudyError(
+                f"{flag} {item!r} is invalid: no such file or directory, and no shipped profile of that name "
+                f"(shipped: {names})."
+            )
+    return paths
 
 
 def _profile_files(path: Path) -> list[Path]:

@@ -344,3 +344,21 @@ def test_the_timing_modules_import_neither_torch_nor_ray():
     code = "import sys, analysis.timing, analysis.timing_verdict; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert done.stdout == "[]\n"
+
+
+def test_the_shipped_original_profile_is_found_by_name_and_times_the_seeds_300_s():
+    from analysis.profiles import profile_paths
+
+    (path,) = profile_paths(["original"])
+    profile = read_profiles([path]).set_index("arch")
+    assert profile.loc["standard", "step_time_s_median"] == 1 / 3.22 and profile.loc["worker", "worker_interval"] == 4
+    assert set(profile["attention"]) == {"naive"} and set(profile["dropout"]) == {0.1}  # the original's own kernels
+    assert profile.loc["worker", "conv_kernel"] == 3 and pd.isna(profile.loc["standard", "conv_kernel"])
+    # seed-replication-steps' budgets (966 and 2406 steps) are the original's 300 s at its speeds
+    assert 966 * profile.loc["standard", "step_time_s_median"] == pytest.approx(300, abs=0.1)
+    assert 2406 * profile.loc["worker", "step_time_s_median"] == pytest.approx(300, abs=0.1)
+    message = error_of(lambda: profile_paths(["orignal"]))
+    assert message == (
+        "--timing 'orignal' is invalid: no such file or directory, and no shipped profile of that name "
+        "(shipped: original)."
+    )
