@@ -17,12 +17,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-from analysis.plots import arm_order, palette
+from analysis.plot_base import arm_order, palette
 
 MAX_TICKS = 5
 
 
-def _figure(n: int, width: float = 6.0, height: float = 4.5, wrap: int = 3) -> tuple[Figure, list]:
+def new_figure(n: int, width: float = 6.0, height: float = 4.5, wrap: int = 3) -> tuple[Figure, list]:
     """A figure with `n` axes, `wrap` per row at most (the spare ones hidden)."""
     ncols, nrows = max(min(n, wrap), 1), max(-(-n // wrap), 1)
     with sns.axes_style("whitegrid"):
@@ -97,7 +97,7 @@ def isoflop_figure(frame: pd.DataFrame, profiles: pd.DataFrame) -> Figure:
     the fitted parabola over the sampled sizes (dashed where not identified) and the optimum (star) with its
     n_opt and loss_opt intervals. An optimum outside the sampled sizes is not drawn: it would be extrapolated."""
     arms = arm_order(profiles["arm"])
-    fig, axes = _figure(len(arms))
+    fig, axes = new_figure(len(arms))
     colours = _budget_colours(profiles["budget_flops"])
     for ax, arm in zip(axes, arms, strict=True):
         xs = _profile_panel(ax, frame[frame["arm"].eq(arm)], profiles[profiles["arm"].eq(arm)], colours)
@@ -142,7 +142,7 @@ def frontier_figure(profiles: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     without a bar where the interval is unbounded; profiles without a fitted minimum inside their sampled sizes
     are counted in the legend, not drawn) and its fitted power law (frontier_fits, dashed where not
     identified) over the budgets it used, labelled with the exponent and its interval."""
-    fig, (loss_ax, n_ax) = _figure(2)
+    fig, (loss_ax, n_ax) = new_figure(2)
     colours = palette(profiles["arm"])
     for ax, name, ylabel in ((loss_ax, "loss_opt", "L_opt (nats)"), (n_ax, "n_opt", "N_opt (parameters)")):
         ys = _frontier_panel(ax, profiles, fits, name, colours)
