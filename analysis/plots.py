@@ -13,6 +13,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator
 
+from analysis.axes import MEASURED_AXES
 from analysis.configs import STANDARD
 from analysis.plot_base import (
     LINE_STYLES,
@@ -27,8 +28,10 @@ from analysis.plot_base import (
     thin_lines,
     wrapped_title,
 )
+from analysis.plots_axes import axes_plot, timing_plot
 
 PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "throughput.png", "interval.png")
+PLOTS += ("axes.png", "timing.png")
 
 
 def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str, ylabel: str, title: str) -> Figure:
@@ -278,7 +281,20 @@ def left_out(a) -> dict:
         )
     if a.throughput.empty:
         out["throughput.png"] = "no trial has a throughput measurement yet"
+    if a.axis_curves.empty:
+        out["axes.png"] = "no comparison has a standard model and another arm with curves every seed covers"
+    if a.retiming is None:
+        out["timing.png"] = "no machine profile given (wt-study analyze --timing PROFILE)"
+    elif a.retiming.means.empty:
+        out["timing.png"] = "no chosen configuration's trials have a profiled shape"
     return out
+
+
+def _axis_labels(a) -> dict:
+    """The axes plot's panels: every measured axis, then each profiled machine's projected time."""
+    labels = {axis: label for axis, label in MEASURED_AXES.items()}
+    machines = a.retiming.machines if a.retiming is not None else []
+    return labels | {m: f"projected time on {m} (s)" for m in machines}
 
 
 def figures(a) -> dict:
@@ -320,5 +336,11 @@ def figures(a) -> dict:
         ),
         "throughput.png": lambda: throughput_plot(a.throughput, f"{name}: training throughput"),
         "interval.png": lambda: interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
+        "axes.png": lambda: axes_plot(
+            a.axis_curves, a.chosen, _axis_labels(a), m, f"{name}: {m} along every axis, chosen settings' seed means"
+        ),
+        "timing.png": lambda: timing_plot(
+            a.retiming.means, a.chosen, a.retiming.machines, m, f"{name}: {m} vs projected training time per machine"
+        ),
     }
     return {file: make() for file, make in drawn.items() if file not in skip}

@@ -35,7 +35,7 @@ NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 def trial_configs(
     archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs=(3e-4,), weight_decays=(0.01,),
-    inits=("torch",), tune_seeds=(),
+    inits=("torch",), tune_seeds=(), budget_kind="seconds",
 ):  # fmt: skip
     configs = []
     for arch, seq_len, n_embd, n_layer, attention, init, lr, wd, seed in itertools.product(
@@ -64,7 +64,7 @@ def trial_configs(
                     warmup_frac=0.0,
                     seed=seed,
                     seed_role="tune" if seed in tune_seeds else "test",
-                    budget_kind="seconds",
+                    budget_kind=budget_kind,
                     budget_value=float(budget_s),
                     count_eval_in_budget=False,
                     eval_protocol="stream",
@@ -134,18 +134,20 @@ def write_study(
     final_full: bool = False,
     equivalence_margin: float | None = 0.01,
     device_name: str = "cpu",
+    budget_kind: str = "seconds",
 ) -> Path:
     """Write `<root>/<name>/results/...` and return the study directory.
 
     `status_of(index, config)` may return a final status other than "completed" ("running", "stopped",
-    "diverged"). `loss_of(config, steps, default_loss)` may replace a trial's loss curve. With `final_full` the
+    "diverged"). `loss_of(config, steps, default_loss)` may replace a trial's loss curve. `budget_kind` labels the
+    budget (its value stays `budget_s`: the curves are the same whatever the kind). With `final_full` the
     final evaluation covers a larger validation set (more val_tokens, a loss 0.03 higher) than the periodic ones.
     """
     rng = np.random.default_rng(0)
     study_dir = Path(root) / name
     configs = trial_configs(
         archs, intervals, seq_lens, n_embds, n_layers, attentions, seeds, budget_s, lrs, weight_decays, inits,
-        tune_seeds,
+        tune_seeds, budget_kind,
     )  # fmt: skip
     trials_running, trials_final, metrics = [], [], []
     for index, config in enumerate(configs):
