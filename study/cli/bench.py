@@ -105,13 +105,16 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help="time exactly the shapes of this study's steps-, tokens- and FLOP-budgeted trials (each distinct shape "
-        "once, the model rebuilt from the trial's configuration) instead of the grid flags above",
+        "once, the model rebuilt from the trial's configuration) instead of the grid flags above, with the trials' "
+        "CPU threads unless --threads is given",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     _check_flags(args)
     trials = _study_trials(args.for_study) if args.for_study else None  # a bad study fails before any timing
+    if trials is not None and not args.threads:
+        args.threads = _study_threads(trials)  # time a step as the trials ran it
     import torch
 
     from study.train.bench import bench_cases, format_table
@@ -204,6 +207,13 @@ def _study_trials(path: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable files are skipped; the trials that remain give the shapes
         return load_study(path).trials
+
+
+def _study_threads(trials) -> int:
+    """The torch CPU threads every trial of the study ran with (trials column `threads`); 0 when they differ or
+    are not recorded (then the --threads rule applies)."""
+    threads = trials["threads"].dropna().unique() if "threads" in trials else []
+    return int(threads[0]) if len(threads) == 1 else 0
 
 
 def _clock_and_baseline(args: argparse.Namespace, device):
