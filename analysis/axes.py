@@ -35,6 +35,7 @@ MEASURED_AXES = {
     "train_time_s": "training time, measured (s)",
 }
 PROJECTED = "projected_time_s"  # analysis.retime's clock
+N_GRID = 60  # grid points per configuration and axis in the axes plot
 AXIS_COLUMNS = ["cell_key", "arm", "axis", "axis_label", "x", "test", "n_arm", "n_reference", "n_pairs", "diff"]
 AXIS_COLUMNS += ["diff_ci_low", "diff_ci_high", "p_value"]
 
@@ -96,15 +97,19 @@ def axis_table(
 
 
 def _runs(points: pd.DataFrame, final: pd.DataFrame, metric: str, axes: list[str]) -> dict:
-    """(axis, trial_id) -> (xs, losses) in increasing x, finite values only."""
+    """(axis, trial_id) -> (xs, losses) in increasing x, finite values only, for the compared trials."""
+    compared = final[final["seed_role"].eq("test") & final["status"].eq("completed")]["trial_id"]
+    points = points[points["trial_id"].isin(set(compared))].sort_values(["trial_id", "step"], kind="stable")
+    ids, loss = points["trial_id"].to_numpy(), points[metric].to_numpy(float)
     out = {}
-    for trial_id, group in points.groupby("trial_id", sort=False):
-        for axis in axes:
-            xy = group[[axis, metric]].astype(float).to_numpy()
-            xy = xy[np.isfinite(xy).all(axis=1)]
-            xy = xy[np.argsort(xy[:, 0], kind="stable")]
-            if len(xy):
-                out[(axis, trial_id)] = (xy[:, 0], xy[:, 1])
+    for axis in axes:
+        xs = points[axis].to_numpy(float)
+        for run in stats.runs(ids):
+            x, y = xs[run], loss[run]
+            keep = np.isfinite(x) & np.isfinite(y)
+            if keep.any():
+                order = np.argsort(x[keep], kind="stable")
+                out[(axis, ids[run.start])] = (x[keep][order], y[keep][order])
     return out
 
 
@@ -131,15 +136,16 @@ def _compare_at(runs: dict, axis: str, arm: list, ref: list) -> dict:
 
 
 def axis_curves(points: pd.DataFrame, final: pd.DataFrame, chosen: pd.DataFrame, metric: str, means=None):
-    """Per axis, the chosen configurations' mean `metric` over test seeds (stats.seed_curves on a common grid),
-    for the report's axes plot. Columns: axis, config_id, x, n, n_seeds, mean. `means` (Retiming.means) adds the
-    projected time per machine."""
-    points = with_targets(points, final)
+    """Per axis, the chosen configurations' mean `metric` over test seeds (stats.seed_curves on N_GRID points; the
+    plot draws the points every seed covers), for the report's axes plot. Columns: axis, config_id, x, n,
+    n_seeds, mean. `means` (Retiming.means) adds the projected time per machine."""
     ids = set(chosen["config_id"].dropna())
+    shown = final[final["config_id"].isin(ids)]
+    points = with_targets(points[points["trial_id"].isin(set(shown["trial_id"]))], shown)
     frames = []
-    for axis in MEASURED_AXES:
-        means_x = stats.seed_curves(points.dropna(subset=[axis]), final, metric, axis, common=True)
-        frames.append(means_x[means_x["config_id"].isin(ids)].rename(columns={axis: "x"}).assign(axis=axis))
+    for axis in MEASURED_AXES:  # a grid per configuration; a seed counts inside its own range
+        means_x = stats.seed_curves(points.dropna(subset=[axis]), shown, metric, axis, n_grid=N_GRID)
+        frames.append(means_x.rename(columns={axis: "x"}).assign(axis=axis))
     if means is not None and len(means):
         for machine, group in means.groupby("machine", sort=False):
             frames.append(group.drop(columns="machine").rename(columns={PROJECTED: "x"}).assign(axis=machine))

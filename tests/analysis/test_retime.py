@@ -187,3 +187,14 @@ def test_analysis_with_timing_keeps_its_other_tables(steps_study, timed):
     plain = analyze(steps_study)
     pd.testing.assert_frame_equal(plain.verdicts, timed.verdicts)
     assert plain.retiming is None and "projected_time_s on far" not in set(plain.axes["axis"])
+
+
+def test_the_axes_plot_names_each_arm_once_when_there_are_more_cells_than_line_styles(tmp_path):
+    from analysis.plots import figures
+
+    seq_lens = (32, 64, 128, 256, 512)  # 5 cells, 4 line styles
+    study = load_study(str(write_study(tmp_path, archs=("standard", "worker"), intervals=(4,), seq_lens=seq_lens)))
+    fig = figures(analyze(study))["axes.png"]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["standard (5 cells)", "worker k=4 (5 cells)"]
+    assert [ax.get_xlabel() for ax in fig.axes if ax.get_visible()][:2] == ["steps", "input tokens"]
