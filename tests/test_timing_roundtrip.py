@@ -28,12 +28,12 @@ def test_a_steps_study_round_trips_through_bench_profile_and_analyze(tmp_path, r
 
     profile = tmp_path / "here.parquet"
     bench = ["bench", "--for-study", str(study_dir), "--steps", "3", "--warmup", "1", "--out", str(profile)]
-    bench += ["--clock", "wall"]  # the trials' clock; the threads then come from the trials (1), not torch's default
     assert main(bench) == 0
     rows = read_profiles([profile])
     assert sorted(rows["arch"]) == ["standard", "worker"] and len(pq.read_table(profile)) == 2
     assert set(rows["device_name"]) == set(study.trials["device_name"])  # the machine the trials ran on
-    assert set(rows["threads"]) == set(study.trials["threads"]) == {1}
+    # the trials' wall clock, with the trials' threads (1), not torch's default
+    assert set(rows["threads"]) == set(study.trials["threads"]) == {1} and "(wall clock" in rows["source"].iloc[0]
 
     out = tmp_path / "report"
     capsys.readouterr()

@@ -72,7 +72,7 @@ def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "cpu", "wall"],
         default="auto",
         help="cpu: this process's CPU time (stable on a shared machine); wall: perf_counter. auto: cpu on a CPU "
-        "device, wall on CUDA",
+        "device, wall on CUDA and with --for-study (the clock of the trials' train_time_s)",
     )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads; 0: 1 with the cpu clock, torch's default otherwise"
@@ -223,7 +223,10 @@ def _clock_and_baseline(args: argparse.Namespace, device):
     from study.train.bench import import_build_model
     from wt_base.errors import StudyError
 
-    clock = args.clock if args.clock != "auto" else ("cpu" if device.type == "cpu" else "wall")
+    # auto: the CPU time on a CPU (stable on a shared machine), except for a study's profile, which predicts the
+    # trials' train_time_s: that is the wall clock
+    cpu = device.type == "cpu" and not args.for_study
+    clock = args.clock if args.clock != "auto" else ("cpu" if cpu else "wall")
     if clock == "cpu" and device.type != "cpu":
         raise StudyError(f"--clock=cpu is invalid with --device={device}: GPU work is not CPU time; use wall.")
     if args.threads or clock == "cpu":
