@@ -43,6 +43,26 @@ def add_arguments(parser: argparse.ArgumentParser, name: str = "analyze") -> Non
         "to combine",
     )
     parser.add_argument("--format", choices=FORMATS, default="md", help="also write report.html with 'html'")
+    parser.add_argument(
+        "--timing",
+        nargs="+",
+        default=None,
+        metavar="PROFILE",
+        help="machine profiles (files or folders of .parquet/.yaml/.csv from `wt-study bench --out`, or a shipped "
+        "name: original): re-time every steps-, tokens- or FLOP-budgeted trial on each profiled machine",
+    )
+    parser.add_argument(
+        "--timing-budget-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the wall-clock budget of the projected verdicts (default: per cell the longest all its trials cover)",
+    )
+    parser.add_argument(
+        "--timing-with-eval",
+        action="store_true",
+        help="count each evaluation's projected time in the projected clock (profiles need eval_time_per_token_s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target_loss is not None and not (math.isfinite(args.target_loss) and args.target_loss > 0):
         raise StudyError(f"--target-loss is {args.target_loss}; it must be a finite number > 0.")
+    profiles = timing_profiles(args)  # a bad profile or timing flag fails before the study is read
 
     from analysis.load import load_study, restrict, where_conditions
     from analysis.report import analyze, md_table, verdict_table, write_report
@@ -62,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         study = restrict(load_study(args.path), conditions)
     out = args.out or default_out(args.path, study.name)
-    analysis = analyze(study, metric=args.metric, target_loss=args.target_loss)
+    analysis = analyze(
+        study,
+        metric=args.metric,
+        target_loss=args.target_loss,
+        profiles=profiles,
+        timing_budget_s=args.timing_budget_s,
+        timing_with_eval=args.timing_with_eval,
+    )
     report = write_report(analysis, out, fmt_=args.format, target_loss=args.target_loss)
     partial = " (partial: trials still running)" if study.partial else ""
     print(f"Study {study.name}{partial}: {len(study.trials)} trials, {len(study.metrics)} evaluation points.")
@@ -70,8 +98,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped unreadable file {skipped}")
     print(f"\nVerdicts (worker minus standard, final {args.metric}):")
     print(md_table(verdict_table(analysis)))
+    if analysis.retiming is not None:
+        print_retiming(analysis.retiming)
     print(f"\nReport: {report}")
     return 0
+
+
+def timing_profiles(args: argparse.Namespace):
+    """The --timing profiles, read and checked (analysis.profiles), or None; the timing flags checked."""
+    import math
+
+    from wt_base.errors import StudyError
+
+    budget = args.timing_budget_s
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise StudyError(f"--timing-budget-s={budget:g} is invalid: expected a finite number of seconds > 0.")
+    if args.timing is None:
+        for flag, given in (("--timing-budget-s", budget is not None), ("--timing-with-eval", args.timing_with_eval)):
+            if given:
+                raise StudyError(f"{flag} is invalid without --timing: it sets how the profiled machines re-time.")
+        return None
+    from analysis.profiles import profile_paths, read_profiles
+
+    profiles = read_profiles(profile_paths(args.timing))
+    if profiles.empty:
+        raise StudyError(f"--timing {' '.join(args.timing)} holds no profile row.")
+    return profiles
+
+
+def print_retiming(r) -> None:
+    """The projected verdicts and what could not be re-timed, on the terminal."""
+    print(f"\nRe-timed on {len(r.machines)} machine(s): {'; '.join(r.machines)}")
+    for sentence in r.verdicts["sentence"] if len(r.verdicts) else []:
+        print(f"  {sentence}")
+    if len(r.missing):
+        print(f"  {int(r.missing['n_trials'].sum())} trial-machine pairs left out: shapes a profile lacks (report)")
+    if len(r.refused):
+        print(f"  {len(r.refused)} trials not re-timed: a seconds budget (their lr schedule followed their clock)")
 
 
 def default_out(path: str, study_name: str) -> str:

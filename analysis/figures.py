@@ -3,11 +3,13 @@ from an `analysis.report.Analysis`. The plots themselves are in analysis.plots a
 
 from __future__ import annotations
 
+from analysis.axes import MEASURED_AXES
 from analysis.isoflop_plots import frontier_figure, isoflop_figure
 from analysis.plots import curves_plot, interval_plot, pareto_plot, scaling_plot, throughput_plot
+from analysis.plots_axes import axes_plot, timing_plot
 
 PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "isoflop.png", "frontier.png")
-PLOTS += ("throughput.png", "interval.png")
+PLOTS += ("throughput.png", "interval.png", "axes.png", "timing.png")
 
 
 MIN_SIZE_SPREAD = 1.5  # a scaling plot needs sizes at least this far apart (largest / smallest n_params)
@@ -33,7 +35,20 @@ def left_out(a) -> dict:
         out["throughput.png"] = "no trial has a throughput measurement yet"
     if "why_not" in a.isoflop:
         out["isoflop.png"] = out["frontier.png"] = a.isoflop["why_not"]
+    if a.axis_curves.empty:
+        out["axes.png"] = "no comparison has a standard model and another arm with curves every seed covers"
+    if a.retiming is None:
+        out["timing.png"] = "no machine profile given (wt-study analyze --timing PROFILE)"
+    elif a.retiming.means.empty:
+        out["timing.png"] = "no chosen configuration's trials have a profiled shape"
     return out
+
+
+def _axis_labels(a) -> dict:
+    """The axes plot's panels: every measured axis, then each profiled machine's projected time."""
+    labels = {axis: label for axis, label in MEASURED_AXES.items()}
+    machines = a.retiming.machines if a.retiming is not None else []
+    return labels | {m: f"projected time on {m} (s)" for m in machines}
 
 
 def figures(a) -> dict:
@@ -77,5 +92,11 @@ def figures(a) -> dict:
         "frontier.png": lambda: frontier_figure(a.isoflop["profiles"], a.isoflop["fits"]),
         "throughput.png": lambda: throughput_plot(a.throughput, f"{name}: training throughput"),
         "interval.png": lambda: interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
+        "axes.png": lambda: axes_plot(
+            a.axis_curves, a.chosen, _axis_labels(a), m, f"{name}: {m} along every axis, chosen settings' seed means"
+        ),
+        "timing.png": lambda: timing_plot(
+            a.retiming.means, a.chosen, a.retiming.machines, m, f"{name}: {m} vs projected training time per machine"
+        ),
     }
     return {file: make() for file, make in drawn.items() if file not in skip}

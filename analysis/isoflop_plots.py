@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-from analysis.plots import arm_order, figure, palette
+from analysis.plot_base import arm_order, new_figure, palette
 
 MAX_TICKS = 5
 
@@ -83,7 +83,7 @@ def isoflop_figure(frame: pd.DataFrame, profiles: pd.DataFrame) -> Figure:
     the fitted parabola over the sampled sizes (dashed where not identified) and the optimum (star) with its
     n_opt and loss_opt intervals. An optimum outside the sampled sizes is not drawn: it would be extrapolated."""
     arms = arm_order(profiles["arm"])
-    fig, axes = figure(len(arms))
+    fig, axes = new_figure(len(arms), width=6.0)
     colours = _budget_colours(profiles["budget_flops"])
     for ax, arm in zip(axes, arms, strict=True):
         xs = _profile_panel(ax, frame[frame["arm"].eq(arm)], profiles[profiles["arm"].eq(arm)], colours)
@@ -128,7 +128,7 @@ def frontier_figure(profiles: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     without a bar where the interval is unbounded; profiles without a fitted minimum inside their sampled sizes
     are counted in the legend, not drawn) and its fitted power law (frontier_fits, dashed where not
     identified) over the budgets it used, labelled with the exponent and its interval."""
-    fig, (loss_ax, n_ax) = figure(2)
+    fig, (loss_ax, n_ax) = new_figure(2, width=6.0)
     colours = palette(profiles["arm"])
     for ax, name, ylabel in ((loss_ax, "loss_opt", "L_opt (nats)"), (n_ax, "n_opt", "N_opt (parameters)")):
         ys = _frontier_panel(ax, profiles, fits, name, colours)

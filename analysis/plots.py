@@ -7,88 +7,26 @@ is missing or too thin is still drawn, with a note saying what is missing, so ev
 
 from __future__ import annotations
 
-import re
-import textwrap
-
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 
-from analysis.configs import STANDARD, set_apart
-
-
-def figure(n: int = 1, width: float = 7.0, height: float = 4.5, wrap: int = 3) -> tuple[Figure, list]:
-    """A figure with `n` axes, `wrap` per row at most; returns the first n axes (the rest are hidden)."""
-    ncols, nrows = max(min(n, wrap), 1), max(-(-n // wrap), 1)
-    with sns.axes_style("whitegrid"):
-        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig, axes[:n]
-
-
-def _wrapped(fig: Figure, title: str) -> str:
-    """A title wrapped to the figure's width (about 10 characters per inch at the default size)."""
-    return textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 10)))
-
-
-def _suptitle(fig: Figure, title: str) -> None:
-    fig.suptitle(_wrapped(fig, title))
-
-
-def _log_axis(axis, integers: bool = False) -> None:
-    """A log axis whose labels never overlap: labelled major ticks at 1, 2 and 5 per decade (at most ~8), no
-    labels on minor ticks. `integers`: labels as plain numbers (token counts), else compact (1e+12, 0.5)."""
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
-    axis.set_minor_locator(LogLocator(base=10, subs="auto", numticks=12))
-    axis.set_minor_formatter(NullFormatter())
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if integers or 1e-3 <= abs(v) < 1e5 else f"{v:.0e}"))
-
-
-def palette(labels) -> dict:
-    """A stable colour per label, the standard model first (blue)."""
-    return dict(zip(arm_order(labels), sns.color_palette("colorblind", max(len(set(labels)), 1)), strict=False))
-
-
-def arm_order(labels) -> list:
-    """Standard first, then by arch and numeric worker interval ('worker k=2' before 'worker k=16')."""
-    return sorted(
-        set(labels), key=lambda s: (s != STANDARD, *[int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)])
-    )
-
-
-def _segments(frame: pd.DataFrame, key: str, x: str, y: str) -> list[np.ndarray]:
-    """One (n, 2) array of (x, y) per value of `key`, for a LineCollection (fast at 100k+ points)."""
-    frame = frame.sort_values([key, x], kind="stable")
-    ids = frame[key].to_numpy()
-    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    return np.split(frame[[x, y]].to_numpy(float), cuts) if len(frame) else []
-
-
-def _thin_lines(ax, segments, color, width: float, alpha: float) -> None:
-    lines = LineCollection(segments, colors=[color], linewidths=width, alpha=alpha)
-    lines.set_in_layout(False)  # layout never needs the extent of 100k vertices
-    ax.add_collection(lines)
-
-
-def _note(ax, text: str) -> None:
-    ax.text(
-        0.5,
-        0.5,
-        text,
-        transform=ax.transAxes,
-        ha="center",
-        va="center",
-        fontsize=10,
-        wrap=True,
-        bbox={"boxstyle": "round", "facecolor": "lightyellow", "edgecolor": "grey"},
-    )
+from analysis.configs import STANDARD
+from analysis.plot_base import (
+    LINE_STYLES,
+    arm_order,
+    cell_names,
+    log_axis,
+    new_figure,
+    note,
+    palette,
+    segments,
+    set_suptitle,
+    thin_lines,
+    wrapped_title,
+)
 
 
 def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str, ylabel: str, title: str) -> Figure:
@@ -100,17 +38,17 @@ def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str,
     """
     data = curves[np.isfinite(curves["best_loss"]) & (curves[x] > 0)]
     groups = sorted(data.groupby(["seq_len", "attention"], sort=True).groups) or [None]
-    fig, axes = figure(len(groups), width=5.0 if len(groups) > 1 else 7.0)
+    fig, axes = new_figure(len(groups), width=5.0 if len(groups) > 1 else 7.0)
     colors = palette(data["arch"])
     for ax, group in zip(axes, groups, strict=True):
         if group is None:
-            _note(ax, f"not enough data: no finite loss with {xlabel} > 0")
+            note(ax, f"not enough data: no finite loss with {xlabel} > 0")
             ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
             continue
         panel = data[(data["seq_len"] == group[0]) & (data["attention"] == group[1])]
         front = fronts[(fronts["seq_len"] == group[0]) & (fronts["attention"] == group[1])]
         for arch, trials in panel.groupby("arch", sort=True):
-            _thin_lines(ax, _segments(trials, "trial_id", x, "best_loss"), colors[arch], 0.6, 0.25)
+            thin_lines(ax, segments(trials, "trial_id", x, "best_loss"), colors[arch], 0.6, 0.25)
         for scope in arm_order(front["scope"]):
             line = front[front["scope"] == scope].sort_values(x)
             style = dict(color="black", lw=1.2, ls="--") if scope == "all" else dict(color=colors[scope], lw=2.2)
@@ -118,24 +56,14 @@ def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str,
             label = f"all {n} configurations (descriptive)" if scope == "all" else f"{scope}, chosen settings ({n})"
             ax.step(line[x], line["best_loss"], where="post", label=label, **style)
         ax.set_xscale("log")
-        _log_axis(ax.xaxis)
+        log_axis(ax.xaxis)
         ax.autoscale_view()
         lo, hi = np.nanpercentile(panel["best_loss"], [0, 99])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
         ax.legend(fontsize=7, loc="upper right")
         ax.set(xlabel=xlabel, ylabel=ylabel, title=f"seq_len {group[0]}, {group[1]}")
-    _suptitle(fig, title)
+    set_suptitle(fig, title)
     return fig
-
-
-LINE_STYLES = ["-", "--", ":", "-."]
-CELL_FIELDS = ("init", "attention", "n_embd", "n_layer", "n_head", "batch_size", "conv_kernel", "lr")
-
-
-def _cell_names(chosen: pd.DataFrame) -> dict:
-    """config_id -> the settings that tell the chosen configurations of one panel apart beyond their arm
-    ("init torch"), or "" where nothing does."""
-    return dict(zip(chosen["config_id"], set_apart(chosen, CELL_FIELDS), strict=True))
 
 
 def curves_plot(
@@ -148,19 +76,19 @@ def curves_plot(
     data = seed_curves.merge(configs[["config_id", "arm", "seq_len"]], on="config_id", how="inner")
     data = data[np.isfinite(data["mean"])]
     seq_lens = sorted(data["seq_len"].dropna().unique()) or [None]
-    fig, axes = figure(len(seq_lens), width=5.0 if len(seq_lens) > 1 else 7.0)
+    fig, axes = new_figure(len(seq_lens), width=5.0 if len(seq_lens) > 1 else 7.0)
     colors = palette(configs["arm"])
     for ax, seq_len in zip(axes, seq_lens, strict=True):
         if seq_len is None:
-            _note(ax, "not enough data: no evaluation points")
+            note(ax, "not enough data: no evaluation points")
             ax.set(xlabel="train time (s)", ylabel=ylabel, title=title)
             continue
         facet = data[data["seq_len"] == seq_len]
-        names = _cell_names(cells[cells["seq_len"] == seq_len])
+        names = cell_names(cells[cells["seq_len"] == seq_len])
         styles = dict(zip(sorted(set(names.values())), LINE_STYLES * len(names), strict=False))
         for arm in arm_order(facet["arm"]):
             group = facet[facet["arm"] == arm]
-            _thin_lines(ax, _segments(group, "config_id", x, "mean"), colors[arm], 0.5, 0.3)
+            thin_lines(ax, segments(group, "config_id", x, "mean"), colors[arm], 0.5, 0.3)
             for config_id, g in group[group["config_id"].isin(highlight)].groupby("config_id"):
                 name = names.get(config_id, "")
                 every = g[g["n"].eq(g["n_seeds"])]  # grid points every seed covers; the tail has fewer seeds
@@ -180,8 +108,9 @@ def curves_plot(
         lo, hi = np.nanpercentile(facet["mean"], [0, 98])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
         ax.set(xlabel="train time (s)", ylabel=ylabel, title=f"seq_len {seq_len}")
-        ax.legend(fontsize=7, loc="upper right")
-    _suptitle(fig, title)
+        if ax.get_legend_handles_labels()[1]:  # no chosen setting in this facet (every one lost a seed): no legend
+            ax.legend(fontsize=7, loc="upper right")
+    set_suptitle(fig, title)
     return fig
 
 
@@ -190,7 +119,7 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
 
     `points` has arm, n_params, mean, ci_low, ci_high; `fits` comes from scaling.power_law_fits.
     """
-    fig, (ax,) = figure()
+    fig, (ax,) = new_figure()
     points = points[np.isfinite(points["mean"]) & (points["n_params"] > 0)]
     colors = palette(points["arm"])
     for arm in arm_order(points["arm"]):
@@ -222,27 +151,27 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
             label = None
     sizes = points["n_params"].nunique()
     if sizes < 2:
-        _note(ax, f"not enough data: {sizes} model size(s); a scaling curve needs several n_embd / n_layer values")
+        note(ax, f"not enough data: {sizes} model size(s); a scaling curve needs several n_embd / n_layer values")
     elif not fits["fitted"].astype(bool).any():
         ax.text(0.02, 0.02, "no power-law fit: a series needs >= 4 model sizes", transform=ax.transAxes, fontsize=8)
     if not points.empty:
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _log_axis(ax.xaxis)
+        log_axis(ax.xaxis)
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))  # a loss range spans well under a decade
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
         ax.yaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0, 0.5), numticks=12))
         ax.legend(fontsize=7, loc="upper right")
-    ax.set(xlabel="parameters", ylabel=ylabel, title=_wrapped(fig, title))
+    ax.set(xlabel="parameters", ylabel=ylabel, title=wrapped_title(fig, title))
     return fig
 
 
 def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
     """Tokens/s and steps/s vs seq_len per arm (colour) and attention implementation (line style)."""
-    fig, axes = figure(2, width=5.5)
+    fig, axes = new_figure(2, width=5.5)
     if throughput.empty:
         for ax in axes:
-            _note(ax, "not enough data: no throughput measurements")
+            note(ax, "not enough data: no throughput measurements")
     colors = palette(throughput["arm"])
     for ax, value, label in zip(
         axes, ("tokens_per_s_mean", "steps_per_s_mean"), ("tokens / s", "steps / s"), strict=True
@@ -267,7 +196,7 @@ def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
             ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
             ax.legend(fontsize=7, loc="upper right")
         ax.set(xlabel="sequence length (tokens)", ylabel=label, title=label)
-    _suptitle(fig, title)
+    set_suptitle(fig, title)
     return fig
 
 
@@ -278,12 +207,12 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
     `losses` has arch, worker_interval, seq_len, mean, ci_low, ci_high; `speedups` comes from
     scaling.speedup_vs_interval.
     """
-    fig, (left, right) = figure(2, width=5.5)
+    fig, (left, right) = new_figure(2, width=5.5)
     workers = losses[losses["arch"] != STANDARD].dropna(subset=["worker_interval", "mean"])
     seq_lens = sorted(losses["seq_len"].dropna().unique())
     seq_colors = dict(zip(seq_lens, sns.color_palette("viridis", max(len(seq_lens), 1)), strict=False))
     if workers.empty:
-        _note(left, "not enough data: no completed worker trials")
+        note(left, "not enough data: no completed worker trials")
     for (arch, seq_len), group in workers.groupby(["arch", "seq_len"], sort=True):
         group = group.sort_values("worker_interval")
         err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]])
@@ -305,7 +234,7 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
         )  # fmt: skip
     left.set(xlabel="worker interval k", ylabel=ylabel, title="final loss vs worker interval")
     if speedups.empty:
-        _note(right, "not enough data: no worker and standard throughput at the same shape")
+        note(right, "not enough data: no worker and standard throughput at the same shape")
     for (arch, seq_len), group in speedups.groupby(["arch", "seq_len"], sort=True):
         group = group.groupby("worker_interval", as_index=False)["speedup"].mean()
         right.plot(
@@ -323,5 +252,5 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
             ax.set_xticks(intervals)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper right")
-    _suptitle(fig, title)
+    set_suptitle(fig, title)
     return fig

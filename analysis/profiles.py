@@ -7,8 +7,12 @@ and the shape part (SHAPE_KEY, the trials columns a step's cost depends on). Thr
     mappings that add or override keys; row n is the n-th shape;
   - CSV, hand-written: a header of HAND_COLUMNS names, one shape per row; row n is the n-th non-blank row under
     the header, and an empty cell is a column left out.
-Hand-written rows give `steps_per_s`: the median step time is 1 / steps_per_s, its spread is unknown (p10 = p90 =
-median, n = 0), and HAND_DEFAULTS fill what they leave out (ffn_hidden: 4 * n_embd; source: the file).
+The contract itself (PROFILE_SCHEMA, SHAPE_KEY, ...) is wt_base.profile's: the bench writes it, this module checks
+and reads it. Hand-written rows give `steps_per_s`: the median step time is 1 / steps_per_s, its spread is unknown
+(p10 = p90 = median, n = 0), and HAND_DEFAULTS fill what they leave out: dtype "unknown", attention "sdpa",
+compile "off", torch "unknown", dropout 0.1 (the original's), conv_kernel 3 (the original's) where the
+architecture has a token mixer (wt_model.archs) and null where it has none, ffn_hidden 4 * n_embd, source "hand-
+written profile <file>". worker_interval is required where the architecture has one and refused where it has none.
 
   device_name: "original's GPU"
   source: "the original's README table"
@@ -40,54 +44,34 @@ import pyarrow.parquet as pq
 from analysis.configs import canonical
 from analysis.stats import arm_label
 from wt_base.errors import StudyError, is_int
-from wt_base.yamlio import parse_yaml
-
-PROFILE_SCHEMA_VERSION = 1
-SHAPE_KEY = ["arch", "worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size"]
-SHAPE_KEY += ["attention"]
-MACHINE_KEY = ["device_name", "dtype", "compile", "threads", "torch_version"]
-PROFILE_KEY = ["device_name", "dtype", *SHAPE_KEY, "compile", "threads", "torch_version"]
-DTYPES = ("float32", "bfloat16", "unknown")
-COMPILE_MODES = ("off", "default", "reduce-overhead")
-STEP_TIME_COLUMNS = ["step_time_s_median", "step_time_s_p10", "step_time_s_p90", "step_time_s_n"]
-
-PROFILE_SCHEMA = pa.schema(
-    [
-        ("schema_version", pa.int32()),  # PROFILE_SCHEMA_VERSION when written
-        ("device_name", pa.string()),  # "NVIDIA H100 80GB HBM3", "cpu", or a name for a hand-written machine
-        ("dtype", pa.string()),  # one of DTYPES: the training math ("bfloat16" = bf16 autocast)
-        ("arch", pa.string()),  # the trials' arch label: "standard", "worker", "worker-random-phase", ...
-        ("worker_interval", pa.int64()),  # null for archs without one
-        ("seq_len", pa.int64()),
-        ("n_embd", pa.int64()),
-        ("n_layer", pa.int64()),
-        ("n_head", pa.int64()),
-        ("ffn_hidden", pa.int64()),  # the FFN's actual width (the trials column; never 0)
-        ("batch_size", pa.int64()),
-        ("attention", pa.string()),  # "sdpa", "naive", "flex"
-        ("compile", pa.string()),  # one of COMPILE_MODES (resolved: never "auto")
-        ("threads", pa.int64()),  # torch CPU threads; null when unknown
-        ("torch_version", pa.string()),  # "unknown" when not known
-        ("step_time_s_median", pa.float64()),  # seconds per training step (forward, backward, optimizer)
-        ("step_time_s_p10", pa.float64()),  # 10th percentile of the timed samples
-        ("step_time_s_p90", pa.float64()),  # 90th percentile
-        ("step_time_s_n", pa.int64()),  # timed samples (0: spread unknown, p10 = p90 = median)
-        ("eval_time_per_token_s", pa.float64()),  # seconds per validation position evaluated; null if unmeasured
-        ("tokens_per_s", pa.float64()),  # training tokens per second at the median step time
-        ("mfu", pa.float64()),  # model FLOP utilisation at the median (bench convention); null if unknown
-        ("source", pa.string()),  # "measured by wt-study bench 0.1.0", "the original's README table", ...
-        ("measured_at", pa.timestamp("us", tz="UTC")),  # null if unknown
-    ]
+from wt_base.profile import (  # noqa: F401  (SHAPE_KEY, MACHINE_KEY, ...: re-exported for the analysis)
+    COMPILE_MODES,
+    DTYPES,
+    MACHINE_KEY,
+    PROFILE_KEY,
+    PROFILE_SCHEMA,
+    PROFILE_SCHEMA_VERSION,
+    SHAPE_KEY,
+    STEP_TIME_COLUMNS,
+    shipped_profiles,
 )
+from wt_base.yamlio import parse_yaml
+from wt_model import archs
+
 MEASURES = ["steps_per_s", "eval_time_per_token_s", "mfu", "source", "measured_at"]
 HAND_COLUMNS = PROFILE_KEY + MEASURES  # what a hand-written row may say
 HAND_REQUIRED = ["device_name", "arch", "seq_len", "n_embd", "n_layer", "n_head", "batch_size", "steps_per_s"]
 # and: ffn_hidden 4 * n_embd, source "hand-written profile <file>", every other column left out null
 HAND_DEFAULTS = {"dtype": "unknown", "attention": "sdpa", "compile": "off", "torch_version": "unknown"}
-OPTIONAL = {"worker_interval", "threads", "eval_time_per_token_s", "tokens_per_s", "mfu", "measured_at"}
+HAND_DEFAULTS |= {"dropout": 0.1, "conv_kernel": 3}  # the original's; conv_kernel only where the arch has a mixer
+# null where the architecture has no such setting (worker_interval, conv_kernel), or when unknown / unmeasured
+OPTIONAL = {"worker_interval", "conv_kernel", "threads", "eval_time_per_token_s", "tokens_per_s", "mfu"}
+OPTIONAL |= {"measured_at"}
+ARCH_FIELDS = ("worker_interval", "conv_kernel")  # shape fields that only some architectures have
 SUFFIXES = (".parquet", ".yaml", ".yml", ".csv")
 FRAME_COLUMNS = PROFILE_SCHEMA.names + ["machine", "profile_file", "profile_row"]
 _INTS = {"worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "threads"}
+_INTS |= {"conv_kernel"}
 _TIMES = {*STEP_TIME_COLUMNS[:3], "steps_per_s", "eval_time_per_token_s", "tokens_per_s"}  # > 0 when given
 
 
@@ -103,9 +87,11 @@ def machine_label(row) -> str:
 
 
 def describe_shape(row) -> str:
-    """'worker k=4, seq_len 1024, n_embd 256, n_layer 4, n_head 4, ffn_hidden 1024, batch_size 16, attention sdpa'."""
-    sizes = ", ".join(f"{c} {canonical(row[c])}" for c in SHAPE_KEY[2:-1])
-    return f"{arm_label(row['arch'], row['worker_interval'])}, {sizes}, attention {row['attention']}"
+    """'worker k=4, seq_len 1024, n_embd 256, n_layer 4, n_head 4, ffn_hidden 1024, batch_size 16, attention sdpa,
+    dropout 0.1, conv_kernel 3' (conv_kernel left out where it is null)."""
+    rest = [c for c in SHAPE_KEY if c not in ("arch", "worker_interval")]
+    sizes = ", ".join(f"{c} {canonical(row[c])}" for c in rest if canonical(row[c]) is not None)
+    return f"{arm_label(row['arch'], row['worker_interval'])}, {sizes}"
 
 
 def read_profiles(paths) -> pd.DataFrame:
@@ -115,6 +101,26 @@ def read_profiles(paths) -> pd.DataFrame:
     The same machine and shape in two files is an error naming both.
     """
     return combine_profiles([_read_one(file) for path in paths for file in _profile_files(Path(path))])
+
+
+def profile_paths(items, flag: str = "--timing") -> list[Path]:
+    """Each of `items` as a path: a file or directory that exists, else the shipped profile of that name
+    (wt_base.profile.SHIPPED_DIR: `original` is the original's GPU); anything else is one sentence naming `flag`."""
+    shipped = shipped_profiles()
+    paths = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.exists():
+            paths.append(path)
+        elif item in shipped:
+            paths.append(shipped[item])
+        else:
+            names = ", ".join(shipped) or "none"
+            raise StudyError(
+                f"{flag} {item!r} is invalid: no such file or directory, and no shipped profile of that name "
+                f"(shipped: {names})."
+            )
+    return paths
 
 
 def _profile_files(path: Path) -> list[Path]:
@@ -204,6 +210,8 @@ def _hand_row(raw: dict, name: str, where: str) -> dict:
     _required(given, HAND_REQUIRED, where)
     row = {**dict.fromkeys(HAND_COLUMNS), **HAND_DEFAULTS, "source": f"hand-written profile {name}", **given}
     row = {k: _check(k, v, where) for k, v in row.items()}
+    if not _has(row["arch"], "conv_kernel", where) and "conv_kernel" not in given:
+        row["conv_kernel"] = None  # the default kernel only where the architecture has a mixer
     if row["ffn_hidden"] is None:
         row["ffn_hidden"] = 4 * row["n_embd"]
     median = 1.0 / row.pop("steps_per_s")
@@ -222,14 +230,19 @@ def _bench_row(raw: dict, where: str) -> dict:
 
 
 def _finish(row: dict, where: str) -> dict:
-    """Cross-field rules: the spread brackets the median, worker_interval only where the arch has one."""
+    """Cross-field rules: the spread brackets the median; worker_interval and conv_kernel given exactly where the
+    architecture has them (wt_model.archs)."""
     low, mid, high = row["step_time_s_p10"], row["step_time_s_median"], row["step_time_s_p90"]
     if not low <= mid <= high:
         raise StudyError(
             f"{where}: step times p10={low!r}, median={mid!r}, p90={high!r} are invalid: expected p10 <= median <= p90."
         )
-    if row["arch"] == "standard" and row["worker_interval"] is not None:
-        raise StudyError(f"{where}: worker_interval={row['worker_interval']!r} is invalid: expected none for standard.")
+    for field in ARCH_FIELDS:
+        has = _has(row["arch"], field, where)
+        if has and row[field] is None:
+            raise StudyError(f"{where}: missing column {field} (arch {row['arch']} has one).")
+        if not has and row[field] is not None:
+            raise StudyError(f"{where}: {field}={row[field]!r} is invalid: expected none for arch {row['arch']}.")
     if row["schema_version"] > PROFILE_SCHEMA_VERSION:
         raise StudyError(
             f"{where}: schema_version={row['schema_version']!r} is invalid: expected at most {PROFILE_SCHEMA_VERSION} "
@@ -238,6 +251,13 @@ def _finish(row: dict, where: str) -> dict:
     if row["tokens_per_s"] is None:
         row["tokens_per_s"] = row["batch_size"] * row["seq_len"] / mid
     return row
+
+
+def _has(label: str, field: str, where: str) -> bool:
+    """Whether the architecture of spec label `label` has the setting `field`; an unknown label is an error."""
+    if label not in archs.LABELS:
+        raise StudyError(f"{where}: arch={label!r} is invalid: expected one of {', '.join(archs.LABELS)}.")
+    return archs.applies(field, archs.of_label(label).name)
 
 
 def _unknown(raw: dict, allowed: list[str], where: str) -> None:
@@ -278,6 +298,10 @@ def _check(field: str, value, where: str):
         if number is None or not float(number).is_integer() or number < low:
             raise bad("an integer >= 1" if low else "an integer >= 0")
         return int(number)
+    if field == "dropout":
+        if number is None or not 0 <= number < 1:
+            raise bad("a number in [0, 1)")
+        return float(number)
     if number is None or not math.isfinite(number) or number < 0 or (field in _TIMES and number == 0):
         raise bad("a finite number > 0" if field in _TIMES else "a finite number >= 0")
     return float(number)
@@ -305,11 +329,11 @@ def _key(row: dict) -> str:
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    for column in ("worker_interval", "threads"):
+    for column in ("worker_interval", "conv_kernel", "threads"):
         frame[column] = frame[column].astype("Int64")
     ints = ["seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "step_time_s_n", "profile_row"]
     frame = frame.astype({c: "int64" for c in ints} | {"schema_version": "int32"})
-    floats = STEP_TIME_COLUMNS[:3] + ["eval_time_per_token_s", "tokens_per_s", "mfu"]
+    floats = STEP_TIME_COLUMNS[:3] + ["dropout", "eval_time_per_token_s", "tokens_per_s", "mfu"]
     frame = frame.astype(dict.fromkeys(floats, "float64"))
     frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True).astype("datetime64[us, UTC]")
     return frame

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from analysis import configs, figures, tables
+from analysis import configs, figures, render_timing, tables
 from analysis.inference import ALPHA, POWER
 from analysis.tables import fmt, md_table
 from analysis.verdicts import BIASED
@@ -279,6 +279,8 @@ def render(a, target_loss: float | None) -> str:
         image("frontier.png"),
         "## Throughput and worker interval",
         f"{image('throughput.png')}\n\n{image('interval.png')}",
+        render_timing.axes_section(a, image),
+        render_timing.timing_section(a, image),
         "## Summary per configuration",
         f"Time to target: the train time at which a seed's best-so-far periodic loss reaches {target}, "
         "interpolated between the two evaluations around the crossing; the median over the configuration's test "
@@ -289,7 +291,7 @@ def render(a, target_loss: float | None) -> str:
         "least 95% of the resamples have a median). All columns are in summary.csv.",
         md_table(tables.cell_summary_table(a.summary)),
     ]
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(part for part in sections if part) + "\n"
 
 
 def markdown_to_html(text: str, title: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import (
+    axes,
     caveats,
     figures,
     interactions,
@@ -27,6 +28,7 @@ from analysis import (
 )
 from analysis.figures import PLOTS  # noqa: F401  (re-exported: the report's file names)
 from analysis.load import Study
+from analysis.retime import Retiming, retime
 from analysis.tables import config_label, md_table  # noqa: F401  (re-exported for the CLI and tests)
 from analysis.targets import default_targets, target_summary, time_to_target
 
@@ -57,13 +59,26 @@ class Analysis:
     interactions: pd.DataFrame  # interactions.interaction_table: differences-in-differences of crossed factors
     isoflop: dict  # frame, profiles, fits, differences (analysis.isoflop), or {"why_not": ...} without FLOP budgets
     caveats: list  # every warning of the report (regime, step speeds, grid edges), printed first
+    targets: pd.DataFrame  # targets.default_targets: per trial, the loss its cell must reach
+    axes: pd.DataFrame  # axes.axis_table: each comparison at equal steps, tokens, targets, FLOPs and time
+    axis_curves: pd.DataFrame  # axes.axis_curves: the chosen settings' seed means along every axis
+    retiming: Retiming | None = None  # retime.retime on the --timing profiles; None without them
 
     @property
     def warnings(self) -> list[str]:
         return [*self.regime_warnings, *self.caveats]
 
 
-def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = None) -> Analysis:
+def analyze(
+    study: Study,
+    metric: str = "val_loss",
+    target_loss: float | None = None,
+    profiles: pd.DataFrame | None = None,
+    timing_budget_s: float | None = None,
+    timing_with_eval: bool = False,
+) -> Analysis:
+    """Every frame of the report. `profiles` (analysis.profiles.read_profiles) re-times the study on each
+    profiled machine (analysis.retime), at `timing_budget_s` (None: per cell the longest budget covered)."""
     final = stats.final_values(study.trials, study.metrics, metric)
     chosen = tuning.choose_settings(final)
     points = stats.curve_points(study.metrics, final)
@@ -80,6 +95,10 @@ def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = 
     summary = stats.config_summary(final).merge(target_summary(reach, final, chosen), on="config_id", how="left")
     throughput = scaling.throughput_summary(final)
     trial_regime = regime.stopped_improving(points, final, metric)
+    timed = None
+    if profiles is not None:
+        timed = retime(final, chosen, points, targets, profiles, metric, timing_budget_s, timing_with_eval)
+    projected = None if timed is None else timed.curves
     return Analysis(
         study=study,
         metric=metric,
@@ -100,6 +119,10 @@ def analyze(study: Study, metric: str = "val_loss", target_loss: float | None = 
         interactions=interactions.interaction_table(final, chosen),
         isoflop=_isoflop(final, chosen),
         caveats=[*caveats.throughput_consistency(final), *caveats.edge_of_grid(final, chosen)],
+        targets=targets,
+        axes=axes.axis_table(points, final, chosen, metric, projected),
+        axis_curves=axes.axis_curves(points, final, chosen, metric, None if timed is None else timed.means),
+        retiming=timed,
     )
 
 
@@ -138,6 +161,10 @@ def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | No
         a.isoflop["profiles"].drop(columns=drop, errors="ignore").to_csv(out / "isoflop_profiles.csv", index=False)
         a.isoflop["fits"].to_csv(out / "isoflop_fits.csv", index=False)
         a.isoflop["differences"].to_csv(out / "isoflop_differences.csv", index=False)
+    a.axes.to_csv(out / "axes.csv", index=False)
+    if a.retiming is not None:
+        a.retiming.verdicts.to_csv(out / "timing_verdicts.csv", index=False)
+        a.retiming.reach.to_csv(out / "timing_reach.csv", index=False)
     # every warning the report prints, for any page that quotes it (docs/findings.md carries them)
     (out / "warnings.md").write_text(render.warnings_section(a) + "\n", encoding="utf-8")
     text = render.render(a, a.target_loss if target_loss is None else target_loss)

@@ -182,8 +182,8 @@ def seed_curves(
     config_ids, trial_ids = m["config_id"].to_numpy(), m["trial_id"].to_numpy()
     xs, ys = m[x].to_numpy(float), m[metric].to_numpy(float)
     frames = []
-    for c in _runs(config_ids):
-        seeds = [(xs[c][t], ys[c][t]) for t in _runs(trial_ids[c])]
+    for c in runs(config_ids):
+        seeds = [(xs[c][t], ys[c][t]) for t in runs(trial_ids[c])]
         frames.append(_seed_grid(int(config_ids[c][0]), seeds, x, n_grid, common))
     columns = ["config_id", x, "n", "n_seeds", "mean", "std", "ci_low", "ci_high"]
     frames = [f for f in frames if len(f)]
@@ -194,7 +194,7 @@ def seed_curves(
     return out[columns]
 
 
-def _runs(values: np.ndarray) -> list[slice]:
+def runs(values: np.ndarray) -> list[slice]:
     """Slices of the runs of equal consecutive values (a sorted column's groups)."""
     if len(values) == 0:
         return []

@@ -22,10 +22,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from analysis.configs import STANDARD, keys_of
-from analysis.profiles import MACHINE_KEY, SHAPE_KEY, STEP_TIME_COLUMNS, describe_shape
+from analysis.configs import keys_of
+from analysis.profiles import ARCH_FIELDS, MACHINE_KEY, SHAPE_KEY, STEP_TIME_COLUMNS, describe_shape
 from analysis.stats import arm_label
 from wt_base.errors import StudyError
+from wt_model import archs
 
 PROJECTABLE_BUDGETS = ("steps", "tokens", "flops")
 TRIAL_COLUMNS = ["trial_id", "trial_status", "seed", "seed_role", "budget_kind", "arm", "cell_key", "config_id"]
@@ -61,7 +62,9 @@ def match_profiles(trials: pd.DataFrame, profiles: pd.DataFrame) -> ProfileMatch
     ]
     keep = [c for c in TRIAL_COLUMNS if c in trials] + SHAPE_KEY
     projectable = trials.loc[ok, keep].reset_index(drop=True)
-    projectable.loc[projectable["arch"].eq(STANDARD), "worker_interval"] = pd.NA  # as trials rows have it
+    for field in ARCH_FIELDS:  # null where the architecture has no such setting, as trials rows have it
+        lacks = [not archs.applies(field, archs.of_label(label).name) for label in projectable["arch"]]
+        projectable.loc[pd.Series(lacks, index=projectable.index, dtype=bool), field] = pd.NA
     machines = profiles[["machine"]].drop_duplicates()
     pairs = projectable.merge(machines, how="cross")
     pairs["shape_key"] = keys_of(pairs, SHAPE_KEY)

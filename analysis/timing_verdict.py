@@ -20,12 +20,14 @@ from analysis.profiles import SHAPE_KEY
 from analysis.stats import CONFIDENCE
 from analysis.timing import Curve, curve_of, losses_at_budget
 from wt_base.errors import StudyError
+from wt_model.archs import ARM_FIELDS
 
 VERDICT_COLUMNS = ["machine", "arm", "reference", "budget_s", "time_includes_eval", "test", "n_arm", "n_reference"]
 VERDICT_COLUMNS += ["n_pairs", "n_arm_left_out", "n_reference_left_out", "arm_step_time_s", "reference_step_time_s"]
 VERDICT_COLUMNS += ["arm_mean", "reference_mean", "diff", "diff_ci_low", "diff_ci_high", "seed_only_ci_low"]
-VERDICT_COLUMNS += ["seed_only_ci_high", "sentence"]
+VERDICT_COLUMNS += ["seed_only_ci_high", "budget_note", "sentence"]
 SIDES = ("arm", "reference")
+CELL_EXCLUDES = ("arch", *ARM_FIELDS, "dropout")  # shape fields that may differ between the arms of one cell
 
 
 def projected_verdict(
@@ -37,20 +39,22 @@ def projected_verdict(
     n_boot: int = 2000,
     rng=None,
     confidence: float = CONFIDENCE,
+    budget_note: str = "",
 ) -> pd.DataFrame:
     """Per machine and cell, each arm minus the arm whose arch is `reference`, in `metric` after `budget_s`
     projected seconds (analysis.timing.project_curves), with bootstrap intervals (module docstring).
 
-    A cell is `cell` (default: cell_key when present, plus the shape without arch and worker_interval); it must
+    A cell is `cell` (default: cell_key when present, plus the shape without CELL_EXCLUDES); it must
     hold one configuration per arm (pass the chosen settings' trials). Only test seeds enter. A seed that misses
     the budget at its arm's p10, median or p90 step time (beyond its run, before its first evaluation,
-    diverged) is left out. `rng`: a numpy Generator or a seed. Columns: VERDICT_COLUMNS, the cell's after machine.
+    diverged) is left out. `rng`: a numpy Generator or a seed. `budget_note` says where the budget came from in
+    the sentence ("the longest all its trials cover"). Columns: VERDICT_COLUMNS, the cell's after machine.
     """
     rng = np.random.default_rng(rng)
     if "seed_role" in curves:
         curves = curves[curves["seed_role"].fillna("test").eq("test")]
-    if cell is None:
-        cell = ["cell_key"] * ("cell_key" in curves) + [c for c in SHAPE_KEY if c not in ("arch", "worker_interval")]
+    if cell is None:  # what the arms share: never their own fields (worker_interval, conv_kernel) or tuned dropout
+        cell = ["cell_key"] * ("cell_key" in curves) + [c for c in SHAPE_KEY if c not in CELL_EXCLUDES]
     rows = []
     for keys, group in curves.groupby(["machine", *cell], dropna=False, sort=True):
         refs = group.loc[group["arch"].eq(reference), "arm"].unique()
@@ -64,7 +68,7 @@ def projected_verdict(
         arms = {arm: _arm(part, metric, budget_s) for arm, part in group.groupby("arm", sort=True)}
         for name in (a for a in arms if a != refs[0]):
             row = dict(zip(["machine", *cell], keys, strict=True))
-            row.update(arm=name, reference=refs[0], budget_s=float(budget_s))
+            row.update(arm=name, reference=refs[0], budget_s=float(budget_s), budget_note=budget_note)
             row["time_includes_eval"] = bool(group["time_includes_eval"].iloc[0])
             row.update(_compare(arms[name], arms[refs[0]], budget_s, n_boot, rng, confidence))
             row["sentence"] = verdict_sentence(row, confidence)
@@ -138,10 +142,16 @@ def _intervals(sides, columns, medians, budget_s, paired, n_boot, rng, confidenc
     return {"diff_ci_low": low, "diff_ci_high": high, "seed_only_ci_low": seed_low, "seed_only_ci_high": seed_high}
 
 
+def seconds(value: float) -> str:
+    """'300', '41.2', '1,234': seconds as a sentence says them."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def verdict_sentence(row, confidence: float = CONFIDENCE) -> str:
     """'on <machine>, at 300 s of training, worker k=4 - standard = -0.041 [-0.060, -0.022] (bootstrap ...)'."""
     clock = "training and evaluation" if row["time_includes_eval"] else "training"
-    head = f"on {row['machine']}, at {row['budget_s']:g} s of {clock}, {row['arm']} - {row['reference']}"
+    note = f" ({row['budget_note']})" if row.get("budget_note") else ""
+    head = f"on {row['machine']}, at {seconds(row['budget_s'])} s of {clock}{note}, {row['arm']} - {row['reference']}"
     left = row["n_arm_left_out"] + row["n_reference_left_out"]
     tail = f"; {left} seed(s) left out: beyond their run or diverged at this budget" if left else ""
     if not np.isfinite(row["diff"]):

@@ -1,4 +1,5 @@
-"""`wt-study bench`: training-step throughput and FLOP utilisation (stdlib imports only at top level)."""
+"""`wt-study bench`: training-step throughput and FLOP utilisation, and machine profiles (`--out`, `--for-study`;
+the contract: wt_base.profile). Stdlib imports only at top level."""
 
 from __future__ import annotations
 
@@ -6,29 +7,38 @@ import argparse
 import sys
 from pathlib import Path
 
+# the grid flags and their defaults (None in the parser, so that --for-study can refuse them when given)
+GRID_DEFAULTS = {
+    "seq_lens": [256, 1024],
+    "batch_sizes": [16, 4],
+    "archs": ["worker", "standard"],
+    "attentions": ["sdpa", "naive"],
+    "dropout": 0.1,
+    "no_dropout_row": False,
+    "n_embd": 256,
+    "n_layer": 4,
+    "n_head": 4,
+    "worker_interval": 4,
+    "vocab_size": 65,
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     _add_case_arguments(parser)
     _add_timing_arguments(parser)
+    _add_profile_arguments(parser)
 
 
 def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
     """What is timed: shapes, architectures, attention kernels, compile modes and the model."""
     from wt_model.archs import ARCHS  # the registry: torch-free
 
+    parser.add_argument("--seq-lens", type=int, nargs="+", metavar="T", help="sequence lengths (256 1024)")
     parser.add_argument(
-        "--seq-lens", type=int, nargs="+", default=[256, 1024], metavar="T", help="sequence lengths (256 1024)"
+        "--batch-sizes", type=int, nargs="+", metavar="B", help="batch size per sequence length, or one for all (16 4)"
     )
-    parser.add_argument(
-        "--batch-sizes",
-        type=int,
-        nargs="+",
-        default=[16, 4],
-        metavar="B",
-        help="batch size per sequence length, or one for all (16 4)",
-    )
-    parser.add_argument("--archs", nargs="+", default=["worker", "standard"], choices=tuple(ARCHS))
-    parser.add_argument("--attentions", nargs="+", default=["sdpa", "naive"], choices=["sdpa", "naive", "flex"])
+    parser.add_argument("--archs", nargs="+", choices=tuple(ARCHS), help="architectures (worker standard)")
+    parser.add_argument("--attentions", nargs="+", choices=["sdpa", "naive", "flex"], help="(sdpa naive)")
     parser.add_argument(
         "--compile",
         nargs="+",
@@ -38,13 +48,11 @@ def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
         help="one or more train.compile modes, each a set of rows: off, default, reduce-overhead (CUDA graphs; "
         "default on a CPU), auto (reduce-overhead on CUDA, off on a CPU). Default: off",
     )
-    parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the timed models (seed: 0.1)")
-    parser.add_argument("--no-dropout-row", action="store_true", help="skip the extra dropout-0 rows")
-    parser.add_argument("--n-embd", type=int, default=256)
-    parser.add_argument("--n-layer", type=int, default=4)
-    parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--worker-interval", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=65)
+    parser.add_argument("--dropout", type=float, help="dropout of the timed models (seed: 0.1)")
+    parser.add_argument("--no-dropout-row", action="store_true", default=None, help="skip the extra dropout-0 rows")
+    for flag in ("n-embd", "n-layer", "n-head", "worker-interval", "vocab-size"):
+        default = GRID_DEFAULTS[flag.replace("-", "_")]
+        parser.add_argument(f"--{flag}", type=int, help=f"({default})")
 
 
 def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +72,7 @@ def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "cpu", "wall"],
         default="auto",
         help="cpu: this process's CPU time (stable on a shared machine); wall: perf_counter. auto: cpu on a CPU "
-        "device, wall on CUDA",
+        "device, wall on CUDA and with --for-study (the clock of the trials' train_time_s)",
     )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads; 0: 1 with the cpu clock, torch's default otherwise"
@@ -82,25 +90,53 @@ def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    """A machine profile: the rows as Parquet, and the shapes of a study."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.parquet",
+        help="write the rows as a machine profile (step time median/p10/p90, evaluation time per token, tokens/s, "
+        "MFU; for `wt-study analyze --timing`), one file per machine; evaluation passes are timed too",
+    )
+    parser.add_argument(
+        "--for-study",
+        default=None,
+        metavar="PATH",
+        help="time exactly the shapes of this study's steps-, tokens- and FLOP-budgeted trials (each distinct shape "
+        "once, the model rebuilt from the trial's configuration) instead of the grid flags above, with the trials' "
+        "CPU threads unless --threads is given",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     _check_flags(args)
+    trials = _study_trials(args.for_study) if args.for_study else None  # a bad study fails before any timing
+    if trials is not None and not args.threads:
+        args.threads = _study_threads(trials)  # time a step as the trials ran it
     import torch
 
     from study.train.bench import bench_cases, format_table
+    from study.train.bench_profile import study_cases, write_profile
     from study.train.compiled import compile_mode
     from study.train.device import resolve_device
 
     device = resolve_device(args.device, "--device")
     clock, baseline = _clock_and_baseline(args, device)
-    base = _base_model(args)
     compiles = tuple(dict.fromkeys(compile_mode(mode, device) for mode in args.compile))  # resolved, in order
-    cases = bench_cases(base, _shapes(args), args.archs, args.attentions, not args.no_dropout_row, compiles)
+    if trials is not None:
+        cases, what = study_cases(trials, compiles), f"the {args.for_study} trials' shapes"
+    else:
+        base = _base_model(args)
+        cases = bench_cases(base, _shapes(args), args.archs, args.attentions, not args.no_dropout_row, compiles)
+        cases = list(dict.fromkeys(cases))  # a shape given twice is timed once
+        what = f"model n_embd={base.n_embd} n_layer={base.n_layer} n_head={base.n_head} interval={base.worker_interval}"
     per_sample = args.steps_per_sample or (10 if device.type == "cuda" else 1)
     dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
     print(
         f"device {device} ({dtype}, {torch.get_num_threads()} threads, {clock} clock), torch {torch.__version__}; "
-        f"model n_embd={base.n_embd} n_layer={base.n_layer} "
-        f"n_head={base.n_head} interval={base.worker_interval}; median of {args.steps} samples of {per_sample} "
+        f"{what} ({len(cases)} cases); median of {args.steps} samples of {per_sample} "
         f"step(s) after {args.warmup} (compile and CUDA graph recording happen there)"
         + (f"; 'before' = {args.baseline_src}, steps alternating" if baseline else ""),
         flush=True,
@@ -108,12 +144,18 @@ def run(args: argparse.Namespace) -> int:
     results, peak = _measure(args, cases, device, clock, baseline, per_sample)
     print(f"matmul peak (best of {2 + len(cases)} measurements in this run, {clock} clock): {peak:.3f} TFLOP/s")
     print(format_table(results, peak))
+    if args.out is not None:
+        n = write_profile(results, peak, device, clock, args.out)
+        print(f"Profile: {n} shapes -> {args.out}")
     return 0
 
 
 def _check_flags(args: argparse.Namespace) -> None:
     from wt_base.errors import StudyError
 
+    _grid_flags(args)
+    if args.out is not None:
+        _check_out(args)
     if len(args.batch_sizes) not in (1, len(args.seq_lens)):
         raise StudyError(
             f"--batch-sizes={args.batch_sizes} is invalid: expected one value or one per --seq-lens "
@@ -130,6 +172,50 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise StudyError(f"{flag}={value} is invalid: expected an integer >= {low}.")
 
 
+def _grid_flags(args: argparse.Namespace) -> None:
+    """Fill the grid flags' defaults; with --for-study a grid flag given is an error (the study gives the shapes)."""
+    from wt_base.errors import StudyError
+
+    for name, default in GRID_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif args.for_study:
+            flag = "--" + name.replace("_", "-")
+            raise StudyError(f"{flag} is invalid with --for-study: the study's trials give the shapes to time.")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """--out: a .parquet file in a writable place, and a profile of this copy only."""
+    from wt_base.errors import StudyError
+    from wt_base.storage import check_writable, resolve
+
+    if args.out.suffix.lower() != ".parquet":
+        raise StudyError(f"--out={str(args.out)!r} is invalid: expected a .parquet file (one profile per machine).")
+    if args.out.is_dir():
+        raise StudyError(f"--out={str(args.out)!r} is a directory: expected a .parquet file.")
+    if args.baseline_src is not None:
+        raise StudyError("--baseline-src is invalid with --out: a machine profile times this copy of wt_model only.")
+    check_writable(resolve(str(args.out.resolve().parent)), "--out")
+
+
+def _study_trials(path: str):
+    """The trials of the study at `path` (analysis.load: the study's Parquet results)."""
+    import warnings
+
+    from analysis.load import load_study
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable files are skipped; the trials that remain give the shapes
+        return load_study(path).trials
+
+
+def _study_threads(trials) -> int:
+    """The torch CPU threads every trial of the study ran with (trials column `threads`); 0 when they differ or
+    are not recorded (then the --threads rule applies)."""
+    threads = trials["threads"].dropna().unique() if "threads" in trials else []
+    return int(threads[0]) if len(threads) == 1 else 0
+
+
 def _clock_and_baseline(args: argparse.Namespace, device):
     """The clock to time with (set the thread count for it) and the 'before' build_model, if any."""
     import torch
@@ -137,7 +223,10 @@ def _clock_and_baseline(args: argparse.Namespace, device):
     from study.train.bench import import_build_model
     from wt_base.errors import StudyError
 
-    clock = args.clock if args.clock != "auto" else ("cpu" if device.type == "cpu" else "wall")
+    # auto: the CPU time on a CPU (stable on a shared machine), except for a study's profile, which predicts the
+    # trials' train_time_s: that is the wall clock
+    cpu = device.type == "cpu" and not args.for_study
+    clock = args.clock if args.clock != "auto" else ("cpu" if cpu else "wall")
     if clock == "cpu" and device.type != "cpu":
         raise StudyError(f"--clock=cpu is invalid with --device={device}: GPU work is not CPU time; use wall.")
     if args.threads or clock == "cpu":
@@ -180,10 +269,11 @@ def _measure(args: argparse.Namespace, cases, device, clock: str, baseline, per_
     results = []
     for case in cases:
         peak = max(peak, matmul_peak_tflops(device, clock=clock))
-        label = f"{case.cfg.arch:8s} {case.cfg.attention:5s} compile={case.compile} dropout={case.cfg.dropout:g}"
+        label = f"{case.arch_label:8s} {case.cfg.attention:5s} compile={case.compile} dropout={case.cfg.dropout:g}"
         label += f" T={case.seq_len} B={case.batch_size}"
         try:
-            case_results = run_case(case, device, args.steps, args.warmup, clock, baseline, per_sample)
+            with_eval = args.out is not None
+            case_results = run_case(case, device, args.steps, args.warmup, clock, baseline, per_sample, with_eval)
         except Exception as exc:  # a compile that fails on this machine: say so, keep the other rows
             print(f"  {label}: failed ({type(exc).__name__}: {str(exc)[:300]})", file=sys.stderr, flush=True)
             continue

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from study.train.compiled import compile_model
-from wt_model import ModelConfig, build_model
+from wt_model import ModelConfig, build_model, evaluate_batch
 from wt_model.flops import training_flops_per_sequence
 
 CLOCKS = ("wall", "cpu")
@@ -49,6 +49,11 @@ class BenchCase:
     batch_size: int
     seq_len: int
     compile: str = "off"  # a resolved `compile_mode`: "off", "default" or "reduce-overhead"
+    label: str = ""  # the spec's arch label ("worker-random-phase"); "" means cfg.arch
+
+    @property
+    def arch_label(self) -> str:
+        return self.label or self.cfg.arch
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class BenchResult:
     tokens_per_s: float
     tflops_per_s: float  # analytic training FLOPs / step time
     version: str = ""  # "" for this copy of wt_model; "before" for the baseline copy
+    step_ms_p10: float = float("nan")  # 10th and 90th percentiles of the timed samples
+    step_ms_p90: float = float("nan")
+    n_samples: int = 0  # timed samples behind the median
+    eval_s_per_token: float | None = None  # evaluation seconds per validation position (None: not measured)
 
 
 def _sync(device: torch.device) -> None:
@@ -88,17 +97,22 @@ def matmul_peak_tflops(device: torch.device, size: int = 2048, reps: int = 5, cl
     return 2 * size**3 / best / 1e12
 
 
-def training_step(case: BenchCase, device: torch.device, build: ModelBuilder = build_model, seed: int = 0):
-    """A closure running one training step of a fresh model on fixed random tokens, as the loop's `_step` does
-    (compiled per `case.compile`; fused AdamW on CUDA)."""
+def _model_and_batch(case: BenchCase, device: torch.device, build: ModelBuilder, seed: int):
+    """A fresh model, its forward (compiled per `case.compile`) and fixed random tokens x, y (B, T)."""
     torch.manual_seed(seed)
     model = build(case.cfg).to(device).train()
-    forward = compile_model(model, case.compile)
-    params = list(model.parameters())
-    optimizer = torch.optim.AdamW(params, lr=1e-3, fused=True if device.type == "cuda" else None)
     shape = (case.batch_size, case.seq_len)
     x = torch.randint(0, case.cfg.vocab_size, shape, device=device)
     y = torch.randint(0, case.cfg.vocab_size, shape, device=device)
+    return model, compile_model(model, case.compile), x, y
+
+
+def training_step(case: BenchCase, device: torch.device, build: ModelBuilder = build_model, seed: int = 0):
+    """A closure running one training step of a fresh model on fixed random tokens, as the loop's `_step` does
+    (compiled per `case.compile`; fused AdamW on CUDA)."""
+    model, forward, x, y = _model_and_batch(case, device, build, seed)
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-3, fused=True if device.type == "cuda" else None)
     use_autocast = device.type == "cuda"
 
     def step() -> None:
@@ -112,16 +126,31 @@ def training_step(case: BenchCase, device: torch.device, build: ModelBuilder = b
     return step
 
 
-def time_steps(
+def evaluation_pass(case: BenchCase, device: torch.device, build: ModelBuilder = build_model, seed: int = 0):
+    """A closure running the evaluation passes of one batch of `case.batch_size` windows, as the loop evaluates
+    (wt_model.evaluate_batch: every worker phase of a sparse model; eval mode, the compiled forward, autocast on
+    CUDA). It covers batch_size * seq_len validation positions."""
+    model, forward, x, y = _model_and_batch(case, device, build, seed)
+    model.eval()
+    forward = None if case.compile == "off" else forward
+
+    def evaluate() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            evaluate_batch(model, x, y, forward)
+
+    return evaluate
+
+
+def time_samples(
     steps: list[Callable[[], None]],
     device: torch.device,
     n: int,
     warmup: int,
     clock: str = "wall",
     steps_per_sample: int = 1,
-) -> list[float]:
-    """Median seconds per call of each step function over `n` samples of `steps_per_sample` calls each, after
-    `warmup` untimed samples; the functions take turns (A, B, A, B, ...)."""
+) -> list[list[float]]:
+    """Seconds per call of each step function in each of `n` samples of `steps_per_sample` calls, after `warmup`
+    untimed samples; the functions take turns (A, B, A, B, ...)."""
     times: list[list[float]] = [[] for _ in steps]
     for i in range(warmup + n):
         for step, samples in zip(steps, times, strict=True):
@@ -130,10 +159,33 @@ def time_steps(
                 step()
             if i >= warmup:
                 samples.append((_now(clock, device) - start) / steps_per_sample)
-    return [statistics.median(samples) for samples in times]
+    return times
 
 
-def make_result(case: BenchCase, step_s: float, version: str = "") -> BenchResult:
+def time_steps(
+    steps: list[Callable[[], None]],
+    device: torch.device,
+    n: int,
+    warmup: int,
+    clock: str = "wall",
+    steps_per_sample: int = 1,
+) -> list[float]:
+    """Median seconds per call of each step function (time_samples)."""
+    return [statistics.median(s) for s in time_samples(steps, device, n, warmup, clock, steps_per_sample)]
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The q-th percentile (0..100) of the samples, linear between order statistics (numpy's default)."""
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def make_result(case: BenchCase, samples_s: list[float], version: str = "") -> BenchResult:
+    """The result of timed samples (seconds per step): median, p10 and p90, throughput at the median."""
+    step_s = statistics.median(samples_s)
     flops = case.batch_size * training_flops_per_sequence(case.cfg, case.seq_len)
     return BenchResult(
         case=case,
@@ -141,6 +193,9 @@ def make_result(case: BenchCase, step_s: float, version: str = "") -> BenchResul
         tokens_per_s=case.batch_size * case.seq_len / step_s,
         tflops_per_s=flops / step_s / 1e12,
         version=version,
+        step_ms_p10=1e3 * percentile(samples_s, 10),
+        step_ms_p90=1e3 * percentile(samples_s, 90),
+        n_samples=len(samples_s),
     )
 
 
@@ -152,14 +207,21 @@ def run_case(
     clock: str = "wall",
     baseline: ModelBuilder | None = None,
     steps_per_sample: int = 1,
+    with_eval: bool = False,
 ) -> list[BenchResult]:
-    """This copy's result for `case`, then, with a `baseline` builder, the baseline's (steps interleaved)."""
+    """This copy's result for `case`, then, with a `baseline` builder, the baseline's (steps interleaved).
+    `with_eval`: also time this copy's evaluation passes (evaluation_pass, the same samples and warm-up)."""
     step_fns = [training_step(case, device)]
     if baseline is not None:
         with contextlib.suppress(ValueError):  # the baseline cannot build this case: no 'before' row
             step_fns.append(training_step(case, device, build=baseline))
-    seconds = time_steps(step_fns, device, steps, warmup, clock, steps_per_sample)
-    return [make_result(case, s, version) for s, version in zip(seconds, ("", "before"), strict=False)]
+    samples = time_samples(step_fns, device, steps, warmup, clock, steps_per_sample)
+    per_token = None
+    if with_eval:
+        (eval_s,) = time_steps([evaluation_pass(case, device)], device, steps, warmup, clock)
+        per_token = eval_s / (case.batch_size * case.seq_len)
+    results = [make_result(case, s, version) for s, version in zip(samples, ("", "before"), strict=False)]
+    return [replace(results[0], eval_s_per_token=per_token), *results[1:]]
 
 
 def import_build_model(src: Path) -> ModelBuilder:
@@ -222,7 +284,7 @@ def append_csv(path: Path, result: BenchResult, peak_tflops: float, device: str,
     """Append one result as a CSV row (a header first when the file is new), so a run cut short keeps its rows.
     `peak_tflops` is the best matmul peak measured so far in the run."""
     c = result.case
-    values = (device, torch.__version__, clock, result.version or "after", c.cfg.arch, c.cfg.attention, c.compile)
+    values = (device, torch.__version__, clock, result.version or "after", c.arch_label, c.cfg.attention, c.compile)
     values += (c.cfg.dropout, c.seq_len, c.batch_size, result.step_ms, result.tokens_per_s, result.tflops_per_s)
     new = not path.exists() or path.stat().st_size == 0
     with path.open("a", newline="") as f:
@@ -287,7 +349,7 @@ def format_table(results: list[BenchResult], peak_tflops: float) -> str:
         c = r.case
         ref = reference.get(key(r))
         row = (
-            c.cfg.arch,
+            c.arch_label,
             c.cfg.attention,
             c.compile,
             f"{c.cfg.dropout:g}",

@@ -3,6 +3,8 @@ execution settings a run resolves from its config on its device: what bought its
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from wt_base.errors import StudyError
@@ -28,6 +30,13 @@ def resolve_device(name: str, what: str = "train.device") -> torch.device:
                 f"{what}={name!r} is invalid here: {visible} CUDA device(s) are visible, cuda:0 to cuda:{visible - 1}."
             )
     return device
+
+
+def device_name(device: torch.device) -> str:
+    """The name trial rows and machine profiles record for `device`: the GPU's name, or "cpu (N cores)"."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores)"
 
 
 def execution_settings(cfg, device: torch.device, compile_mode: str) -> dict:

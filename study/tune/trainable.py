@@ -12,7 +12,6 @@ ends with a status report (completed or diverged). The corpus arrives from Ray's
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -38,21 +37,19 @@ def trainable(config: dict, corpus, cpus: float = 1.0, gpus: float = 0.0) -> Non
     run_trial(trial, corpus)
 
 
-def _environment() -> dict:
-    """Where the trial runs: node, accelerators, versions (recorded in the trial's row)."""
+def _environment(device) -> dict:
+    """Where the trial runs: node, accelerators, the device it trains on, versions (recorded in the trial's row)."""
     import ray
     import torch
 
+    from study.train.device import device_name
+
     context = ray.get_runtime_context()
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-    if torch.cuda.is_available():
-        device_name = torch.cuda.get_device_name(0)
-    else:
-        device_name = f"cpu ({os.cpu_count()} cores)"
     return {
         "node_id": context.get_node_id(),
         "gpu_ids": ",".join(gpu_ids),
-        "device_name": device_name,
+        "device_name": device_name(device),  # as `wt-study bench` names it in a machine profile
         "torch_version": torch.__version__,
         "ray_version": ray.__version__,
     }
@@ -78,7 +75,7 @@ def run_trial(trial, corpus) -> None:
         "attempt": attempt,
         "resumed_from_step": resumed_from_step,
         "restarts": restarts,
-        **_environment(),
+        **_environment(device),
         **execution_settings(trial.run, device, compile_mode(trial.run.train.compile, device)),
     }
     last: dict = {}

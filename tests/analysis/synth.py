@@ -141,8 +141,10 @@ def write_study(
     """Write `<root>/<name>/results/...` and return the study directory.
 
     `status_of(index, config)` may return a final status other than "completed" ("running", "stopped",
-    "diverged"). `loss_of(config, steps, default_loss)` may replace a trial's loss curve. With `final_full` the
-    final evaluation covers a larger validation set (more val_tokens, a loss 0.03 higher) than the periodic ones.
+    "diverged"). `loss_of(config, steps, default_loss)` may replace a trial's loss curve. `budget_kind` labels the
+    budget (its value stays `budget_s`, or each of `budget_values`: the curves are the same whatever the kind).
+    With `final_full` the final evaluation covers a larger validation set (more val_tokens, a loss 0.03 higher)
+    than the periodic ones.
     """
     rng = np.random.default_rng(0)
     study_dir = Path(root) / name

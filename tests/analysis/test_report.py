@@ -45,7 +45,8 @@ def test_every_plot_is_a_valid_png_or_left_out_with_its_reason(smoke_report):
     assert not (smoke_report / "scaling_params.png").exists()
     assert "_(scaling_params left out: every arm's model sizes lie within 1x of each other" in report
     assert "_(isoflop left out: the study has no FLOPs budgets.)_" in report
-    for name in (p for p in PLOTS if p not in ("scaling_params.png", "isoflop.png", "frontier.png")):
+    assert not (smoke_report / "timing.png").exists() and "## Re-timed" not in report  # no --timing, no section
+    for name in (p for p in PLOTS if p not in ("scaling_params.png", "isoflop.png", "frontier.png", "timing.png")):
         data = (smoke_report / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
         assert f"]({name})" in report

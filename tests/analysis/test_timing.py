@@ -19,6 +19,7 @@ from wt_base.schema import conform
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = dict(seq_len=1024, n_embd=256, n_layer=4, n_head=4, ffn_hidden=1024, batch_size=16, attention="sdpa")
+SHAPE |= dict(dropout=0.1)
 ORIGINAL = """\
 device_name: "original's GPU"
 source: "the original's README table"
@@ -36,14 +37,14 @@ STEPS, LOSSES = [0, 100, 200, 300, 400], [4.0, 3.0, 3.5, 2.5, 2.0]
 
 
 def trial(trial_id, arch="standard", seed=0, budget_kind="steps", status="completed", **shape):
-    interval = 4 if arch.startswith("worker") else None
-    return dict(trial_id=trial_id, arch=arch, worker_interval=interval, seed=seed, status=status,
+    interval, kernel = (4, 3) if arch.startswith("worker") else (None, None)
+    return dict(trial_id=trial_id, arch=arch, worker_interval=interval, conv_kernel=kernel, seed=seed, status=status,
                 budget_kind=budget_kind, **(SHAPE | shape))  # fmt: skip
 
 
 def trials_frame(rows):
     frame = pd.DataFrame(rows)
-    return frame.astype({"worker_interval": "Int64", "seed": "Int64"})
+    return frame.astype({"worker_interval": "Int64", "conv_kernel": "Int64", "seed": "Int64"})
 
 
 def metrics_frame(curves: dict):
@@ -113,9 +114,12 @@ def test_a_shape_no_profile_has_is_named_never_guessed():
     assert result.matched["trial_id"].tolist() == ["s0"]
     assert result.missing[["trial_id", "machine"]].values.tolist() == [["w0", "m"]]
     shape = "worker k=4, seq_len 1024, n_embd 256, n_layer 4, n_head 4, ffn_hidden 1024, batch_size 16, attention sdpa"
-    assert result.missing["shape"].tolist() == [shape]
+    assert result.missing["shape"].tolist() == [shape + ", dropout 0.1, conv_kernel 3"]
     near = match_profiles(trials_frame([trial("s1", seq_len=1000)]), profile)  # a near shape is no shape
     assert near.matched.empty and near.missing["trial_id"].tolist() == ["s1"]
+    # dropout selects another kernel, so a trial without dropout is not the profile's shape (dropout 0.1)
+    no_dropout = match_profiles(trials_frame([trial("s2", dropout=0.0)]), profile)
+    assert no_dropout.matched.empty and no_dropout.missing["shape"].str.endswith("dropout 0").all()
 
 
 def test_seconds_budget_trials_are_refused_not_projected():
@@ -133,6 +137,8 @@ def test_the_originals_published_speeds_parse_and_project(tmp_path):
     assert profile["step_time_s_median"].tolist() == [1 / 3.22, 1 / 8.02]
     assert profile["step_time_s_p10"].tolist() == profile["step_time_s_p90"].tolist() == [1 / 3.22, 1 / 8.02]
     assert profile["step_time_s_n"].tolist() == [0, 0] and profile["ffn_hidden"].tolist() == [1024, 1024]
+    # the hand-written defaults: the original's dropout, and its conv kernel only where the arch has a mixer
+    assert profile["dropout"].tolist() == [0.1, 0.1] and profile["conv_kernel"].tolist() == [pd.NA, 3]
     assert profile[["attention", "dtype", "compile", "machine"]].drop_duplicates().values.tolist() == [
         ["sdpa", "unknown", "off", "original's GPU"]
     ]
@@ -149,7 +155,7 @@ def test_the_originals_published_speeds_parse_and_project(tmp_path):
 
 def test_bench_parquet_profiles_read_back_and_sit_side_by_side(tmp_path):
     row = dict(schema_version=1, device_name="NVIDIA H200", dtype="bfloat16", arch="standard", worker_interval=None)
-    row |= SHAPE
+    row |= SHAPE | dict(conv_kernel=None)
     row |= dict(compile="default", threads=None, torch_version="2.5.1", step_time_s_median=0.02)
     row |= dict(step_time_s_p10=0.019, step_time_s_p90=0.023, step_time_s_n=50, eval_time_per_token_s=1e-7)
     row |= dict(tokens_per_s=None, mfu=0.4, source="measured by wt-study bench 0.1.0", measured_at=None)
@@ -181,7 +187,7 @@ SHAPE_YAML = "seq_len: 1024, n_embd: 256, n_layer: 4, n_head: 4, batch_size: 16"
         (
             "x.csv",
             "device_name,arch,seq_len,n_embd,n_layer,n_head,batch_size,steps_per_s\n"
-            "m,standard,1024,256,4,4,16,3.0\nm,worker,1024,256,4,4,16,3.0\nm,standard,,256,4,4,32,3.0\n",
+            "m,standard,1024,256,4,4,16,3.0\nm,standard,1024,256,4,4,8,3.0\nm,standard,,256,4,4,32,3.0\n",
             "profile 'x.csv' row 3: missing column seq_len.",
         ),
         (
@@ -214,6 +220,27 @@ SHAPE_YAML = "seq_len: 1024, n_embd: 256, n_layer: 4, n_head: 4, batch_size: 16"
         ),
         (
             "x.yaml",
+            f"device_name: m\nshapes:\n  - {{arch: standard, {SHAPE_YAML}, steps_per_s: 3}}\n"
+            f"  - {{arch: worker, {SHAPE_YAML}, steps_per_s: 3}}\n",
+            "profile 'x.yaml' row 2: missing column worker_interval (arch worker has one).",
+        ),
+        (
+            "x.yaml",
+            f"device_name: m\nshapes:\n  - {{arch: standard, conv_kernel: 3, {SHAPE_YAML}, steps_per_s: 3}}\n",
+            "profile 'x.yaml' row 1: conv_kernel=3 is invalid: expected none for arch standard.",
+        ),
+        (
+            "x.yaml",
+            f"device_name: m\nshapes:\n  - {{arch: transformer, {SHAPE_YAML}, steps_per_s: 3}}\n",
+            "profile 'x.yaml' row 1: arch='transformer' is invalid: expected one of standard, standard-mixer, worker",
+        ),
+        (
+            "x.yaml",
+            f"device_name: m\ndropout: 1.5\nshapes:\n  - {{arch: standard, {SHAPE_YAML}, steps_per_s: 3}}\n",
+            "profile 'x.yaml' row 1: dropout=1.5 is invalid: expected a number in [0, 1).",
+        ),
+        (
+            "x.yaml",
             "device_name: m\nshapes:\n  - {arch: standard, seq_len: [1024\n",
             "profile 'x.yaml' is not valid YAML at line",
         ),
@@ -231,7 +258,7 @@ def test_a_bad_hand_written_profile_is_one_sentence_naming_the_file_and_row(name
 
 def test_a_bad_bench_row_and_a_machine_shape_in_two_files_are_named(tmp_path):
     good = dict(schema_version=1, device_name="cpu", dtype="float32", arch="standard", worker_interval=None)
-    good |= SHAPE | dict(compile="off")
+    good |= SHAPE | dict(conv_kernel=None, compile="off")
     good |= dict(threads=1, torch_version="2.5.1", step_time_s_median=0.5, step_time_s_p10=0.4, step_time_s_p90=0.7)
     good |= dict(step_time_s_n=5, eval_time_per_token_s=None, tokens_per_s=None, mfu=None, source="bench")
     good |= dict(measured_at=None)
@@ -251,8 +278,8 @@ def test_a_bad_bench_row_and_a_machine_shape_in_two_files_are_named(tmp_path):
 def verdict_curves(spread: float, worker_offsets, standard_offsets, worker_seeds=range(5)):
     """Linear curves loss = 4 + offset - 0.002 * step, steps 0..1000; standard 4 steps/s, worker 5 steps/s, the
     step-time p10/p90 at median * (1 -/+ spread)."""
-    shapes = [dict(arch=a, worker_interval=k, steps_per_s=r, **SHAPE) for a, k, r in (("standard", None, 4.0),
-              ("worker", 4, 5.0))]  # fmt: skip
+    shapes = [dict(arch=a, worker_interval=k, conv_kernel=c, steps_per_s=r, **SHAPE)
+              for a, k, c, r in (("standard", None, None, 4.0), ("worker", 4, 3, 5.0))]  # fmt: skip
     rows = []
     for s in shapes:
         median = 1 / s.pop("steps_per_s")
@@ -317,3 +344,22 @@ def test_the_timing_modules_import_neither_torch_nor_ray():
     code = "import sys, analysis.timing, analysis.timing_verdict; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert done.stdout == "[]\n"
+
+
+def test_the_shipped_original_profile_is_found_by_name_and_times_the_seeds_300_s():
+    from analysis.profiles import profile_paths
+
+    (path,) = profile_paths(["original"])
+    profile = read_profiles([path]).set_index("arch")
+    assert profile.loc["standard", "step_time_s_median"] == 1 / 3.22 and profile.loc["worker", "worker_interval"] == 4
+    assert profile.loc["standard", "attention"] == "naive" and profile.loc["worker", "attention"] == "sdpa"
+    assert set(profile["dropout"]) == {0.1}  # the original's own settings
+    assert profile.loc["worker", "conv_kernel"] == 3 and pd.isna(profile.loc["standard", "conv_kernel"])
+    # seed-replication-steps' budgets (966 and 2406 steps) are the original's 300 s at its speeds
+    assert 966 * profile.loc["standard", "step_time_s_median"] == pytest.approx(300, abs=0.1)
+    assert 2406 * profile.loc["worker", "step_time_s_median"] == pytest.approx(300, abs=0.1)
+    message = error_of(lambda: profile_paths(["orignal"]))
+    assert message == (
+        "--timing 'orignal' is invalid: no such file or directory, and no shipped profile of that name "
+        "(shipped: original)."
+    )

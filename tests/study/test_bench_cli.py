@@ -37,3 +37,63 @@ def test_bad_flags_are_one_sentence_before_anything_runs(flags, named, capsys):
     assert main(["bench", *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("wt-study bench: error:") and named in err and len(err.splitlines()) == 1
+
+
+def test_bench_out_writes_a_profile_the_analysis_reads_back(tmp_path, capsys):
+    from analysis.profiles import read_profiles
+    from study.train.device import device_name
+
+    out = tmp_path / "cpu.parquet"
+    argv = ["bench", *TINY, "--seq-lens", "32", "--batch-sizes", "2", "--attentions", "sdpa", "--out", str(out)]
+    assert main([*argv, "--archs", "standard", "worker", "standard-mixer"]) == 0
+    assert f"Profile: 3 shapes -> {out}" in capsys.readouterr().out
+    profile = read_profiles([out]).set_index("arch").sort_index()
+    assert sorted(profile.index) == ["standard", "standard-mixer", "worker"]
+    assert (profile["device_name"] == device_name(__import__("torch").device("cpu"))).all()
+    assert (profile["step_time_s_n"] == 2).all() and (profile["threads"] == 1).all()  # the cpu clock: 1 thread
+    assert (profile["step_time_s_p10"] <= profile["step_time_s_median"]).all()
+    assert (profile["step_time_s_median"] <= profile["step_time_s_p90"]).all()
+    assert (profile["eval_time_per_token_s"] > 0).all() and (profile["mfu"] > 0).all()
+    # the architecture's own settings, null where it has none (as trials rows hold them)
+    assert profile["worker_interval"].isna().tolist() == [True, True, False]
+    assert profile["conv_kernel"].isna().tolist() == [True, False, False]
+    assert profile["tokens_per_s"].tolist() == [pytest.approx(2 * 32 / t) for t in profile["step_time_s_median"]]
+
+
+def test_for_study_times_each_distinct_shape_of_the_counted_budgets_once():
+    import pandas as pd
+
+    from study.config.space import expand
+    from study.config.specfile import parse_spec
+    from study.train.bench_profile import shape_of, study_cases
+    from study.tune.rows import pending_row
+    from tests.study.conftest import TINY_SPEC, deep_update
+
+    doc = deep_update(TINY_SPEC, {"budget": {"kind": "steps", "value": 20}, "seeds": [0, 1, 2]})
+    doc["axes"] = dict(doc["axes"], arch=["standard", "worker", "worker-random-phase"], seq_len=[32, 64])
+    spec = parse_spec(doc)
+    trials = pd.DataFrame([dict(pending_row(t, spec), trial_id=t.trial_id) for t in expand(spec)])
+    cases = study_cases(trials, ("off",))
+    assert len(trials) == 18 and len(cases) == 6  # 3 arch labels x 2 seq_lens; the seeds share a shape
+    shapes = sorted((c.arch_label, c.seq_len, c.cfg.random_worker_phase) for c in cases)
+    assert shapes[-2:] == [("worker-random-phase", 32, True), ("worker-random-phase", 64, True)]
+    assert {shape_of(c)["conv_kernel"] for c in cases if c.cfg.arch == "standard"} == {None}
+    with pytest.raises(ValueError, match="no steps, tokens or flops budgeted trial to profile"):
+        study_cases(trials.assign(budget_kind="seconds"), ("off",))
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--out", "profile.csv"], "--out='profile.csv' is invalid: expected a .parquet file"),
+        (["--for-study", "x", "--seq-lens", "32"], "--seq-lens is invalid with --for-study"),
+        (["--out", "p.parquet", "--baseline-src", "."], "--baseline-src is invalid with --out"),
+        (["--for-study", "/nonexistent/study"], "no study at /nonexistent/study"),
+    ],
+)
+def test_bad_profile_flags_are_one_sentence_before_anything_runs(flags, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written
