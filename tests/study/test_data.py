@@ -148,7 +148,7 @@ def test_sampler_is_reproducible_and_windows_are_shifted(shakespeare):
     a.set_state(saved)
     assert torch.equal(a.next()[0], x2)
     # each row is a real window of the training text
-    text_windows = torch.from_numpy(shakespeare.train).long().unfold(0, 16, 1)  # (N - 15, 16)
+    text_windows = torch.as_tensor(shakespeare.train.astype(np.int64)).unfold(0, 16, 1)  # (N - 15, 16)
     for row in x2:
         assert bool((text_windows == row).all(dim=1).any())
 
