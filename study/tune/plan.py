@@ -66,6 +66,10 @@ def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) ->
     if not stored:  # a started study's trials were accepted when it started
         check_max_epochs(trials, len(corpus.train), spec.max_epochs)
     check_shared_device(spec)
+    if not dry_run:
+        from study.tune.trackers import check_tracker_packages
+
+        check_tracker_packages(spec, location)
     return Plan(spec=spec, trials=trials, location=location, corpus=corpus, note=note)
 
 
