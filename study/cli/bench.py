@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+BATCH_TOKENS = 4096  # the default batch at each sequence length: this many tokens (16 x 256, 4 x 1024)
+
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     _add_case_arguments(parser)
@@ -23,9 +25,10 @@ def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-sizes",
         type=int,
         nargs="+",
-        default=[16, 4],
+        default=None,
         metavar="B",
-        help="batch size per sequence length, or one for all (16 4)",
+        help=f"batch size per sequence length, or one for all (default: {BATCH_TOKENS} tokens a batch, 16 at T=256 "
+        "and 4 at T=1024)",
     )
     parser.add_argument("--archs", nargs="+", default=["worker", "standard"], choices=tuple(ARCHS))
     parser.add_argument("--attentions", nargs="+", default=["sdpa", "naive"], choices=["sdpa", "naive", "flex"])
@@ -114,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
 def _check_flags(args: argparse.Namespace) -> None:
     from wt_base.errors import StudyError
 
+    for flag, values in (("--seq-lens", args.seq_lens), ("--batch-sizes", args.batch_sizes or [1])):
+        if min(values) < 1:
+            raise StudyError(f"{flag}={values} is invalid: expected integers >= 1.")
+    if args.batch_sizes is None:  # the default: the same tokens a batch at every sequence length
+        args.batch_sizes = [max(1, BATCH_TOKENS // t) for t in args.seq_lens]
     if len(args.batch_sizes) not in (1, len(args.seq_lens)):
         raise StudyError(
             f"--batch-sizes={args.batch_sizes} is invalid: expected one value or one per --seq-lens "
@@ -155,18 +163,37 @@ def _shapes(args: argparse.Namespace) -> list[tuple[int, int]]:
     return list(zip(args.seq_lens, batches, strict=True))
 
 
+MODEL_FLAGS = {  # ModelConfig field, as its errors name it -> the bench flag that sets it
+    f"ModelConfig.{name}": flag
+    for name, flag in (
+        ("vocab_size", "--vocab-size"),
+        ("block_size", "--seq-lens"),
+        ("n_embd", "--n-embd"),
+        ("n_head", "--n-head"),
+        ("n_layer", "--n-layer"),
+        ("dropout", "--dropout"),
+        ("worker_interval", "--worker-interval"),
+    )
+}
+
+
 def _base_model(args: argparse.Namespace):
+    from study.cli.flags import said_with_flags
+    from wt_base.errors import StudyError
     from wt_model import ModelConfig
 
-    return ModelConfig(
-        vocab_size=args.vocab_size,
-        block_size=max(args.seq_lens),
-        n_embd=args.n_embd,
-        n_head=args.n_head,
-        n_layer=args.n_layer,
-        dropout=args.dropout,
-        worker_interval=args.worker_interval,
-    )
+    try:
+        return ModelConfig(
+            vocab_size=args.vocab_size,
+            block_size=max(args.seq_lens),
+            n_embd=args.n_embd,
+            n_head=args.n_head,
+            n_layer=args.n_layer,
+            dropout=args.dropout,
+            worker_interval=args.worker_interval,
+        )
+    except ValueError as exc:  # ModelConfig's own sentence, about the field: say it with the flag
+        raise StudyError(said_with_flags(str(exc), MODEL_FLAGS)) from None
 
 
 def _measure(args: argparse.Namespace, cases, device, clock: str, baseline, per_sample: int):

@@ -61,8 +61,16 @@ def run(args: argparse.Namespace) -> int:
         raise StudyError(f"{flag} states a machine for --dry-run's estimate: add --dry-run, or drop {flag}.")
     if stated and args.address:
         raise StudyError("--gpus/--cpus state a machine and --address measures a cluster: give one of them.")
-    spec = with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
-    plan = make_plan(spec, dry_run=args.dry_run)
+    from study.cli.flags import errors_as_flags
+
+    overrides = {
+        "storage": ("--storage", args.storage),
+        "data.corpus": ("--data", args.data),
+        "name": ("--name", args.name),
+    }
+    with errors_as_flags({field: flag for field, (flag, value) in overrides.items() if value is not None}):
+        spec = with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
+        plan = make_plan(spec, dry_run=args.dry_run)
     if args.dry_run:
         from study.tune import capacity
 

@@ -17,7 +17,7 @@ from study.config.specfile import parse_spec
 from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 from wt_base.layout import SPEC_FILE, TUNE_DIR
-from wt_base.storage import Location, check_writable, read_text, resolve
+from wt_base.storage import Location, check_location, check_writable, read_text, resolve
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ def with_overrides(spec: StudySpec, *, storage=None, data=None, name=None) -> St
     """Apply CLI overrides, re-validating the result."""
     doc = spec.to_dict()
     if storage is not None:
+        check_location(storage, "--storage")
         doc["storage"] = storage
     if data is not None:
         doc["data"] = dataclasses.asdict(DataConfig(**{**doc["data"], "corpus": _data_path(data)}))
