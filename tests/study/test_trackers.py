@@ -268,3 +268,17 @@ def test_a_tiny_study_logs_one_point_per_evaluation_to_tensorboard_and_mlflow(tm
     assert main(["run", str(tmp_path / "spec.yaml"), "--ray-temp-dir", ray_tmp]) == 0
     points = check_trackers_match(tmp_path / "results" / "tiny", "tiny")
     assert len(points) == 2 and all(len(p) >= 2 for p in points.values())
+
+
+def test_a_dry_run_says_where_the_trackers_would_write_and_what_is_missing(monkeypatch, write_spec, tmp_path, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(trackers, "_installed", lambda module: module != "wandb")
+    assert main(["run", str(write_spec(loggers=["tensorboard", "mlflow", "wandb"])), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    study = tmp_path / "results" / "tiny"
+    assert f"Would log to TensorBoard: {study}/tensorboard/<trial_id>/" in out
+    assert f"Would log to MLflow: experiment 'tiny' at sqlite:///{study}/mlflow.db" in out
+    assert f"Would log to W&B: project 'tiny', mode offline, files in {study}/wandb/" in out
+    assert "Note: loggers: wandb needs the wandb package: pip install 'wt-study[wandb]'." in out
+    assert not (tmp_path / "results").exists()
