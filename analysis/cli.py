@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target_loss is not None and not (math.isfinite(args.target_loss) and args.target_loss > 0):
         raise StudyError(f"--target-loss is {args.target_loss}; it must be a finite number > 0.")
+    if args.out == "":
+        raise StudyError("--out is empty: expected the directory the report goes to.")
     profiles = timing_profiles(args)  # a bad profile or timing flag fails before the study is read
 
     from analysis.load import load_study, restrict, where_conditions

@@ -294,12 +294,27 @@ def render(a, target_loss: float | None) -> str:
     return "\n\n".join(part for part in sections if part) + "\n"
 
 
-def markdown_to_html(text: str, title: str) -> str:
-    """The small markdown subset the report uses: headings, tables, images, bullets, bold, code, paragraphs."""
+def table_cells(line: str) -> list[str]:
+    """The cells of one markdown table row, split at the '|' that are not escaped ('\\|' is a '|' in a cell)."""
+    line = line.strip()
+    line = line[1:] if line.startswith("|") else line
+    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)]
+
+
+def markdown_to_html(text: str, title: str, images: dict[str, str] | None = None) -> str:
+    """The small markdown subset the report uses: headings, tables, images, bullets, bold, code, paragraphs.
+    `images` maps an image's file name to what its src becomes (report.py: the PNG as a data URI, so that the
+    page is one file); names not in it stay as they are."""
+    images = images or {}
+
+    def image(match: re.Match) -> str:
+        alt, src = match.group(1), match.group(2)
+        return f'<img alt="{alt}" src="{images.get(html.unescape(src), src)}">'
 
     def inline(s: str) -> str:
         s = html.escape(s)
-        s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', s)
+        s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", image, s)
         s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
         s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
         return re.sub(r"_\(([^)]*)\)_", r"<i>(\1)</i>", s)
@@ -313,7 +328,7 @@ def markdown_to_html(text: str, title: str) -> str:
             level = len(lines[0]) - len(lines[0].lstrip("#"))
             body.append(f"<h{level}>{inline(lines[0][level:].strip())}</h{level}>")
         elif lines[0].startswith("|"):
-            rows = [[inline(c.strip()) for c in ln.strip().strip("|").split("|")] for ln in lines if ":---" not in ln]
+            rows = [[inline(c) for c in table_cells(ln)] for i, ln in enumerate(lines) if i != 1]  # 1: the rule
             head = "".join(f"<th>{c}</th>" for c in rows[0])
             rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
             body.append(f"<table><tr>{head}</tr>{rest}</table>")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,12 +148,15 @@ def verdict_table(a: Analysis) -> pd.DataFrame:
 
 
 def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | None = None) -> Path:
-    """Write the plots, summary.csv and report.md (plus report.html for fmt_="html"); returns the report path."""
+    """Write the plots, summary.csv and report.md (plus report.html, the plots embedded, for fmt_="html"); returns
+    the report path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    written = []
     for file_name, fig in figures.figures(a).items():
         fig.savefig(out / file_name, dpi=110)
         fig.clear()
+        written.append(file_name)
     a.summary.to_csv(out / "summary.csv", index=False)
     a.verdicts.to_csv(out / "verdicts.csv", index=False)
     a.interactions.to_csv(out / "interactions.csv", index=False)
@@ -169,7 +173,11 @@ def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | No
     (out / "warnings.md").write_text(render.warnings_section(a) + "\n", encoding="utf-8")
     text = render.render(a, a.target_loss if target_loss is None else target_loss)
     (out / "report.md").write_text(text, encoding="utf-8")
-    if fmt_ == "html":
-        (out / "report.html").write_text(render.markdown_to_html(text, a.study.name), encoding="utf-8")
+    if fmt_ == "html":  # one file: the plots inside it, as data URIs (it can be mailed or attached alone)
+        images = {
+            name: "data:image/png;base64," + base64.b64encode((out / name).read_bytes()).decode("ascii")
+            for name in written
+        }
+        (out / "report.html").write_text(render.markdown_to_html(text, a.study.name, images), encoding="utf-8")
         return out / "report.html"
     return out / "report.md"

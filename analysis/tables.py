@@ -28,12 +28,17 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def md_cell(text: str) -> str:
+    """Text as one markdown table cell: a '|' in it is escaped (it would end the cell), a line break is a space."""
+    return str(text).replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
+
+
 def md_table(frame: pd.DataFrame, digits: int = 4) -> str:
     if frame.empty:
         return "_(none)_"
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    head = "| " + " | ".join(md_cell(c) for c in frame.columns) + " |"
     rule = "| " + " | ".join(":---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(fmt(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(md_cell(fmt(v, digits)) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
 

@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,16 +64,34 @@ def is_uri(text: str) -> bool:
     return scheme in URI_SCHEMES and "://" in text
 
 
-def resolve(location: str, what: str = "storage") -> Location:
-    """A Location for a local path or a URI; a malformed URI or unknown scheme is a StudyError naming `what`."""
+def check_location(location: str, what: str = "storage") -> None:
+    """Refuse, without reaching any filesystem, a location that cannot be what was meant: empty, an unknown
+    scheme, a URI without its bucket (`s3://`, which would become the bucket of the next path part), `file://`
+    without a path, or a scheme with one slash (`s3:/bucket`, which would be a local folder named "s3:")."""
     if not location:
         raise StudyError(f"{what} is empty: expected a directory path or a URI such as s3://bucket/prefix.")
-    if "://" in location and not is_uri(location):
-        scheme = location.split("://", 1)[0]
+    scheme, sep, rest = location.partition("://")
+    if sep and not is_uri(location):
         raise StudyError(
             f"{what}={location!r} uses an unsupported scheme {scheme!r}: expected a local path or one of "
             "s3://, gs://, file://."
         )
+    if sep and scheme == "file" and not rest.partition("?")[0]:
+        raise StudyError(f"{what}={location!r} has no path: expected file:///absolute/path or a directory path.")
+    if sep and scheme != "file" and not urlsplit(location).netloc:
+        raise StudyError(f"{what}={location!r} has no bucket: expected {scheme}://bucket/prefix.")
+    one_slash = re.match(r"^([a-z0-9]+):/(?!/)", location)
+    if not sep and one_slash and one_slash.group(1) in URI_SCHEMES:
+        scheme = one_slash.group(1)
+        raise StudyError(
+            f"{what}={location!r} is a URI with one slash: expected {scheme}://{location[len(scheme) + 2 :]}, or a "
+            "directory path."
+        )
+
+
+def resolve(location: str, what: str = "storage") -> Location:
+    """A Location for a local path or a URI; a malformed URI or unknown scheme is a StudyError naming `what`."""
+    check_location(location, what)
     if not is_uri(location) or location.startswith("file://"):
         path = os.path.abspath(os.path.expanduser(location.removeprefix("file://")))
         return Location(pafs.LocalFileSystem(), path, path)

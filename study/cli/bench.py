@@ -7,10 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-# the grid flags and their defaults (None in the parser, so that --for-study can refuse them when given)
+BATCH_TOKENS = 4096  # the default batch at each sequence length: this many tokens (16 x 256, 4 x 1024)
+# the grid flags and their defaults (None in the parser, so that --for-study can refuse them when given);
+# batch_sizes None: BATCH_TOKENS a batch at every sequence length
 GRID_DEFAULTS = {
     "seq_lens": [256, 1024],
-    "batch_sizes": [16, 4],
+    "batch_sizes": None,
     "archs": ["worker", "standard"],
     "attentions": ["sdpa", "naive"],
     "dropout": 0.1,
@@ -35,7 +37,12 @@ def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--seq-lens", type=int, nargs="+", metavar="T", help="sequence lengths (256 1024)")
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="+", metavar="B", help="batch size per sequence length, or one for all (16 4)"
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="B",
+        help=f"batch size per sequence length, or one for all (default: {BATCH_TOKENS} tokens a batch, 16 at T=256 "
+        "and 4 at T=1024)",
     )
     parser.add_argument("--archs", nargs="+", choices=tuple(ARCHS), help="architectures (worker standard)")
     parser.add_argument("--attentions", nargs="+", choices=["sdpa", "naive", "flex"], help="(sdpa naive)")
@@ -154,6 +161,11 @@ def _check_flags(args: argparse.Namespace) -> None:
     from wt_base.errors import StudyError
 
     _grid_flags(args)
+    for flag, values in (("--seq-lens", args.seq_lens), ("--batch-sizes", args.batch_sizes or [1])):
+        if min(values) < 1:
+            raise StudyError(f"{flag}={values} is invalid: expected integers >= 1.")
+    if args.batch_sizes is None:  # the default: the same tokens a batch at every sequence length
+        args.batch_sizes = [max(1, BATCH_TOKENS // t) for t in args.seq_lens]
     if args.out is not None:
         _check_out(args)
     if len(args.batch_sizes) not in (1, len(args.seq_lens)):
@@ -178,7 +190,7 @@ def _grid_flags(args: argparse.Namespace) -> None:
 
     for name, default in GRID_DEFAULTS.items():
         if getattr(args, name) is None:
-            setattr(args, name, default)
+            setattr(args, name, default)  # batch_sizes stays None: _check_flags derives it
         elif args.for_study:
             flag = "--" + name.replace("_", "-")
             raise StudyError(f"{flag} is invalid with --for-study: the study's trials give the shapes to time.")
@@ -244,18 +256,37 @@ def _shapes(args: argparse.Namespace) -> list[tuple[int, int]]:
     return list(zip(args.seq_lens, batches, strict=True))
 
 
+MODEL_FLAGS = {  # ModelConfig field, as its errors name it -> the bench flag that sets it
+    f"ModelConfig.{name}": flag
+    for name, flag in (
+        ("vocab_size", "--vocab-size"),
+        ("block_size", "--seq-lens"),
+        ("n_embd", "--n-embd"),
+        ("n_head", "--n-head"),
+        ("n_layer", "--n-layer"),
+        ("dropout", "--dropout"),
+        ("worker_interval", "--worker-interval"),
+    )
+}
+
+
 def _base_model(args: argparse.Namespace):
+    from study.cli.flags import said_with_flags
+    from wt_base.errors import StudyError
     from wt_model import ModelConfig
 
-    return ModelConfig(
-        vocab_size=args.vocab_size,
-        block_size=max(args.seq_lens),
-        n_embd=args.n_embd,
-        n_head=args.n_head,
-        n_layer=args.n_layer,
-        dropout=args.dropout,
-        worker_interval=args.worker_interval,
-    )
+    try:
+        return ModelConfig(
+            vocab_size=args.vocab_size,
+            block_size=max(args.seq_lens),
+            n_embd=args.n_embd,
+            n_head=args.n_head,
+            n_layer=args.n_layer,
+            dropout=args.dropout,
+            worker_interval=args.worker_interval,
+        )
+    except ValueError as exc:  # ModelConfig's own sentence, about the field: say it with the flag
+        raise StudyError(said_with_flags(str(exc), MODEL_FLAGS)) from None
 
 
 def _measure(args: argparse.Namespace, cases, device, clock: str, baseline, per_sample: int):

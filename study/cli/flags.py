@@ -10,9 +10,11 @@ class body, the type comes from its annotation (bool: `--x/--no-x`), the choices
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import io
+import re
 import textwrap
 import tokenize
 import types
@@ -170,3 +172,36 @@ def apply_flags(args: argparse.Namespace, flags: list[Flag], mapping: dict) -> d
         if value is not None:
             (out.setdefault(flag.section, {}) if flag.section else out)[flag.key] = value
     return out
+
+
+def said_with_flags(message: str, names: dict[str, str]) -> str:
+    """`message`, a validation sentence that starts by naming a field ("model: ModelConfig.block_size=0 is invalid:
+    ..."), with the field said as the flag that set it ("--seq-len=0 is invalid: ..."); unchanged when `names`
+    (a field as messages name it -> its flag) does not hold the field."""
+    match = re.match(r"^(?:\w+: )?([\w.]+)=", message)
+    if match is None or match.group(1) not in names:
+        return message
+    return f"{names[match.group(1)]}=" + message[match.end() :]
+
+
+def given_flag_names(args: argparse.Namespace, flags: list[Flag]) -> dict[str, str]:
+    """The fields set by a flag the user gave, as messages name them ("train.lr", and for model fields also
+    "ModelConfig.n_head", wt_model.config's own spelling) -> the flag ("--lr")."""
+    names = {}
+    for flag in flags:
+        if getattr(args, flag.dest, None) is not None:
+            names[flag.path] = f"--{flag.name}"
+            if flag.section == "model":
+                names[f"ModelConfig.{flag.key}"] = f"--{flag.name}"
+    return names
+
+
+@contextlib.contextmanager
+def errors_as_flags(names: dict[str, str]):
+    """Re-raise a StudyError about a field as one about the flag that set it (`names`: given_flag_names)."""
+    from wt_base.errors import StudyError
+
+    try:
+        yield
+    except StudyError as exc:
+        raise StudyError(said_with_flags(str(exc), names)) from None

@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("--data", help="corpus name (tinyshakespeare) or a local UTF-8 text file")
         parser.add_argument("--name", help="study name (default: the spec's)")
         parser.add_argument("--dry-run", action="store_true", help="print the trials and total budget, run nothing")
+        parser.add_argument(
+            "--gpus", type=int, metavar="N", help="--dry-run: estimate for a machine with N GPUs (instead of this one)"
+        )
+        parser.add_argument(
+            "--cpus", type=int, metavar="N", help="--dry-run: estimate for a machine with N CPUs (instead of this one)"
+        )
     elif name == "resume":
         parser.add_argument("path", help="the study directory, <storage>/<name>")
         parser.add_argument("--spec", help="the spec the study was started with (checked, optional)")
@@ -49,10 +55,29 @@ def run(args: argparse.Namespace) -> int:
     from study.tune.plan import plan as make_plan
     from study.tune.plan import with_overrides
 
-    spec = with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
-    plan = make_plan(spec, dry_run=args.dry_run)
+    stated = args.gpus is not None or args.cpus is not None
+    if stated and not args.dry_run:
+        flag = "--gpus" if args.gpus is not None else "--cpus"
+        raise StudyError(f"{flag} states a machine for --dry-run's estimate: add --dry-run, or drop {flag}.")
+    if stated and args.address:
+        raise StudyError("--gpus/--cpus state a machine and --address measures a cluster: give one of them.")
+    from study.cli.flags import errors_as_flags
+
+    overrides = {
+        "storage": ("--storage", args.storage),
+        "data.corpus": ("--data", args.data),
+        "name": ("--name", args.name),
+    }
+    with errors_as_flags({field: flag for field, (flag, value) in overrides.items() if value is not None}):
+        spec = with_overrides(spec, storage=args.storage, data=args.data, name=args.name)
+        plan = make_plan(spec, dry_run=args.dry_run)
     if args.dry_run:
-        print_plan(plan)
+        from study.tune import capacity
+
+        if stated:
+            print_plan(plan, capacity.stated_capacity(args.cpus, args.gpus))
+        else:
+            print_plan(plan, capacity.cluster_capacity(args.address) if args.address else capacity.local_capacity())
         return 0
     return runner.run_study(plan, address=args.address, ray_temp_dir=args.ray_temp_dir)
 
@@ -61,9 +86,11 @@ def _number(value, spec: str) -> str:
     return "?" if value is None else format(value, spec)
 
 
-def print_plan(plan, out=None) -> None:
+def print_plan(plan, capacity, out=None) -> None:
+    """The trial table, then how many trials run at once on `capacity` (study.tune.capacity) and for how long."""
     from study.config.regime import trial_regime
     from study.config.space import total_budget
+    from study.tune.capacity import trials_at_once
     from wt_base.budgets import BUDGET_KINDS
     from wt_model.archs import applies
 
@@ -97,14 +124,19 @@ def print_plan(plan, out=None) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip(), file=out)
-    b = total_budget(plan.spec, plan.trials)
+    res = plan.spec.resources
+    slots = trials_at_once(capacity, res.cpus, res.gpus, plan.spec.max_concurrent, len(plan.trials))
+    at_once = f"{slots.count} trial{'s' if slots.count != 1 else ''} at a time" if slots.count else "no trial can run"
+    print(f"\nOn {capacity.where}: {capacity.describe()} -> {at_once} ({slots.why}).", file=out)
+    b = total_budget(plan.spec.replace(resources=res.with_gpus_for(capacity.gpus)), plan.trials, slots.count)
     kind = BUDGET_KINDS[b["budget_kind"]]
     per_trial = " or ".join(f"{v:g}" for v in b["budget_values"])
-    line = (
-        f"\n{b['trials']} trials x {per_trial}{kind.unit} ({kind.name} budget), "
-        f"{b['concurrency']} at a time -> about {kind.format(b['study_length'])} of training"
-    )
-    if kind.measured:
+    line = f"{b['trials']} trials x {per_trial}{kind.unit} ({kind.name} budget)"
+    if slots.count:
+        line += f", {b['concurrency']} at a time -> about {kind.format(b['study_length'])} of training"
+    else:
+        line += f": none can start on {capacity.where}"
+    if kind.measured and slots.count:
         line += f" ({b['study_length'] / 3600:.2f} h wall clock, before evaluation and start-up)"
         gpu_hours = (
             "GPU-hours: one GPU per trial where there are GPUs"
@@ -122,18 +154,47 @@ def print_plan(plan, out=None) -> None:
     else:
         regimes = [trial_regime(t.run, train_tokens) for t in plan.trials]
         epochs = [r.epochs for r in regimes]
-        flops = sum(r.steps * _step_flops(t.run) for r, t in zip(regimes, plan.trials, strict=True))
+        per_trial = [r.steps * _step_flops(t.run) for r, t in zip(regimes, plan.trials, strict=True)]
+        flops = sum(per_trial)
         cap = f" (max_epochs {plan.spec.max_epochs:g})" if plan.spec.max_epochs is not None else ""
+        rate = f"a sustained {ASSUMED_FLOP_S / 1e12:g} TFLOP/s, about 10% of an H100's bf16 peak"
+        wall = ""
+        if slots.count and res.with_gpus_for(capacity.gpus).gpus:
+            hours = longest_slot(per_trial, slots.count) / ASSUMED_FLOP_S / 3600
+            wall = f"; {slots.count} at a time, about {hours:.3g} h wall clock at that rate per trial"
         print(
             f"Data: {min(epochs):.3g} to {max(epochs):.3g} passes over the {train_tokens:,}-token training split"
-            f"{cap}; {flops:.3g} training FLOPs in all (about {flops / ASSUMED_FLOP_S / 3600:.3g} GPU-hours at a "
-            f"sustained {ASSUMED_FLOP_S / 1e12:g} TFLOP/s, about 10% of an H100's bf16 peak).",
+            f"{cap}; {flops:.3g} training FLOPs in all (about {flops / ASSUMED_FLOP_S / 3600:.3g} GPU-hours at "
+            f"{rate}{wall}).",
             file=out,
         )
     print(f"Results would go to {plan.location.uri}", file=out)
+    _print_trackers(plan, out)
+
+
+def _print_trackers(plan, out) -> None:
+    """Where the loggers would write, and a tracker package this machine lacks (the run would refuse it)."""
+    from study.tune.trackers import check_tracker_packages, describe
+    from wt_base.errors import StudyError
+
+    for line in describe(plan.spec, plan.location):
+        print(f"Would log to {line}", file=out)
+    try:
+        check_tracker_packages(plan.spec, plan.location)
+    except StudyError as exc:
+        print(f"Note: {exc}", file=out)
 
 
 ASSUMED_FLOP_S = 100e12  # the dry run's cost of counted budgets: a sustained rate stated in its output
+
+
+def longest_slot(costs: list[float], slots: int) -> float:
+    """The busiest of `slots` slots when the costs go, largest first, each to the least loaded slot (as
+    study.config.space.total_budget spreads budgets)."""
+    loads = [0.0] * max(1, slots)
+    for cost in sorted(costs, reverse=True):
+        loads[loads.index(min(loads))] += cost
+    return max(loads)
 
 
 def _step_flops(run) -> float:

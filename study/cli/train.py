@@ -88,11 +88,14 @@ def _read_yaml(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from study.cli.flags import errors_as_flags, given_flag_names, run_config_flags
     from study.config.run import DataConfig
     from study.train.corpora import load_corpus
     from study.train.loop import load_state, save_state, train
     from wt_base.errors import StudyError
 
+    if args.sample < 0:
+        raise StudyError(f"--sample={args.sample} is invalid: expected a number of characters >= 0.")
     state_path = Path(args.checkpoint_dir) / STATE_FILE if args.checkpoint_dir else None
     state = None
     if args.resume:
@@ -104,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
         raise StudyError(f"--checkpoint-dir {args.checkpoint_dir!r} already holds a run: add --resume or pick another.")
     else:
         base = _read_yaml(args.config) if args.config else SMALL_CPU_RUN
-    cfg = build_config(args, base)
-    corpus = load_corpus(DataConfig(**cfg.data.__dict__))
-    if state is None:  # the vocabulary comes from the data
-        cfg = build_config(args, base, vocab_size=len(corpus.vocab))
+    with errors_as_flags(given_flag_names(args, run_config_flags())):  # --seq-len=0, not model.block_size=0
+        cfg = build_config(args, base)
+        corpus = load_corpus(DataConfig(**cfg.data.__dict__))
+        if state is None:  # the vocabulary comes from the data
+            cfg = build_config(args, base, vocab_size=len(corpus.vocab))
 
     from wt_model.flops import count_params
 
@@ -128,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
             if state_path is not None:
                 save_state(checkpoint_state, state_path)
 
-    result = train(cfg, corpus, on_report=on_report, state=state, progress=lambda line: print(line, flush=True))
+    with errors_as_flags(given_flag_names(args, run_config_flags())):  # --budget=0.5 is smaller than one step
+        result = train(cfg, corpus, on_report=on_report, state=state, progress=lambda line: print(line, flush=True))
     f = result.final
     print(
         f"done: {result.status} | {result.steps:,} steps | {result.tokens:,} tokens | train {result.train_time_s:.1f}s"

@@ -127,6 +127,14 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint_every_s: float = 0.0  # wall seconds between checkpoints handed to on_checkpoint (0: end only)
 
+    def __post_init__(self) -> None:
+        require(
+            self.checkpoint_every_s >= 0 and math.isfinite(self.checkpoint_every_s),
+            "checkpoint_every_s",
+            self.checkpoint_every_s,
+            "a number of seconds >= 0 (0: only at the end)",
+        )
+
     @property
     def seq_len(self) -> int:
         return self.model.block_size

@@ -162,12 +162,14 @@ def trial_id(label: str, run: RunConfig) -> str:
     return f"{label}_{interval}T{m.block_size}_d{m.n_embd}_s{run.train.seed}_{digest}"
 
 
-def total_budget(spec: StudySpec, trials: list[Trial]) -> dict:
+def total_budget(spec: StudySpec, trials: list[Trial], concurrency: int | None = None) -> dict:
     """Trials, budgets per trial and the study's length in the budget's unit: the trials' budgets spread over
-    `concurrency` slots, longest first, each to the least loaded slot (trials x budget / concurrency when every
-    trial has the same budget)."""
+    `concurrency` slots (default: max_concurrent, else every trial at once), longest first, each to the least
+    loaded slot (trials x budget / concurrency when every trial has the same budget)."""
     budgets = sorted((t.run.budget.value for t in trials), reverse=True)
-    concurrency = max(1, min(spec.max_concurrent or len(trials), len(trials)))
+    if concurrency is None:
+        concurrency = spec.max_concurrent or len(trials)
+    concurrency = max(1, min(concurrency, len(trials)))
     slots = [0.0] * concurrency
     for value in budgets:
         slots[slots.index(min(slots))] += value

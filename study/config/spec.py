@@ -24,6 +24,7 @@ ARCH_LABELS = tuple(archs.LABELS)  # the values of the arch axis (wt_model.archs
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 SCHEDULERS = ("fifo", "asha")
 METRICS = ("val_loss", "val_loss_seed")  # what ASHA may minimise
+LOGGERS = ("tensorboard", "mlflow", "wandb")  # the experiment trackers a study can log to (study.tune.trackers)
 PRESET_DIR = "presets"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -105,6 +106,22 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
+class MlflowSpec:
+    """Where `loggers: [mlflow]` puts its runs."""
+
+    # "": $MLFLOW_TRACKING_URI when set, else a SQLite store in the study directory (<study>/mlflow.db)
+    tracking_uri: str = ""
+
+    def __post_init__(self) -> None:
+        require(
+            isinstance(self.tracking_uri, str),
+            "mlflow.tracking_uri",
+            self.tracking_uri,
+            "a tracking URI (http://host:5000, sqlite:///path/mlflow.db, databricks) or '' for the default",
+        )
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A whole study, validated when built (from YAML by `parse_spec`, in code, or by `replace`)."""
 
@@ -132,6 +149,8 @@ class StudySpec:
     # batch that suits them) in a scaling study, where a full grid of widths x depths would waste most trials
     sizes: tuple = ()
     max_epochs: float | None = None  # refuse, before anything starts, a trial that would pass over its data more
+    loggers: tuple = ()  # experiment trackers, any of tensorboard, mlflow, wandb: one point per evaluation each
+    mlflow: MlflowSpec = field(default_factory=MlflowSpec)  # with loggers: [mlflow]
 
     def __post_init__(self) -> None:
         require(
@@ -183,6 +202,7 @@ class StudySpec:
             self.max_epochs,
             "a number of passes > 0, or null for no cap",
         )
+        _check_loggers(self.loggers)
         _check_seeds(self.seeds)
         _check_tune_seeds(self.tune_seeds, self.seeds)
         _check_budgets(self)
@@ -194,6 +214,7 @@ class StudySpec:
         out["seeds"] = list(self.seeds)
         out["tune_seeds"] = list(self.tune_seeds)
         out["sizes"] = [dict(entry) for entry in self.sizes]
+        out["loggers"] = list(self.loggers)
         out["sample"] = {
             "num_samples": self.sample.num_samples,
             "seed": self.sample.seed,
@@ -278,6 +299,14 @@ def _check_distribution(name: str, dist: object) -> None:
         raise StudyError(f"{path}: low={dist.low!r}, high={dist.high!r} is invalid: expected low < high.")
     if dist.distribution == "loguniform" and dist.low <= 0:
         raise StudyError(f"{path}.low={dist.low!r} is invalid for loguniform: expected a number > 0.")
+
+
+def _check_loggers(loggers: tuple) -> None:
+    require(isinstance(loggers, tuple), "loggers", loggers, f"a list of trackers: any of {', '.join(LOGGERS)}")
+    for name in loggers:
+        require(name in LOGGERS, "loggers value", name, f"one of {', '.join(LOGGERS)}")
+    if len(set(loggers)) != len(loggers):
+        raise StudyError(f"loggers={list(loggers)!r} repeats a tracker: list each tracker once.")
 
 
 def _check_seeds(seeds: tuple) -> None:

@@ -14,8 +14,8 @@ from wt_base.yamlio import dump_yaml, load_yaml, parse_yaml
 
 def parse_spec(document: object) -> StudySpec:
     """Build the spec from a parsed YAML document. The sections whose YAML form is not their dataclass's own
-    (axes, sample, seeds, tune_seeds, budget_by_arch) are converted first; `from_mapping` then rejects unknown
-    keys and wrong types, and `StudySpec.__post_init__` (with its parts') checks the values."""
+    (axes, sample, seeds, tune_seeds, budget_by_arch, sizes, loggers) are converted first; `from_mapping` then
+    rejects unknown keys and wrong types, and `StudySpec.__post_init__` (with its parts') checks the values."""
     if not isinstance(document, dict):
         raise StudyError(f"a study spec must be a mapping of keys to values, got {type(document).__name__}.")
     doc = dict(document)
@@ -91,7 +91,13 @@ def _sizes_from_yaml(raw: object) -> tuple:
     )
 
 
+def _loggers_from_yaml(raw: object) -> tuple:
+    require(isinstance(raw, list), "loggers", raw, "a list of trackers such as [tensorboard, mlflow]")
+    return tuple(raw)
+
+
 _YAML_FORMS = {
+    "loggers": _loggers_from_yaml,
     "sizes": _sizes_from_yaml,
     "axes": _axes_from_yaml,
     "sample": _sample_from_yaml,

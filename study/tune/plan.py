@@ -17,7 +17,7 @@ from study.config.specfile import parse_spec
 from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 from wt_base.layout import SPEC_FILE, TUNE_DIR
-from wt_base.storage import Location, check_writable, read_text, resolve
+from wt_base.storage import Location, check_location, check_writable, read_text, resolve
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,10 @@ def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) ->
     if not stored:  # a started study's trials were accepted when it started
         check_max_epochs(trials, len(corpus.train), spec.max_epochs)
     check_shared_device(spec)
+    if not dry_run:
+        from study.tune.trackers import check_tracker_packages
+
+        check_tracker_packages(spec, location)
     return Plan(spec=spec, trials=trials, location=location, corpus=corpus, note=note)
 
 
@@ -133,6 +137,7 @@ def with_overrides(spec: StudySpec, *, storage=None, data=None, name=None) -> St
     """Apply CLI overrides, re-validating the result."""
     doc = spec.to_dict()
     if storage is not None:
+        check_location(storage, "--storage")
         doc["storage"] = storage
     if data is not None:
         doc["data"] = dataclasses.asdict(DataConfig(**{**doc["data"], "corpus": _data_path(data)}))

@@ -12,7 +12,9 @@ Ray's restored TunerInternal runs in the driver (`Tuner._local_tuner`, Ray 2.60,
 moved-fixture test (tests/upgrade) fails if a Ray release changes that.
 
 Pickled names a study's tune/tuner.pkl refers to, and so must keep: study.tune.tuner._trial_name,
-study.tune.callbacks.ResultsCallback and ProgressCallback, study.tune.schedulers.PerArmASHA.
+study.tune.callbacks.ResultsCallback and ProgressCallback, study.tune.schedulers.PerArmASHA, and for a study with
+loggers study.tune.tracker_callbacks.TrackerCallback, TensorBoardTracker, MlflowTracker and WandbTracker. The
+trackers are among the fresh callbacks too, so a resumed study logs to the same runs (tracker_callbacks).
 """
 
 from __future__ import annotations

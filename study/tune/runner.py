@@ -114,6 +114,7 @@ def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print, t
     try:
         _record_study(plan_, new=True)
         print_fn(f"Study {plan_.spec.name}: {len(plan_.trials)} trials -> {plan_.location.uri}")
+        _print_trackers(plan_, print_fn)
         return _execute(plan_, restore=False, print_fn=print_fn, trainable=trainable)
     finally:
         _stop_ray(started)
@@ -150,9 +151,17 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
         print_fn(f"Resuming study {spec.name}: {done}/{len(statuses)} trials finished -> {location.uri}")
         if plan_.note:
             print_fn(f"Note: {plan_.note}")
+        _print_trackers(plan_, print_fn)
         return _execute(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
     finally:
         _stop_ray(started)
+
+
+def _print_trackers(plan_: Plan, print_fn) -> None:
+    from study.tune.trackers import describe
+
+    for line in describe(plan_.spec, plan_.location):
+        print_fn(f"Logging to {line}")
 
 
 def _stop_ray(started: bool) -> None:

@@ -2,8 +2,10 @@
 
 It turns Tune's config into a `Trial` on its first line, resumes from `ray.tune.get_checkpoint()` with the
 budget already used, reports every evaluation record (and checkpoints when due) through `ray.tune.report`, and
-ends with a status report (completed or diverged). The corpus arrives from Ray's object store through
-`tune.with_parameters`, so worker nodes need no copy of the text file.
+ends with a status report (completed or diverged). Only an evaluation's report carries its metrics (`is_eval`):
+checkpoint-only and status reports carry the counters (`PROGRESS_FIELDS`), so each evaluation is one result.
+The corpus arrives from Ray's object store through `tune.with_parameters`, so worker nodes need no copy of the
+text file.
 
 `trainable` is what the runner hands to Tune unless it is given another one: tests wrap it to inject faults
 (tests/faults.py), so the product holds no fault hooks.
@@ -78,12 +80,9 @@ def run_trial(trial, corpus) -> None:
         **_environment(device),
         **execution_settings(trial.run, device, compile_mode(trial.run.train.compile, device)),
     }
-    last: dict = {}
 
     def on_report(record, checkpoint_state) -> None:
-        if record is not None:
-            last.update(record.to_dict())
-        metrics = {**last, **base, "is_eval": record is not None}
+        metrics = report_metrics(record, checkpoint_state, base)
         if checkpoint_state is None:
             tune.report(metrics)
             return
@@ -93,4 +92,19 @@ def run_trial(trial, corpus) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     result = train(trial.run, corpus, on_report=on_report, state=state)
-    tune.report({**last, **base, "is_eval": False, "done_status": result.status, "error": result.error})
+    done = {"step": result.steps, "tokens": result.tokens, "train_time_s": result.train_time_s}
+    done["wall_time_s"] = result.wall_time_s
+    tune.report({**done, **base, "is_eval": False, "done_status": result.status, "error": result.error})
+
+
+PROGRESS_FIELDS = ("step", "tokens", "train_time_s", "wall_time_s")  # what a report without an evaluation carries
+
+
+def report_metrics(record, checkpoint_state: dict | None, base: dict) -> dict:
+    """What one report carries: an evaluation's record (`is_eval`), or for a checkpoint-only report the run's
+    counters and no evaluation metric, so that every evaluation reaches Tune, its scheduler and the trackers
+    exactly once (a report that repeated the last evaluation would be a second point of it)."""
+    if record is not None:
+        return {**record.to_dict(), **base, "is_eval": True}
+    counters = checkpoint_state["counters"]
+    return {**{name: counters[name] for name in PROGRESS_FIELDS}, **base, "is_eval": False}

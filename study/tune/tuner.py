@@ -16,6 +16,7 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
     from ray import tune
 
     from study.tune.callbacks import ProgressCallback, ResultsCallback
+    from study.tune.trackers import make_trackers
 
     if trainable is None:
         from study.tune.trainable import trainable
@@ -32,6 +33,7 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
     callbacks = [
         ResultsCallback(plan_.location.uri, spec.name),
         ProgressCallback(total=len(plan_.trials), print_fn=print_fn),
+        *make_trackers(spec, plan_.location),  # loggers: TensorBoard, MLflow, W&B (study.tune.trackers)
     ]
     if restore:
         from study.tune.restore import rehome

@@ -93,13 +93,15 @@ MOMENTS = ["before_first_report", "mid_trial", "after_checkpoint", "between_tria
 DEFAULT_MOMENT = "during_flush"
 
 
-def _kill_at(moment: str, write_spec, tmp_path: Path, ray_tmp: str):
+def kill_at(moment: str, write_spec, tmp_path: Path, ray_tmp: str, **spec_changes):
+    """Start a driver on a tiny spec (with `spec_changes`), SIGKILL it at `moment`; the study directory."""
     spec_path = write_spec(
         budget={"kind": "seconds", "value": BUDGET_S},
         eval={"every_s": EVAL_EVERY_S, "val_tokens": 1024},
         checkpoint_every_s=CHECKPOINT_EVERY_S,
         axes={"arch": ["standard", "worker"], "worker_interval": [4], "seq_len": [32]},
         max_concurrent=1,
+        **spec_changes,
     )
     study_dir = tmp_path / "results" / "tiny"
     marker_dir = tmp_path / "markers"
@@ -134,7 +136,7 @@ def _check_moment_hit(moment: str, study_dir: Path, before) -> None:
 
 
 def _kill_and_resume(moment: str, write_spec, tmp_path: Path, ray_tmp: str, capsys) -> None:
-    study_dir = _kill_at(moment, write_spec, tmp_path, ray_tmp)
+    study_dir = kill_at(moment, write_spec, tmp_path, ray_tmp)
     before = raw_rows(study_dir, "metrics")
     _check_moment_hit(moment, study_dir, before)
 

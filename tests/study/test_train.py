@@ -351,7 +351,7 @@ def test_bad_data_for_the_run_is_a_user_error(corpus, tmp_path):
     [
         (["--data", "missing.txt"], "no such file"),
         (["--data", "wikitext-9000"], "not a known corpus"),
-        (["--budget", "-3"], "budget.value=-3.0"),
+        (["--budget", "-3"], "--budget=-3.0"),  # the flag the user typed, not the field
         (["--seq-len", "200000", "--data", str(EXCERPT)], "too long"),
         (["--resume"], "--checkpoint-dir"),
     ],

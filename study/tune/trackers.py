@@ -1,0 +1,109 @@
+"""Experiment trackers (`loggers:` in the spec): where each one writes, the packages it needs, and its callback.
+
+The callbacks themselves (study.tune.tracker_callbacks) run in the driver beside the Parquet sink. This module
+imports neither Ray nor a tracker package, so the plan (study.tune.plan) refuses a missing package before
+anything starts and a dry run can say where the trackers would write.
+
+Where: TensorBoard event files and the default MLflow store live in the study directory (`<study>/tensorboard/
+<trial_id>/`, `sqlite:///<study>/mlflow.db`); W&B writes its offline runs to `<study>/wandb/`. A study in a
+bucket keeps them in `./wt_trackers/<name>/` beside the driver instead (neither TensorBoard's writer nor MLflow's
+store writes into a bucket here). MLflow's tracking URI: the spec's `mlflow.tracking_uri`, else
+$MLFLOW_TRACKING_URI, else the SQLite file. W&B runs offline unless WANDB_MODE says otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from wt_base.errors import StudyError
+from wt_base.storage import Location
+
+LOCAL_ROOT = "wt_trackers"  # beside the driver, for a study whose storage is a bucket
+TENSORBOARD_DIR = "tensorboard"
+MLFLOW_DB = "mlflow.db"
+# tracker -> (the modules it imports, the extra that installs them)
+PACKAGES = {
+    "tensorboard": (("tensorboardX",), "tensorboard"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "wandb": (("wandb",), "wandb"),
+}
+SQL_STORE_MODULES = ("sqlalchemy", "alembic")  # what MLflow's SQLite store needs beyond mlflow-skinny
+
+
+def tracker_root(location: Location) -> str:
+    """The local folder the trackers write into: the study directory, or ./wt_trackers/<name> for a bucket."""
+    if location.is_local:
+        return location.path
+    return os.path.abspath(os.path.join(LOCAL_ROOT, location.path.rstrip("/").rsplit("/", 1)[-1]))
+
+
+def mlflow_uri(spec, root: str) -> str:
+    """The spec's tracking URI, else $MLFLOW_TRACKING_URI, else a SQLite file in the study directory."""
+    return spec.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root}/{MLFLOW_DB}"
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE when the user set it (online, offline, disabled), else offline: a study never uploads unasked."""
+    return os.environ.get("WANDB_MODE") or "offline"
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def check_tracker_packages(spec, location: Location) -> None:
+    """Refuse, before anything starts, a tracker whose package is not installed (one sentence naming the extra)."""
+    for name in spec.loggers:
+        modules, extra = PACKAGES[name]
+        missing = [m for m in modules if not _installed(m)]
+        if missing:
+            raise StudyError(
+                f"loggers: {name} needs the {missing[0]} package: pip install 'wt-study[{extra}]'"
+                + ("" if missing[0] == name else f" (or pip install {missing[0]})")
+                + "."
+            )
+        if name == "mlflow" and mlflow_uri(spec, tracker_root(location)).startswith("sqlite:"):
+            lacking = [m for m in SQL_STORE_MODULES if not _installed(m)]
+            if lacking:
+                raise StudyError(
+                    f"loggers: mlflow's SQLite store ({mlflow_uri(spec, tracker_root(location))}) needs the "
+                    f"{' and '.join(lacking)} packages: pip install 'wt-study[mlflow]', or give mlflow.tracking_uri."
+                )
+
+
+def describe(spec, location: Location) -> list[str]:
+    """One line per tracker: where it writes and how to look at it."""
+    root = tracker_root(location)
+    lines = []
+    for name in spec.loggers:
+        if name == "tensorboard":
+            folder = os.path.join(root, TENSORBOARD_DIR)
+            lines.append(f"TensorBoard: {folder}/<trial_id>/ (view: tensorboard --logdir {folder})")
+        elif name == "mlflow":
+            uri = mlflow_uri(spec, root)
+            lines.append(f"MLflow: experiment {spec.name!r} at {uri} (view: mlflow ui --backend-store-uri {uri})")
+        else:
+            mode = wandb_mode()
+            note = " (upload later: wandb sync)" if mode == "offline" else ""
+            lines.append(f"W&B: project {_wandb_project(spec)!r}, mode {mode}, files in {root}/wandb/{note}")
+    return lines
+
+
+def _wandb_project(spec) -> str:
+    return os.environ.get("WANDB_PROJECT") or spec.name
+
+
+def make_trackers(spec, location: Location) -> list:
+    """The tracker callbacks of `spec.loggers` for the study at `location` (fresh ones: they hold settings only)."""
+    if not spec.loggers:
+        return []
+    from study.tune import tracker_callbacks as tc
+
+    root = tracker_root(location)
+    made = {
+        "tensorboard": lambda: tc.TensorBoardTracker(spec.name, root),
+        "mlflow": lambda: tc.MlflowTracker(spec.name, root, mlflow_uri(spec, root)),
+        "wandb": lambda: tc.WandbTracker(spec.name, root, project=_wandb_project(spec), mode=wandb_mode()),
+    }
+    return [tc.TrackerCallback(made[name]()) for name in spec.loggers]

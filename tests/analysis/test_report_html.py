@@ -1,0 +1,103 @@
+"""`wt-study analyze --format html` writes one self-contained page: its plots embedded as data URIs, its tables
+whole even when a cell holds a '|'; a real headless browser opens it alone and every image loads."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from synth import write_study
+
+from analysis import cli
+from analysis.render import markdown_to_html, table_cells
+from analysis.tables import md_table
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHECK = """<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var out = document.createElement("pre");
+  out.id = "wt-check";
+  out.textContent = "images " + images.length + " loaded " + loaded + " tables " +
+    document.querySelectorAll("table").length + " rows " + document.querySelectorAll("tr").length;
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_a_pipe_inside_a_cell_is_escaped_and_the_page_shows_it_in_its_cell():
+    frame = pd.DataFrame({"setting": ["lr 1e-3 | wd 0.1", "plain"], "loss": [1.5, 2.0], "a|b": ["x", "y"]})
+    text = md_table(frame)
+    lines = text.splitlines()
+    assert lines[0] == "| setting | loss | a\\|b |" and lines[2] == "| lr 1e-3 \\| wd 0.1 | 1.5000 | x |"
+    assert {len(table_cells(line)) for line in lines} == {3}  # before: the '|' split the cell in two
+    page = markdown_to_html(text, "t")
+    assert "<th>setting</th><th>loss</th><th>a|b</th>" in page
+    assert "<td>lr 1e-3 | wd 0.1</td><td>1.5000</td><td>x</td>" in page
+
+
+@pytest.fixture(scope="module")
+def html_report(tmp_path_factory):
+    study = write_study(tmp_path_factory.mktemp("study"), name="mailed", budget_s=20.0)
+    out = tmp_path_factory.mktemp("out")
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser, "analyze")
+    assert cli.run(parser.parse_args([str(study), "--out", str(out), "--format", "html"])) == 0
+    return out
+
+
+def test_the_html_report_embeds_every_plot(html_report):
+    page = (html_report / "report.html").read_text()
+    sources = re.findall(r'<img alt="([^"]*)" src="([^"]*)"', page)
+    pngs = sorted(p.name for p in html_report.glob("*.png"))
+    assert len(pngs) >= 5 and sorted(f"{alt}.png" for alt, _ in sources) == pngs
+    for alt, src in sources:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix), alt  # not a file next to the page
+        assert base64.b64decode(src[len(prefix) :]) == (html_report / f"{alt}.png").read_bytes()
+    assert base64.b64decode(sources[0][1].split(",", 1)[1]).startswith(PNG_SIGNATURE)
+
+
+def _browser() -> str:
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip(f"no headless browser installed (looked for {', '.join(BROWSERS)}; apt-get install chromium)")
+
+
+def test_a_headless_browser_opens_the_page_alone_and_every_image_loads(html_report, tmp_path):
+    browser = _browser()
+    page = (html_report / "report.html").read_text()
+    alone = tmp_path / "mail" / "report.html"  # the page without its folder, as a mailed attachment is
+    alone.parent.mkdir()
+    alone.write_text(page.replace("</body>", CHECK + "</body>"))
+    done = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            alone.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    found = re.search(r'id="wt-check">images (\d+) loaded (\d+) tables (\d+) rows (\d+)<', done.stdout)
+    assert found, (done.returncode, done.stderr[-2000:])
+    images, loaded, tables, rows = map(int, found.groups())
+    assert images == len(list(html_report.glob("*.png"))) and loaded == images
+    assert tables == page.count("<table>") >= 4 and rows == page.count("<tr>")
