@@ -89,7 +89,6 @@ def _number(value, spec: str) -> str:
 def print_plan(plan, capacity, out=None) -> None:
     """The trial table, then how many trials run at once on `capacity` (study.tune.capacity) and for how long."""
     from study.config.regime import trial_regime
-    from study.config.space import total_budget
     from study.tune.capacity import trials_at_once
     from wt_base.budgets import BUDGET_KINDS
     from wt_model.archs import applies
@@ -136,7 +135,7 @@ def print_plan(plan, capacity, out=None) -> None:
     slots = trials_at_once(capacity, res.cpus, res.gpus, plan.spec.max_concurrent, len(counted))
     at_once = f"{slots.count} trial{'s' if slots.count != 1 else ''} at a time" if slots.count else "no trial can run"
     print(f"\nOn {capacity.where}: {capacity.describe()} -> {at_once} ({slots.why}).", file=out)
-    b = total_budget(plan.spec.replace(resources=res.with_gpus_for(capacity.gpus)), counted, slots.count)
+    b = _study_budget(plan.spec.replace(resources=res.with_gpus_for(capacity.gpus)), shown, counted, slots.count)
     kind = BUDGET_KINDS[b["budget_kind"]]
     per_trial = " or ".join(f"{v:g}" for v in b["budget_values"])
     line = f"{b['trials']} trials x {per_trial}{kind.unit} ({kind.name} budget)"
@@ -178,6 +177,31 @@ def print_plan(plan, capacity, out=None) -> None:
         )
     print(f"Results would go to {plan.location.uri}", file=out)
     _print_trackers(plan, out)
+    if search.is_search:
+        from study.tune.plan import check_search_package
+        from wt_base.errors import StudyError
+
+        try:
+            check_search_package(plan.spec)
+        except StudyError as exc:
+            print(f"Note: {exc}", file=out)
+
+
+def _study_budget(spec, shown: list, counted: list, slots: int) -> dict:
+    """study.config.space.total_budget of the counted trials; a search's in its two phases, one after the other
+    (an arm's test seeds start once its tune seeds have ended)."""
+    from study.config.space import total_budget
+
+    if not spec.search.is_search:
+        return total_budget(spec, counted, slots)
+    phases = [spec.search.samples * len(spec.tune_seeds), len(spec.seeds)]
+    tune, test = (total_budget(spec, [t for t in shown for _ in range(n)], slots) for n in phases)
+    out = {**tune, "trials": tune["trials"] + test["trials"]}
+    out["study_length"] = tune["study_length"] + test["study_length"]
+    for key in ("gpu_hours", "cpu_hours"):
+        if key in tune:
+            out[key] = None if tune[key] is None else tune[key] + test[key]
+    return out
 
 
 def _plan_trials(plan) -> tuple[list, list]:
@@ -207,8 +231,8 @@ def search_plan(spec) -> str:
         f"Search ({search.algorithm}: {how}), for each of {n} arms and cells on its own: {search.samples} settings of "
         f"{axes}, each on tune seeds {tune} ({search.samples * len(spec.tune_seeds)} trials), then test seeds {test} "
         f"at the setting with the lowest mean final {search.metric} over the tune seeds ({len(spec.seeds)} trials): "
-        f"at most {planned_trials(spec)} trials. The settings are chosen as the study runs; the table shows each arm "
-        "and cell once."
+        f"at most {planned_trials(spec)} trials, the tune seeds' first. The settings are chosen as the study runs; "
+        "the table shows each arm and cell once."
     )
 
 
