@@ -14,6 +14,7 @@ import time
 from ray.tune import Callback
 
 from study.results.sink import METRIC_FIELDS, ParquetSink, utc_now
+from study.tune.rows import end_fields
 from wt_base.storage import resolve
 
 log = logging.getLogger(__name__)
@@ -155,20 +156,6 @@ class ResultsCallback(Callback):
             f"Parquet sink: {sink.rows_written} evaluation points in {written} files this session "
             f"(compacted), {sink.seconds_spent:.2f} s spent writing"
         )
-
-
-def end_fields(row: dict) -> dict:
-    """The status (and why) of a trial Tune has ended, from its row. The trainable's last report sets completed or
-    diverged; a trial ended after its final evaluation but before that report (ASHA stops a trial that reaches
-    max_t) finished all the same; one ended before its final evaluation was stopped early by the scheduler."""
-    if row.get("status") in ("completed", "diverged"):
-        return {"status": row["status"]}
-    final_loss = row.get("val_loss")  # set only by the final evaluation (NaN when the run diverged)
-    if final_loss is None:
-        return {"status": "stopped", "note": "stopped early by the scheduler"}
-    if math.isfinite(final_loss):
-        return {"status": "completed"}
-    return {"status": "diverged", "error": "the final evaluation's loss is not finite"}
 
 
 def _error_text(trial) -> str:

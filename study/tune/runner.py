@@ -89,10 +89,10 @@ def trial_statuses(plan_: Plan) -> list[str]:
 
 
 def _search(plan_: Plan):
-    """A search study's state, rebuilt from its trial rows (study.tune.searcher.replayed_state)."""
-    from study.tune.searcher import replayed_state
+    """A search study's state as its trial rows say (study.tune.search_state.rows_progress)."""
+    from study.tune.search_state import rows_progress
 
-    return replayed_state(plan_.spec, _rows(plan_), restored={})[0]
+    return rows_progress(plan_.spec, _rows(plan_))
 
 
 def _summarise(plan_: Plan, print_fn) -> int:

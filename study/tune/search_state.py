@@ -16,14 +16,16 @@ that proposes one already tried is told it failed (no new evidence) and asked ag
 
 Resume rebuilds the state (`replay`) from the trials the study has, instead of unpickling a saved searcher: a
 finished trial gives its outcome (and its setting counts as tried), a trial Tune restored unfinished is running
-(Tune resumes it from its checkpoint), and a trial with a row that Tune's saved trial list lacks (it started in
-the seconds after Tune last saved) is run again under the same id. So a killed search continues with the
+(Tune resumes it from its checkpoint), a trial with a row that Tune's saved trial list lacks (it started in the
+seconds after Tune last saved) is run again under the same id, and a known setting's tune seeds that no trial
+was made for yet (the searcher hands Tune one trial at a time) are queued. So a killed search continues with the
 remaining samples, and no trial that finished is run again.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -62,6 +64,7 @@ class _Sample:
     setting: dict  # searched axis -> value
     sample_id: str | None  # the sampler's id of it; None: proposed before a resume (told as a replayed point)
     outcomes: dict = field(default_factory=dict)  # tune seed -> Outcome
+    seeds: set = field(default_factory=set)  # the tune seeds it has a trial for (handed out or known)
     told: bool = False
 
 
@@ -104,7 +107,11 @@ class SearchState:
             trial = self._queue.pop(0)
             self._live.add(trial.trial_id)
             return trial
-        return FINISHED if all(s.decided for s in self._units.values()) else None
+        if all(s.decided for s in self._units.values()):
+            return FINISHED
+        if not self._live:  # waiting for results no trial will bring: an error, not a study that never ends
+            raise RuntimeError(f"the search waits for results but no trial of it is running: {self.summary()}")
+        return None
 
     def finished(self, trial_id: str, outcome: Outcome) -> None:
         """A trial of this search ended. A finished outcome stays; a failed one may be replaced by a retry's."""
@@ -135,7 +142,7 @@ class SearchState:
         setting = setting_of(self.spec, trial)
         self._trials[trial.trial_id] = (key, setting_key(setting), seed)
         if seed in self.spec.tune_seeds:
-            state.samples.setdefault(setting_key(setting), _Sample(setting, sample_id=None))
+            state.samples.setdefault(setting_key(setting), _Sample(setting, sample_id=None)).seeds.add(seed)
         else:
             state.chosen, state.decided = setting, True
             state.tests[seed] = None
@@ -147,14 +154,23 @@ class SearchState:
             self._queue.append(trial)
 
     def replayed(self) -> None:
-        """After the last `replay`: tell the samplers the settings whose tune seeds all ended, and queue the test
-        seeds a decided unit has not started."""
+        """After the last `replay`: queue the tune seeds a known setting has no trial for (the searcher had not
+        handed them to Tune yet), tell the samplers the settings whose tune seeds all ended, queue the test seeds a
+        decided unit has not started, and decide the units whose tune seeds have all ended."""
         for state in self._units.values():
-            for sample in state.samples.values():
+            for key, sample in state.samples.items():
+                for seed in self.spec.tune_seeds:
+                    if seed not in sample.seeds:
+                        trial = search_trial(self.spec, state.unit, sample.setting, seed)
+                        self._trials[trial.trial_id] = (state.unit.key, key, seed)
+                        sample.seeds.add(seed)
+                        self._queue.append(trial)
                 if len(sample.outcomes) == len(self.spec.tune_seeds) and not sample.told:
                     self._tell(state, sample)
             if state.chosen is not None:
                 self._queue_tests(state)
+            else:
+                self._decide(state)
 
     def complete(self) -> bool:
         """Every unit decided and every trial handed out has ended (nothing to resume)."""
@@ -184,7 +200,7 @@ class SearchState:
             sample_id, setting = None, self._untried(state)
             trials = [search_trial(self.spec, state.unit, setting, seed) for seed in self.spec.tune_seeds]
         key = setting_key(setting)
-        state.samples[key] = _Sample(setting, sample_id)
+        state.samples[key] = _Sample(setting, sample_id, seeds=set(self.spec.tune_seeds))
         for trial in trials:
             self._trials[trial.trial_id] = (state.unit.key, key, trial.run.train.seed)
         self._queue.extend(trials)
@@ -239,6 +255,53 @@ class SearchState:
             self._trials[trial.trial_id] = (state.unit.key, setting_key(state.chosen), seed)
             state.tests[seed] = None
             self._queue.append(trial)
+
+
+def replay_rows(state: SearchState, rows: list[dict], restored: dict) -> dict:
+    """Rebuild `state` from the study's trial rows and Tune's restored trials (`restored`: our trial id ->
+    (Tune's trial id, Tune's status, the trial dict); study.tune.restore.restored_trials). A finished row gives
+    an outcome; an unfinished one is running where Tune restored it, else it is run again; a trial Tune created
+    but never started (no row) is Tune's to start. Returns Tune's id -> ours for the trials Tune will run."""
+    from study.tune.rows import end_fields
+
+    metric, tune_ids = state.spec.search.metric, {}
+    for row in rows:
+        trial = Trial.from_dict(json.loads(row["config_json"]))
+        tune_id, tune_status, _ = restored.get(trial.trial_id, (None, None, None))
+        outcome = Outcome.from_row(row, metric)
+        if outcome is None and tune_status == "TERMINATED":  # Tune ended it; its row missed the last update
+            outcome = Outcome(status=end_fields(row)["status"], final=row.get(metric))
+        running = outcome is None and tune_status is not None
+        if running:
+            tune_ids[tune_id] = trial.trial_id
+        state.replay(trial, outcome, running=running)
+    stored = {row["trial_id"] for row in rows}
+    for trial_id, (tune_id, tune_status, trial_dict) in restored.items():
+        if trial_id not in stored:
+            tune_ids[tune_id] = trial_id
+            state.replay(Trial.from_dict(trial_dict), None, running=tune_status != "TERMINATED")
+    state.replayed()
+    return tune_ids
+
+
+class ListeningSampler:
+    """A sampler for looking only (status, resume's checks): it takes results and proposes nothing."""
+
+    def propose(self, sample_id: str, tried: set) -> dict:
+        raise RuntimeError("a search rebuilt for looking proposes no setting")
+
+    def tell(self, sample_id: str, value: float | None, kind: str) -> None:
+        pass
+
+    def tell_replayed(self, setting: dict, value: float | None, kind: str) -> None:
+        pass
+
+
+def rows_progress(spec: StudySpec, rows: list[dict]) -> SearchState:
+    """The search as its trial rows alone say it stands (no Ray, no Optuna): for `complete()` and `summary()`."""
+    state = SearchState(spec, {u.key: ListeningSampler() for u in units(spec)})
+    replay_rows(state, rows, restored={})
+    return state
 
 
 def chosen_setting(outcomes: dict) -> str | None:

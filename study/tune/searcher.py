@@ -4,7 +4,7 @@
 Tune asks `StudySearch.suggest` for each trial it creates; the answer is a whole trial (`{"trial": Trial dict}`,
 as the grid hands them), so its id (a hash of what it computes, study.config.space) is made then, and the
 results callback writes its row when it starts. Tune tells the searcher each result and how each trial ended;
-the searcher turns that into an `Outcome` by the rule the trial rows follow (study.tune.callbacks.end_fields).
+the searcher turns that into an `Outcome` by the rule the trial rows follow (study.tune.rows.end_fields).
 
 Resume: `StudySearchGenerator` saves no searcher state (only the experiment Tune creates trials from); the
 searcher is rebuilt from the study's trial rows and Tune's restored trial list (`replayed_search`), and the TPE
@@ -16,15 +16,12 @@ them orphaned; the rows are written as trials start and end, so they are the rec
 
 from __future__ import annotations
 
-import json
-
 from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.utils.util import _atomic_save, _load_newest_checkpoint
 
 from study.config.search_space import random_settings, setting_key, units
-from study.config.space import Trial
-from study.tune.callbacks import end_fields
-from study.tune.search_state import FINISHED, Outcome, SearchState
+from study.tune.rows import end_fields
+from study.tune.search_state import FINISHED, Outcome, SearchState, replay_rows
 
 OBJECTIVE = "objective"  # the inner Optuna study's metric: the mean final metric over the tune seeds
 
@@ -93,28 +90,10 @@ def new_state(spec) -> SearchState:
 
 
 def replayed_state(spec, rows: list[dict], restored: dict) -> tuple[SearchState, dict]:
-    """The search rebuilt from the study's trial rows and Tune's restored trials (`restored`: our trial id ->
-    (Tune's trial id, Tune's status, the trial dict)); also Tune's id -> ours for the trials Tune will resume."""
-    state, tune_ids = new_state(spec), {}
-    metric = spec.search.metric
-    for row in rows:
-        trial = Trial.from_dict(json.loads(row["config_json"]))
-        tune_id, tune_status, _ = restored.get(trial.trial_id, (None, None, None))
-        outcome = Outcome.from_row(row, metric)
-        if outcome is None and tune_status == "TERMINATED":  # Tune ended it; its row missed the last update
-            fields = end_fields(row)
-            outcome = Outcome(status=fields["status"], final=row.get(metric))
-        running = outcome is None and tune_status is not None
-        if running:
-            tune_ids[tune_id] = trial.trial_id
-        state.replay(trial, outcome, running=running)
-    stored = {row["trial_id"] for row in rows}
-    for trial_id, (tune_id, tune_status, trial_dict) in restored.items():
-        if trial_id not in stored:  # created by the searcher, never started: Tune starts it
-            tune_ids[tune_id] = trial_id
-            state.replay(Trial.from_dict(trial_dict), None, running=tune_status != "TERMINATED")
-    state.replayed()
-    return state, tune_ids
+    """The search rebuilt, with its samplers, from the study's trial rows and Tune's restored trials
+    (search_state.replay_rows); also Tune's id -> ours for the trials Tune will resume."""
+    state = new_state(spec)
+    return state, replay_rows(state, rows, restored)
 
 
 class StudySearch(Searcher):

@@ -173,3 +173,21 @@ def test_a_replayed_search_keeps_its_test_seeds_at_the_setting_they_started_with
     rest = drain(rebuilt)
     assert sorted(t.trial_id for t in rest) == sorted(t.trial_id for t in tests[1:])
     assert {setting_key(setting_of(SPEC, t)) for t in rest} == {setting_key({"lr": 2e-3})}
+
+
+def test_a_setting_known_by_one_tune_seed_gets_its_other_seeds_after_a_resume():
+    """Tune held the first tune seed's trial of a setting when the driver died; the searcher still held the
+    second (it hands Tune one trial at a time), which nothing else records: the rebuilt search queues it."""
+    handed = drain(new_state()[0])
+    rebuilt, _ = new_state(lrs=(5e-3, 6e-3, 7e-3))
+    rebuilt.replay(handed[0], None, running=True)
+    rebuilt.replayed()
+    assert rebuilt.next_trial().trial_id == handed[1].trial_id  # the same setting, the other tune seed
+
+
+def test_a_search_that_would_wait_for_nothing_raises_instead_of_hanging():
+    state, _ = new_state()
+    drain(state)
+    state._live.clear()  # as if Tune had lost every trial the search handed out
+    with pytest.raises(RuntimeError, match="the search waits for results but no trial of it is running"):
+        state.next_trial()
