@@ -1,5 +1,5 @@
-"""A TPE search study (both arms, 2 tune seeds, 2 test seeds, 3 settings per arm) is SIGKILLed mid-search,
-resumed, and finishes with nothing run twice.
+"""A TPE search study (both arms, 2 tune seeds, 2 test seeds, 3 settings per arm) is SIGKILLed mid-search (and,
+under the slow marker, once its test seeds have started), resumed, and finishes with nothing run twice.
 
 The killed driver saves Tune's experiment state only every 10 s (TUNE_GLOBAL_CHECKPOINT_S), so at the kill
 Tune's saved trial list is behind the trial rows, as it is after any kill within its period: trials that started
@@ -34,16 +34,29 @@ SEARCH = {
 }
 
 
-def _finished_tune_trials(study_dir) -> int:
-    if not list((study_dir / "results" / "trials").glob("*.parquet")):
-        return 0
-    rows = final_trials(study_dir)
-    return int((rows.status.isin(FINISHED_STATUSES) & rows.seed_role.eq("tune")).sum())
+def _moment(name: str, study_dir):
+    """mid_search: 4 tune trials have finished (of 12); test_phase: a test seed's trial has started."""
+
+    def reached() -> bool:
+        if not list((study_dir / "results" / "trials").glob("*.parquet")):
+            return False
+        rows = final_trials(study_dir)
+        if name == "test_phase":
+            return bool(rows.seed_role.eq("test").any())
+        return int((rows.status.isin(FINISHED_STATUSES) & rows.seed_role.eq("tune")).sum()) >= 4
+
+    return reached
 
 
-@pytest.mark.integration
-def test_a_tpe_search_killed_mid_search_resumes_and_runs_nothing_twice(
-    write_spec, tmp_path, ray_tmp, capsys, no_ray_left
+MOMENTS = [
+    pytest.param("mid_search", marks=pytest.mark.integration),
+    pytest.param("test_phase", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_tpe_search_killed_then_resumed_runs_nothing_twice(
+    moment, write_spec, tmp_path, ray_tmp, capsys, no_ray_left
 ):
     pytest.importorskip("optuna", reason="the tpe search needs Optuna (pip install 'wt-study[search]')")
     spec_path = write_spec(
@@ -64,14 +77,15 @@ def test_a_tpe_search_killed_mid_search_resumes_and_runs_nothing_twice(
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _finished_tune_trials(study_dir) >= 4, 300, "4 finished tune trials")
+        wait_for(_moment(moment, study_dir), 400, f"the moment {moment}")
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and every Ray process it started
         driver.wait(30)
     before = final_trials(study_dir)
     finished_before = set(before.index[before.status.isin(FINISHED_STATUSES)])
     raw_before = raw_rows(study_dir, "metrics")
-    assert len(finished_before) < len(TUNE_SEEDS) * SAMPLES * 2, "the kill came after the tune phase"
+    tune_phase = 2 * SAMPLES * len(TUNE_SEEDS)
+    assert len(finished_before) < (tune_phase if moment == "mid_search" else tune_phase + 2 * len(SEEDS))
 
     code = main(["resume", str(study_dir), "--ray-temp-dir", ray_tmp + "b"])
     out = capsys.readouterr().out
