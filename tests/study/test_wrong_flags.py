@@ -120,3 +120,18 @@ def test_analyze_refuses_an_empty_out(tmp_path, capsys):
         _refused(["analyze", str(tmp_path), "--out", ""], capsys)
         == "--out is empty: expected the directory the report goes to."
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--budget", "x"], "wt-study train: error: argument --budget: invalid float value: 'x'"),
+        (["run", "--bogus"], "wt-study run: error: unrecognized arguments: --bogus (`wt-study run --help` lists"),
+        (["trian"], "wt-study: error: argument COMMAND: invalid choice: 'trian'"),
+    ],
+)
+def test_a_flag_argparse_refuses_is_one_line_naming_it_without_the_usage_block(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(message), err
