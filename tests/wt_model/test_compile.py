@@ -2,7 +2,7 @@
 FlexAttention's worker mask against SDPA's dense one.
 
 CPU tests compile with `backend="aot_eager"` (Dynamo + AOT autograd, no code generation: seconds for a tiny
-model). The CUDA tests run where a GPU is visible (benchmarks/gpu_speed.sh runs this file there).
+model). The CUDA tests run where a GPU is visible (benchmarks/gpu_speed.py runs this file there).
 """
 
 from __future__ import annotations
