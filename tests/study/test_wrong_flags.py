@@ -100,8 +100,8 @@ def test_bench_says_the_flag_that_is_wrong(flags, message, capsys):
 
 def test_bench_with_one_sequence_length_takes_a_batch_for_it(capsys):
     assert main(["bench", *TINY_BENCH, "--seq-lens", "64"]) == 0  # refused before: the default was two batches
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("worker ")]
-    assert [(r[4], r[5]) for r in rows] == [("64", "64")]  # 4096 tokens a batch
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("worker k=4 ")]
+    assert [(r[5], r[6]) for r in rows] == [("64", "64")]  # T and batch (the arm takes two words): 4096 tokens a batch
 
 
 @pytest.mark.parametrize(
