@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-from analysis.plot_base import arm_order, new_figure, palette
+from analysis.plot_base import arm_order, legend, new_figure, palette
 
 MAX_TICKS = 5
 
@@ -90,7 +90,7 @@ def isoflop_figure(frame: pd.DataFrame, profiles: pd.DataFrame) -> Figure:
         ax.set_xscale("log")
         _log_ticks(ax.xaxis, xs)
         ax.set(xlabel="parameters N", ylabel="final loss (nats)", title=f"{arm}: isoFLOP profiles")
-        ax.legend(fontsize=7, loc="upper right")
+        legend(ax)
     return fig
 
 
@@ -137,5 +137,5 @@ def frontier_figure(profiles: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         _log_ticks(ax.xaxis, profiles["budget_flops"])
         _log_ticks(ax.yaxis, ys)
         ax.set(xlabel="compute C (FLOPs)", ylabel=ylabel, title=f"{ylabel.split()[0]} vs compute")
-        ax.legend(fontsize=7)
+        legend(ax, loc="best")
     return fig

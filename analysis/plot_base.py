@@ -95,3 +95,9 @@ def cell_names(chosen: pd.DataFrame) -> dict:
     """config_id -> the settings that tell the chosen configurations of one panel apart beyond their arm
     ("init torch"), or "" where nothing does."""
     return dict(zip(chosen["config_id"], set_apart(chosen, CELL_FIELDS), strict=True))
+
+
+def legend(ax, fontsize: int = 7, loc: str = "upper right") -> None:
+    """The panel's legend, or none where nothing in it is labelled (a panel without a finished trial yet)."""
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=fontsize, loc=loc)

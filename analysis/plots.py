@@ -18,6 +18,7 @@ from analysis.plot_base import (
     LINE_STYLES,
     arm_order,
     cell_names,
+    legend,
     log_axis,
     new_figure,
     note,
@@ -60,7 +61,7 @@ def pareto_plot(curves: pd.DataFrame, fronts: pd.DataFrame, x: str, xlabel: str,
         ax.autoscale_view()
         lo, hi = np.nanpercentile(panel["best_loss"], [0, 99])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
-        ax.legend(fontsize=7, loc="upper right")
+        legend(ax)
         ax.set(xlabel=xlabel, ylabel=ylabel, title=f"seq_len {group[0]}, {group[1]}")
     set_suptitle(fig, title)
     return fig
@@ -108,8 +109,7 @@ def curves_plot(
         lo, hi = np.nanpercentile(facet["mean"], [0, 98])
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
         ax.set(xlabel="train time (s)", ylabel=ylabel, title=f"seq_len {seq_len}")
-        if ax.get_legend_handles_labels()[1]:  # no chosen setting in this facet (every one lost a seed): no legend
-            ax.legend(fontsize=7, loc="upper right")
+        legend(ax)
     set_suptitle(fig, title)
     return fig
 
@@ -161,7 +161,7 @@ def scaling_plot(points: pd.DataFrame, fits: pd.DataFrame, ylabel: str, title: s
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))  # a loss range spans well under a decade
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
         ax.yaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0, 0.5), numticks=12))
-        ax.legend(fontsize=7, loc="upper right")
+        legend(ax)
     ax.set(xlabel="parameters", ylabel=ylabel, title=wrapped_title(fig, title))
     return fig
 
@@ -194,7 +194,7 @@ def throughput_plot(throughput: pd.DataFrame, title: str) -> Figure:
             ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-            ax.legend(fontsize=7, loc="upper right")
+            legend(ax)
         ax.set(xlabel="sequence length (tokens)", ylabel=label, title=label)
     set_suptitle(fig, title)
     return fig
@@ -250,7 +250,6 @@ def interval_plot(losses: pd.DataFrame, speedups: pd.DataFrame, ylabel: str, tit
     for ax in (left, right):
         if intervals:
             ax.set_xticks(intervals)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="upper right")
+        legend(ax)
     set_suptitle(fig, title)
     return fig

@@ -14,6 +14,7 @@ from analysis.plot_base import (
     CELL_FIELDS,
     LINE_STYLES,
     arm_order,
+    legend,
     new_figure,
     note,
     palette,
@@ -59,8 +60,7 @@ def panel_curves_plot(
         ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))  # large counts: an offset, never overlap
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6, loc="upper right")
+        legend(ax, 6)
     set_suptitle(fig, title)
     return fig
 

@@ -1,11 +1,11 @@
-"""The report's text: sections in markdown from an analysis (pure), and the small markdown -> HTML step."""
+"""The report's text: sections in markdown from an analysis (pure), and the page they make in HTML."""
 
 from __future__ import annotations
 
 import html
-import re
 
 import pandas as pd
+from markdown_it import MarkdownIt
 
 from analysis import configs, figures, render_timing, tables
 from analysis.inference import ALPHA, POWER
@@ -294,53 +294,23 @@ def render(a, target_loss: float | None) -> str:
     return "\n\n".join(part for part in sections if part) + "\n"
 
 
-def table_cells(line: str) -> list[str]:
-    """The cells of one markdown table row, split at the '|' that are not escaped ('\\|' is a '|' in a cell)."""
-    line = line.strip()
-    line = line[1:] if line.startswith("|") else line
-    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
-    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)]
-
-
 def markdown_to_html(text: str, title: str, images: dict[str, str] | None = None) -> str:
-    """The small markdown subset the report uses: headings, tables, images, bullets, bold, code, paragraphs.
-    `images` maps an image's file name to what its src becomes (report.py: the PNG as a data URI, so that the
-    page is one file); names not in it stay as they are."""
+    """The report as one HTML page (CommonMark and GFM tables, by markdown-it-py; raw HTML in the text is shown
+    as text). `images` maps an image's file name to what its src becomes (report.py: the PNG as a data URI, so
+    that the page is one file); names not in it stay as they are."""
     images = images or {}
-
-    def image(match: re.Match) -> str:
-        alt, src = match.group(1), match.group(2)
-        return f'<img alt="{alt}" src="{images.get(html.unescape(src), src)}">'
-
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", image, s)
-        s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
-        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-        return re.sub(r"_\(([^)]*)\)_", r"<i>(\1)</i>", s)
-
-    body = []
-    for block in text.split("\n\n"):
-        lines = block.strip().splitlines()
-        if not lines:
-            continue
-        if lines[0].startswith("#"):
-            level = len(lines[0]) - len(lines[0].lstrip("#"))
-            body.append(f"<h{level}>{inline(lines[0][level:].strip())}</h{level}>")
-        elif lines[0].startswith("|"):
-            rows = [[inline(c) for c in table_cells(ln)] for i, ln in enumerate(lines) if i != 1]  # 1: the rule
-            head = "".join(f"<th>{c}</th>" for c in rows[0])
-            rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
-            body.append(f"<table><tr>{head}</tr>{rest}</table>")
-        elif lines[0].startswith("- "):
-            body.append("<ul>" + "".join(f"<li>{inline(ln[2:])}</li>" for ln in lines) + "</ul>")
-        else:
-            body.append(f"<p>{inline(' '.join(lines))}</p>")
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(text)
+    for token in tokens:
+        for child in token.children or ():
+            if child.type == "image":
+                src = str(child.attrGet("src"))
+                child.attrSet("src", images.get(src, src))
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"<style>{style}</style></head><body>\n" + md.renderer.render(tokens, md.options, {}) + "</body></html>\n"
     )

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-/tmp/wt-torch-floor}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet "torch==2.5.1" numpy pyarrow pandas scipy pyyaml pytest
+"$venv/bin/pip" install --quiet "torch==2.5.1" numpy pyarrow pandas scipy pyyaml "ruamel.yaml>=0.18" pytest
 PYTHONPATH="$PWD" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/wt_model tests/study/test_compiled.py tests/study/test_train.py

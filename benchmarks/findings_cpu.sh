@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
-# Regenerate the data behind docs/findings.md: run (or finish) the findings-cpu and init-ablation studies on
-# this machine, analyse both into docs/findings/<preset>/ (plots shrunk to 128-colour PNGs), and time a training
-# step of the findings' model shapes with `wt-study bench` (process CPU time, one thread) into
-# docs/findings/bench.txt; docs/findings/init-ablation/init-table.md compares the two inits per arm.
-#   bash benchmarks/findings_cpu.sh [STORAGE]     (default ./wt_results; about 2 h on 2 cores)
+# Regenerate the data behind docs/findings.md on this machine: run (or finish) the findings-cpu, init-ablation
+# and scaling-cpu studies; profile this machine at findings-cpu's shapes (wt-study bench --for-study, wall clock,
+# run it quiet) and re-time findings-cpu on that profile; analyse each study into docs/findings/<preset>/ (and
+# findings-cpu once more at the shared lr 2e-3 of the earlier page); check projected timing against reality
+# (benchmarks/timing_check.py); time a training step of the findings' shapes (process CPU time, one thread)
+# into docs/findings/bench.txt; shrink the plots to 128-colour PNGs.
+#   bash benchmarks/findings_cpu.sh [STORAGE]     (default ./wt_results; about 6 h on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 storage="${1:-./wt_results}"
-for preset in findings-cpu init-ablation; do
+out=docs/findings
+for preset in findings-cpu init-ablation scaling-cpu; do
   if [ -f "$storage/$preset/study.yaml" ]; then
     wt-study resume "$storage/$preset"
   else
     wt-study run --preset "$preset" --storage "$storage"
   fi
-  wt-study analyze "$storage/$preset" --out "docs/findings/$preset"
 done
-python benchmarks/init_ablation_table.py "$storage/init-ablation" > docs/findings/init-ablation/init-table.md
+mkdir -p "$out"
+wt-study bench --for-study "$storage/findings-cpu" --out "$out/cpu-profile.parquet" --steps 30 --warmup 5
+wt-study analyze "$storage/findings-cpu" --out "$out/findings-cpu" --timing "$out/cpu-profile.parquet"
+wt-study analyze "$storage/findings-cpu" --out "$out/findings-cpu-lr2e-3" --where lr=0.002
+wt-study analyze "$storage/init-ablation" --out "$out/init-ablation"
+python benchmarks/init_ablation_table.py "$storage/init-ablation" > "$out/init-ablation/init-table.md"
+wt-study analyze "$storage/scaling-cpu" --out "$out/scaling-cpu"
+python benchmarks/timing_check.py --out "$out/timing-check.md"
 python - <<'PY'
 from pathlib import Path
 from PIL import Image
 for png in Path("docs/findings").glob("*/*.png"):
     Image.open(png).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
 PY
-: > docs/findings/bench.txt
+: > "$out/bench.txt"
 for k in 4 8; do
   wt-study bench --seq-lens 128 256 --batch-sizes 16 --n-embd 64 --n-layer 2 --n-head 2 --worker-interval "$k" \
-    --attentions sdpa --no-dropout-row --steps 40 --warmup 5 >> docs/findings/bench.txt
+    --attentions sdpa --no-dropout-row --steps 40 --warmup 5 >> "$out/bench.txt"
 done
-echo "Updated docs/findings/*: now read the verdict tables there against the conclusions in docs/findings.md."
+echo "Updated $out/*: now read the verdict tables there against the conclusions in docs/findings.md."

@@ -1,6 +1,10 @@
 """GPU speed check of issue #11: both models eager, compiled and with CUDA graphs at T=256 and T=1024 (the
 original's settings: batch 16, dim 256, 4 layers, 4 heads, dropout 0.1, interval 4, bf16 autocast), the CUDA
 tests (tests/wt_model/test_compile.py and tests/study/test_no_sync.py, `-k cuda`), one table and the targets.
+`duel` trains both models for 60 s of a seconds budget each through the real loop (`wt-study train`, compile
+auto), `seed-curves` runs benchmarks/seed_curves.py at the original's settings (its gap check: <= 0.06 at
+steps 300, 1000, 2000); both read --data (TinyShakespeare by default: place it where wt-study finds it, or give
+the file, on a machine without internet).
 The `optimizer-tail` step times the step's tail (clip + AdamW) eager, as the loop runs it, against the same
 inside torch.compile (CUDA graphs on CUDA): the measurement that decides whether the loop should compile it.
 `--tiny` runs every step on a tiny shape (on the CPU by default: the CUDA-only steps are skipped there), to
@@ -54,6 +58,10 @@ class Setup:
     n_layer: int
     n_head: int
     judged: bool = True  # the rows are the original's settings: the targets apply
+    curve_steps: int = 2000  # seed-curves: steps per model (the original's 2000), evaluated every curve_every
+    curve_every: int = 100
+    duel_s: float = 60.0  # duel: seconds of training per model through the real loop
+    data: str = "tinyshakespeare"  # the corpus of seed-curves and the duel (a name, or a file on that machine)
 
     def model_flags(self) -> list[str]:
         return ["--n-embd", str(self.n_embd), "--n-layer", str(self.n_layer), "--n-head", str(self.n_head)]
@@ -71,6 +79,26 @@ class Setup:
             self.bench(seq_len, mode, "worker", "flex", False),
         ]
 
+    def seed_curves(self) -> list[str]:
+        """benchmarks/seed_curves.py at this setup's shape: both models by steps, the original's protocol."""
+        shape = ["--seq-len", str(self.long), "--batch-size", str(self.batch), *self.model_flags()]
+        every = ["--steps", str(self.curve_steps), "--every", str(self.curve_every)]
+        script = [sys.executable, "benchmarks/seed_curves.py", "--device", self.device, "--data", self.data]
+        return [*script, *shape, *every]
+
+    def duel(self) -> list[list[str]]:
+        """Both models for duel_s seconds of training each through the real loop (`wt-study train`, no Ray), at
+        the original's settings (lr 3e-4 constant, dropout 0.1; the standard model with its naive attention),
+        compile auto: what a seconds-budget trial gets."""
+        common = [sys.executable, "-m", "study.cli", "train", "--device", self.device, "--data", self.data]
+        common += ["--seq-len", str(self.long), "--batch-size", str(self.batch), *self.model_flags()]
+        common += ["--lr", "3e-4", "--dropout", "0.1", "--compile", "auto", "--budget-kind", "seconds"]
+        common += ["--budget", f"{self.duel_s:g}", "--eval-every-s", f"{self.duel_s / 4:g}", "--no-final-full"]
+        return [
+            [*common, "--arch", arch, "--attention", attention]
+            for arch, attention in (("standard", "naive"), ("standard", "sdpa"), ("worker", "sdpa"))
+        ]
+
     def steps(self) -> dict[str, tuple[float, list[list[str]]]]:
         """name -> (timeout in seconds, commands), in the order they run by default (most telling first)."""
         long, short = self.long, self.short
@@ -79,6 +107,8 @@ class Setup:
             "graphs-1024": (240, self.both(long, "reduce-overhead")),
             "graphs-256": (180, self.both(short, "reduce-overhead")),
             "cuda-tests": (180, [PYTEST + CUDA_TESTS]),
+            "duel": (3 * self.duel_s + 150, self.duel()),
+            "seed-curves": (420, [self.seed_curves()]),
             "cuda-check": (60, [[sys.executable, "benchmarks/cuda_check.py"]]),  # naive = sdpa, bf16, generation
             "eager-256": (60, self.both(short, "off", dropout_row=True)),
             "compiled-1024": (180, self.both(long, "default")),
@@ -91,6 +121,7 @@ class Setup:
 # the original's settings on CUDA; a smoke run of every step (--tiny), meant for a CPU
 FULL = Setup("cuda", 1024, 256, batch=16, steps_timed=10, warmup=3, n_embd=256, n_layer=4, n_head=4)
 TINY = Setup("cpu", 64, 32, batch=2, steps_timed=2, warmup=1, n_embd=32, n_layer=1, n_head=2, judged=False)
+TINY = replace(TINY, curve_steps=20, curve_every=10, duel_s=4.0, data="tests/data/tinyshakespeare-excerpt.txt")
 STEPS = FULL.steps()  # the step names (the same for every setup)
 MIN_STEP_S = 30  # a step that would get less than this is not started
 
@@ -251,6 +282,31 @@ def optimizer_tail(device_name: str, n_embd: int, n_layer: int, n_head: int, cal
     print(f"tail compiled ({how}): {median_ms(compiled):.3f} ms, compile {compile_s:.0f} s wall")
 
 
+def logged_results(out: Path) -> list[str]:
+    """What the non-bench steps measured, from their logs: the optimizer tail's lines, each duel run's command
+    and final line, and seed-curves' table with its verdict."""
+    parts = []
+    tail = out / "optimizer-tail.log"
+    if tail.exists():
+        parts.append("\n".join(line for line in tail.read_text().splitlines() if line.startswith("tail")))
+    duel = out / "duel.log"
+    if duel.exists():
+        said = []
+        for line in duel.read_text().splitlines():
+            if line.startswith("$ "):
+                words = line.split()
+                said.append(f"duel, {words[words.index('--arch') + 1]} {words[words.index('--attention') + 1]}:")
+            elif line.startswith("done:"):
+                said[-1] += " " + line
+        parts.append("\n".join(said))
+    curves = out / "seed-curves.log"
+    if curves.exists():
+        text = curves.read_text()
+        found = "\n| step" in text
+        parts.append(text[text.index("\n| step") + 1 :] if found else "seed-curves: no table (see its log)")
+    return parts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", nargs="+", default=[*STEPS, "table"], choices=[*STEPS, "table"])
@@ -263,6 +319,12 @@ def main() -> int:
         "2 timed steps, on the CPU unless --device says otherwise; no targets judged",
     )
     parser.add_argument("--device", default=None, help="the bench device: cuda (default), or cpu with --tiny")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="corpus of the seed-curves and duel steps: a name or a text file on this machine (default: "
+        "tinyshakespeare, found or downloaded as wt-study finds it; the committed excerpt with --tiny)",
+    )
     parser.add_argument("--tail", metavar="DEVICE", help="only the optimizer-tail measurement, on DEVICE")
     for flag, default in (("--n-embd", FULL.n_embd), ("--n-layer", FULL.n_layer), ("--n-head", FULL.n_head)):
         parser.add_argument(flag, type=int, default=default, help="the model of --tail")
@@ -272,6 +334,7 @@ def main() -> int:
         return 0
     setup = TINY if args.tiny else FULL
     setup = replace(setup, device=args.device) if args.device else setup
+    setup = replace(setup, data=args.data) if args.data else setup
     steps = setup.steps()
     args.out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.budget_s
@@ -292,9 +355,7 @@ def main() -> int:
         print(f"{name}: {status[name]} ({time.monotonic() - start:.0f} s)", flush=True)
     summary = "\n".join(f"{name}: {state}" for name, state in status.items())
     summary += "\n\n" + table(read_rows(args.out / "bench.csv"), setup)
-    tail_log = args.out / "optimizer-tail.log"
-    if tail_log.exists():
-        summary += "\n\n" + "\n".join(line for line in tail_log.read_text().splitlines() if line.startswith("tail"))
+    summary += "".join("\n\n" + part for part in logged_results(args.out))
     (args.out / "summary.txt").write_text(summary + "\n")
     print(summary)
     return 0

@@ -14,21 +14,18 @@ import pandas as pd
 from scipy import stats
 
 from analysis.load import load_study
+from analysis.stats import arm_label
 from analysis.tables import md_table
 
 STEPS = (300, 1000, 2000)
-
-
-def arm_of(trials: pd.DataFrame) -> pd.Series:
-    worker = "worker k=" + trials["worker_interval"].astype("Int64").astype(str)
-    return pd.Series(np.where(trials["arch"].eq("standard"), "standard", worker), index=trials.index)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", nargs="?", default="wt_results/init-ablation")
     study = load_study(parser.parse_args().study)
-    trials = study.trials.assign(arm=lambda t: arm_of(t))[["trial_id", "arm", "init", "seed"]]
+    arms = [arm_label(a, k) for a, k in zip(study.trials["arch"], study.trials["worker_interval"], strict=True)]
+    trials = study.trials.assign(arm=arms)[["trial_id", "arm", "init", "seed"]]
     points = study.metrics.merge(trials, on="trial_id")
     final = points[points["is_final"]]
     at = points[~points["is_final"] & points["step"].isin(STEPS)]

@@ -55,6 +55,20 @@ class BenchCase:
     def arch_label(self) -> str:
         return self.label or self.cfg.arch
 
+    @property
+    def arm(self) -> str:
+        """'worker k=4', 'standard': the label with the worker interval where the architecture has one."""
+        from wt_model.archs import applies
+
+        interval = applies("worker_interval", self.cfg.arch)
+        return f"{self.arch_label} k={self.cfg.worker_interval}" if interval else self.arch_label
+
+    @property
+    def size(self) -> str:
+        """'d64 L2 H2 F256': width, depth, heads and FFN width."""
+        c = self.cfg
+        return f"d{c.n_embd} L{c.n_layer} H{c.n_head} F{c.ffn_width}"
+
 
 @dataclass(frozen=True)
 class BenchResult:
@@ -325,12 +339,15 @@ def format_table(results: list[BenchResult], peak_tflops: float) -> str:
     row's) appear."""
 
     def key(r: BenchResult) -> tuple:
-        return (r.version, r.case.seq_len, r.case.batch_size, r.case.cfg.dropout, r.case.compile)
+        return (r.version, r.case.size, r.case.seq_len, r.case.batch_size, r.case.cfg.dropout, r.case.compile)
+
+    sized = len({r.case.size for r in results}) > 1  # a model column only where the sizes differ
 
     reference = {key(r): r.step_ms for r in results if r.case.cfg.arch == "standard" and r.case.cfg.attention == "sdpa"}
     before = {r.case: r.step_ms for r in results if r.version == "before"}
     header = (
-        "arch",
+        "arm",
+        *(("model",) if sized else ()),
         "attention",
         "compile",
         "dropout",
@@ -349,7 +366,8 @@ def format_table(results: list[BenchResult], peak_tflops: float) -> str:
         c = r.case
         ref = reference.get(key(r))
         row = (
-            c.arch_label,
+            c.arm,
+            *((c.size,) if sized else ()),
             c.cfg.attention,
             c.compile,
             f"{c.cfg.dropout:g}",
@@ -365,7 +383,7 @@ def format_table(results: list[BenchResult], peak_tflops: float) -> str:
             speedup = f"{before[c] / r.step_ms:.2f}x" if r.version == "" and c in before else "-"
             row = (r.version or "after", *row, speedup)
         rows.append(row)
-    n_left = 4 if before else 3  # text columns, left-aligned
+    n_left = 3 + bool(before) + sized  # text columns, left-aligned
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):

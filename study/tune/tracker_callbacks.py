@@ -24,6 +24,9 @@ import time
 
 from ray.tune import Callback
 
+from study.tune.trackers import TENSORBOARD_DIR, mlflow_uri, tracker_root, wandb_mode, wandb_project
+from wt_base.storage import Location
+
 TRIAL_TAG = "wt_trial_id"  # the MLflow tag a trial's run is found by on resume
 REBUILDING = "wt_rebuilding"  # an MLflow run being copied without superseded points (its value: the old run)
 KEYS = ("trial_id", "attempt", "resumed_from_step", "step", "is_final")  # what a point is, not what it measured
@@ -132,8 +135,6 @@ class TensorBoardTracker(_Settings):
         self._writers: dict = {}
 
     def folder(self, trial_id: str) -> str:
-        from study.tune.trackers import TENSORBOARD_DIR
-
         return os.path.join(self.root, TENSORBOARD_DIR, trial_id)
 
     def open(self, trial_id, params, resumed_from_step, attempt) -> None:
@@ -311,3 +312,16 @@ def _param(key: str, value):
     if isinstance(value, float) and math.isfinite(value):
         text = repr(value)
     return Param(key, text)
+
+
+def make_trackers(spec, location: Location) -> list:
+    """The tracker callbacks of `spec.loggers` for the study at `location` (fresh ones: they hold settings only)."""
+    if not spec.loggers:
+        return []
+    root = tracker_root(location)
+    made = {
+        "tensorboard": lambda: TensorBoardTracker(spec.name, root),
+        "mlflow": lambda: MlflowTracker(spec.name, root, mlflow_uri(spec, root)),
+        "wandb": lambda: WandbTracker(spec.name, root, project=wandb_project(spec), mode=wandb_mode()),
+    }
+    return [TrackerCallback(made[name]()) for name in spec.loggers]

@@ -1,8 +1,8 @@
 """Experiment trackers (`loggers:` in the spec): where each one writes, the packages it needs, and its callback.
 
-The callbacks themselves (study.tune.tracker_callbacks) run in the driver beside the Parquet sink. This module
-imports neither Ray nor a tracker package, so the plan (study.tune.plan) refuses a missing package before
-anything starts and a dry run can say where the trackers would write.
+The callbacks themselves (study.tune.tracker_callbacks, whose make_trackers builds them) run in the driver
+beside the Parquet sink. This module imports neither Ray nor a tracker package, so the plan (study.tune.plan)
+refuses a missing package before anything starts and a dry run can say where the trackers would write.
 
 Where: TensorBoard event files and the default MLflow store live in the study directory (`<study>/tensorboard/
 <trial_id>/`, `sqlite:///<study>/mlflow.db`); W&B writes its offline runs to `<study>/wandb/`. A study in a
@@ -86,24 +86,10 @@ def describe(spec, location: Location) -> list[str]:
         else:
             mode = wandb_mode()
             note = " (upload later: wandb sync)" if mode == "offline" else ""
-            lines.append(f"W&B: project {_wandb_project(spec)!r}, mode {mode}, files in {root}/wandb/{note}")
+            lines.append(f"W&B: project {wandb_project(spec)!r}, mode {mode}, files in {root}/wandb/{note}")
     return lines
 
 
-def _wandb_project(spec) -> str:
+def wandb_project(spec) -> str:
+    """$WANDB_PROJECT when set, else the study name."""
     return os.environ.get("WANDB_PROJECT") or spec.name
-
-
-def make_trackers(spec, location: Location) -> list:
-    """The tracker callbacks of `spec.loggers` for the study at `location` (fresh ones: they hold settings only)."""
-    if not spec.loggers:
-        return []
-    from study.tune import tracker_callbacks as tc
-
-    root = tracker_root(location)
-    made = {
-        "tensorboard": lambda: tc.TensorBoardTracker(spec.name, root),
-        "mlflow": lambda: tc.MlflowTracker(spec.name, root, mlflow_uri(spec, root)),
-        "wandb": lambda: tc.WandbTracker(spec.name, root, project=_wandb_project(spec), mode=wandb_mode()),
-    }
-    return [tc.TrackerCallback(made[name]()) for name in spec.loggers]

@@ -18,7 +18,7 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
     from ray import tune
 
     from study.tune.callbacks import ProgressCallback, ResultsCallback
-    from study.tune.trackers import make_trackers
+    from study.tune.tracker_callbacks import make_trackers
 
     if trainable is None:
         from study.tune.trainable import trainable

@@ -8,13 +8,14 @@ import base64
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
 from synth import write_study
 
 from analysis import cli
-from analysis.render import markdown_to_html, table_cells
+from analysis.render import markdown_to_html
 from analysis.tables import md_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,15 +33,65 @@ window.addEventListener("load", function () {
 </script>"""
 
 
+class Page(HTMLParser):
+    """What a reader sees of a page: each table's rows of cell texts, and each image's (alt, src)."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.images: list[tuple[str, str]] = []
+        self._cell: list[str] | None = None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images.append((dict(attrs)["alt"], dict(attrs)["src"]))
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The tables of a markdown text as rows of cell texts, split at the '|' that are not escaped (the rule row
+    left out, inline markup removed as a page shows it)."""
+    tables, previous = [], ""
+    for line in text.splitlines():
+        if line.startswith("|") and not re.fullmatch(r"\|( :--- \|)+", line):
+            if not previous.startswith("|"):
+                tables.append([])
+            cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
+            tables[-1].append([re.sub(r"\*\*|`", "", c.strip().replace("\\|", "|")) for c in cells])
+        previous = line
+    return tables
+
+
 def test_a_pipe_inside_a_cell_is_escaped_and_the_page_shows_it_in_its_cell():
     frame = pd.DataFrame({"setting": ["lr 1e-3 | wd 0.1", "plain"], "loss": [1.5, 2.0], "a|b": ["x", "y"]})
     text = md_table(frame)
     lines = text.splitlines()
     assert lines[0] == "| setting | loss | a\\|b |" and lines[2] == "| lr 1e-3 \\| wd 0.1 | 1.5000 | x |"
-    assert {len(table_cells(line)) for line in lines} == {3}  # before: the '|' split the cell in two
-    page = markdown_to_html(text, "t")
-    assert "<th>setting</th><th>loss</th><th>a|b</th>" in page
-    assert "<td>lr 1e-3 | wd 0.1</td><td>1.5000</td><td>x</td>" in page
+    assert Page(markdown_to_html(text, "t")).tables == [
+        [["setting", "loss", "a|b"], ["lr 1e-3 | wd 0.1", "1.5000", "x"], ["plain", "2", "y"]]
+    ]  # before md_table escaped it, the '|' split the cell in two
+
+
+def test_the_page_shows_markup_and_no_raw_html():
+    page = markdown_to_html("# Study `s`\n\n- **bold** and *not shown* _(none)_\n\n<script>x</script>", "t")
+    assert "<h1>Study <code>s</code></h1>" in page and "<strong>bold</strong>" in page
+    assert "<em>not shown</em>" in page and "<em>(none)</em>" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page  # a config value can never inject markup
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +105,7 @@ def html_report(tmp_path_factory):
 
 
 def test_the_html_report_embeds_every_plot(html_report):
-    page = (html_report / "report.html").read_text()
-    sources = re.findall(r'<img alt="([^"]*)" src="([^"]*)"', page)
+    sources = Page((html_report / "report.html").read_text()).images
     pngs = sorted(p.name for p in html_report.glob("*.png"))
     assert len(pngs) >= 5 and sorted(f"{alt}.png" for alt, _ in sources) == pngs
     for alt, src in sources:
@@ -63,6 +113,13 @@ def test_the_html_report_embeds_every_plot(html_report):
         assert src.startswith(prefix), alt  # not a file next to the page
         assert base64.b64decode(src[len(prefix) :]) == (html_report / f"{alt}.png").read_bytes()
     assert base64.b64decode(sources[0][1].split(",", 1)[1]).startswith(PNG_SIGNATURE)
+
+
+def test_the_html_report_shows_every_cell_of_the_markdown_tables(html_report):
+    tables = Page((html_report / "report.html").read_text()).tables
+    expected = markdown_tables((html_report / "report.md").read_text())
+    assert len(tables) >= 4 and sum(len(row) for table in tables for row in table) > 100
+    assert tables == expected
 
 
 def _browser() -> str:

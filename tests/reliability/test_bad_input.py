@@ -173,9 +173,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, tmp_path, caps
     assert code == 2, (code, err)
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
-    if lines and lines[0].startswith("usage:"):  # argparse: usage, then its one error line
-        lines = [line for line in lines if "error:" in line]
-    assert len(lines) == 1, err
+    assert len(lines) == 1, err  # argparse's own errors too: no usage block before them
     assert "error:" in lines[0] and fragment in lines[0], lines[0]
     assert _snapshot(tmp_path) == before, "something was written"
     assert not (tmp_path / "results").exists()

@@ -14,12 +14,13 @@ def test_bench_times_each_case_and_writes_the_csv(tmp_path, capsys):
     argv = ["bench", *TINY, "--seq-lens", "32", "64", "--batch-sizes", "2", "--attentions", "sdpa", "--csv", str(csv)]
     assert main(argv) == 0
     table = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in table if line.startswith(("worker ", "standard "))]
+    rows = [line.split() for line in table if line.startswith(("worker k=4 ", "standard "))]
+    rows = [[" ".join(r[:2]), *r[2:]] if r[0] == "worker" else r for r in rows]  # the arm: "worker k=4"
     assert sorted((r[0], r[4]) for r in rows) == [
         ("standard", "32"),
         ("standard", "64"),
-        ("worker", "32"),
-        ("worker", "64"),
+        ("worker k=4", "32"),
+        ("worker k=4", "64"),
     ]
     assert all(r[-1] == "1.00x" for r in rows if r[0] == "standard")
     assert len(csv.read_text().splitlines()) == 1 + 4  # a header and one line per row
@@ -97,3 +98,24 @@ def test_bad_profile_flags_are_one_sentence_before_anything_runs(flags, named, c
     err = capsys.readouterr().err.strip()
     assert named in err and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_table_names_each_worker_interval_and_compares_with_the_standard_model_of_the_same_size():
+    from study.train.bench import BenchCase, BenchResult, format_table
+    from wt_model import ModelConfig
+
+    def result(arch, n_embd, step_ms, k=4):
+        cfg = ModelConfig(arch=arch, vocab_size=9, block_size=64, n_embd=n_embd, n_head=2, n_layer=1, worker_interval=k)
+        return BenchResult(BenchCase(cfg, batch_size=2, seq_len=64), step_ms, 1.0, 0.01)
+
+    rows = [result("standard", 32, 10.0), result("standard", 64, 40.0), result("worker", 32, 5.0, k=4)]
+    rows += [result("worker", 64, 10.0, k=8)]
+    lines = format_table(rows, peak_tflops=1.0).splitlines()
+    assert lines[0].split()[:3] == ["arm", "model", "attention"]
+    ratios = {" ".join(line.split()[:3]): line.split()[-1] for line in lines[2:]}
+    assert ratios == {  # each worker against the standard model of its own size
+        "standard d32 L1": "1.00x",
+        "standard d64 L1": "1.00x",
+        "worker k=4 d32": "2.00x",
+        "worker k=8 d64": "4.00x",
+    }

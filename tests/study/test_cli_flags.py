@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -106,10 +108,31 @@ def test_help_is_grouped():
     assert "--seq-len SEQ_LEN" in text and "(default: 128)" in text  # the small CPU run's default
 
 
-def _train_help() -> str:
+def _train_parser():
     parser = build_parser("train")
-    sub = next(a for a in parser._actions if a.dest == "command")
-    return sub.choices["train"].format_help()
+    return next(a for a in parser._actions if a.dest == "command").choices["train"]
+
+
+def _train_help() -> str:
+    return _train_parser().format_help()
+
+
+def test_the_help_shows_every_documented_flag_with_its_field_comment():
+    help_text = " ".join(_train_help().split())  # unwrapped
+    comments = {f.path: f.help for f in run_config_flags()}
+    for argv, path, _ in DOCUMENTED:
+        assert f"{argv[0]} " in help_text or f"{argv[0]}," in help_text, argv[0]
+        assert " ".join(comments[path].split()) in help_text, path
+
+
+def test_every_train_flag_the_docs_show_exists():
+    root = Path(__file__).resolve().parents[2]
+    texts = [(root / "README.md").read_text(), *(p.read_text() for p in (root / "docs").rglob("*.md"))]
+    commands = [line for text in texts for line in re.findall(r"wt-study train(?:\\\||[^`|\n])*", text)]
+    shown = {flag for line in commands for flag in re.findall(r"--[a-z][a-z0-9-]*", line)}
+    options = {o for a in _train_parser()._actions for o in a.option_strings}
+    assert {"--config", "--resume", "--checkpoint-dir"} <= shown  # what README.md and docs/results.md show
+    assert shown <= options
 
 
 def test_field_comments_on_the_line_or_just_above():

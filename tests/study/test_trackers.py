@@ -188,7 +188,7 @@ def test_wandb_runs_offline_unless_the_user_chose_a_mode(monkeypatch, tmp_path):
 
     monkeypatch.setattr(wandb, "init", lambda **kwargs: seen.update(init=kwargs) or Run())
     spec = parse_spec(deep_update(TINY_SPEC, {"loggers": ["wandb"], "storage": str(tmp_path)}))
-    (callback,) = trackers.make_trackers(spec, resolve(str(tmp_path)).join("tiny"))
+    (callback,) = tracker_callbacks.make_trackers(spec, resolve(str(tmp_path)).join("tiny"))
     trial = _trial()
     for result in (_result(10), _result(15, is_eval=False), _result(20, final=True)):
         callback.on_trial_result(0, [], trial, result)
@@ -208,7 +208,7 @@ def test_wandb_writes_an_offline_run_per_trial_without_the_network(monkeypatch, 
     for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     spec = parse_spec(deep_update(TINY_SPEC, {"loggers": ["wandb"], "storage": str(tmp_path)}))
-    (callback,) = trackers.make_trackers(spec, resolve(str(tmp_path)).join("tiny"))
+    (callback,) = tracker_callbacks.make_trackers(spec, resolve(str(tmp_path)).join("tiny"))
     trials = [_trial("worker_a"), _trial("standard_b")]
     for result in (_result(10), _result(20, final=True)):
         for trial in trials:  # two runs open at once, as concurrent trials are

@@ -100,8 +100,8 @@ def test_bench_says_the_flag_that_is_wrong(flags, message, capsys):
 
 def test_bench_with_one_sequence_length_takes_a_batch_for_it(capsys):
     assert main(["bench", *TINY_BENCH, "--seq-lens", "64"]) == 0  # refused before: the default was two batches
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("worker ")]
-    assert [(r[4], r[5]) for r in rows] == [("64", "64")]  # 4096 tokens a batch
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("worker k=4 ")]
+    assert [(r[5], r[6]) for r in rows] == [("64", "64")]  # T and batch (the arm takes two words): 4096 tokens a batch
 
 
 @pytest.mark.parametrize(
@@ -120,3 +120,18 @@ def test_analyze_refuses_an_empty_out(tmp_path, capsys):
         _refused(["analyze", str(tmp_path), "--out", ""], capsys)
         == "--out is empty: expected the directory the report goes to."
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--budget", "x"], "wt-study train: error: argument --budget: invalid float value: 'x'"),
+        (["run", "--bogus"], "wt-study run: error: unrecognized arguments: --bogus (`wt-study run --help` lists"),
+        (["trian"], "wt-study: error: argument COMMAND: invalid choice: 'trian'"),
+    ],
+)
+def test_a_flag_argparse_refuses_is_one_line_naming_it_without_the_usage_block(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(message), err

@@ -2,7 +2,7 @@
 FlexAttention's worker mask against SDPA's dense one.
 
 CPU tests compile with `backend="aot_eager"` (Dynamo + AOT autograd, no code generation: seconds for a tiny
-model). The CUDA tests run where a GPU is visible (benchmarks/gpu_speed.sh runs this file there).
+model). The CUDA tests run where a GPU is visible (benchmarks/gpu_speed.py runs this file there).
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def test_a_random_phase_model_compiles_whole_and_never_draws_inside_forward():
     loss.backward()
     explained = torch._dynamo.explain(model)(idx, targets, worker_offset=model.draw_phase())
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
-    with pytest.raises(torch._dynamo.exc.Unsupported, match=r"model\.draw_phase\(\)"):
+    # torch 2.5's Dynamo says "Observed exception" at the line that raised; later ones carry our message
+    said = r"model\.draw_phase\(\)" if torch.__version__ >= "2.6" else r"Observed exception"
+    with pytest.raises(torch._dynamo.exc.Unsupported, match=said):
         whole(idx, targets)
     with pytest.raises(ValueError, match=r"worker_offset=None is invalid .* model\.draw_phase\(\)"):
         torch.compile(model, backend="aot_eager", dynamic=False)(idx, targets)  # Dynamo gives up; eager raises
