@@ -89,22 +89,27 @@ def _number(value, spec: str) -> str:
 def print_plan(plan, capacity, out=None) -> None:
     """The trial table, then how many trials run at once on `capacity` (study.tune.capacity) and for how long."""
     from study.config.regime import trial_regime
-    from study.config.space import total_budget
     from study.tune.capacity import trials_at_once
     from wt_base.budgets import BUDGET_KINDS
     from wt_model.archs import applies
 
     out = out or sys.stdout
-    header = ("trial_id", "arch", "attention", "k", "seq_len", "n_embd", "n_layer", "n_head", "batch", "lr", "seed")
-    header += ("tokens", "epochs", "target epochs", "tokens/param")
+    search = plan.spec.search
+    shown, counted = _plan_trials(plan)
+    header = ("search" if search.is_search else "trial_id", "arch", "attention", "k", "seq_len", "n_embd", "n_layer")
+    header += ("n_head", "batch", "lr", "seed", "tokens", "epochs", "target epochs", "tokens/param")
     rows, train_tokens = [], len(plan.corpus.train)
-    for t in plan.trials:
+    for t in shown:
         m, tr = t.run.model, t.run.train
         k = str(m.worker_interval) if applies("worker_interval", m.arch) else "-"
         regime = trial_regime(t.run, train_tokens)
+        if search.is_search:
+            name, lr, seed = f"{search.algorithm} x{search.samples}", "searched" if "lr" in search.axes else None, "*"
+        else:
+            name, lr, seed = t.trial_id, None, f"{tr.seed} (tune)" if tr.seed in plan.spec.tune_seeds else tr.seed
         rows.append(
             (
-                t.trial_id,
+                name,
                 t.arch,
                 m.attention,
                 k,
@@ -113,8 +118,8 @@ def print_plan(plan, capacity, out=None) -> None:
                 m.n_layer,
                 m.n_head,
                 tr.batch_size,
-                f"{tr.lr:.3g}",
-                f"{tr.seed} (tune)" if tr.seed in plan.spec.tune_seeds else tr.seed,
+                lr or f"{tr.lr:.3g}",
+                seed,
                 _number(regime.tokens, ".3g"),
                 _number(regime.epochs, ".3g"),
                 _number(regime.target_epochs, ".3g"),
@@ -124,11 +129,13 @@ def print_plan(plan, capacity, out=None) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    if search.is_search:
+        print(f"\n{search_plan(plan.spec)}", file=out)
     res = plan.spec.resources
-    slots = trials_at_once(capacity, res.cpus, res.gpus, plan.spec.max_concurrent, len(plan.trials))
+    slots = trials_at_once(capacity, res.cpus, res.gpus, plan.spec.max_concurrent, len(counted))
     at_once = f"{slots.count} trial{'s' if slots.count != 1 else ''} at a time" if slots.count else "no trial can run"
     print(f"\nOn {capacity.where}: {capacity.describe()} -> {at_once} ({slots.why}).", file=out)
-    b = total_budget(plan.spec.replace(resources=res.with_gpus_for(capacity.gpus)), plan.trials, slots.count)
+    b = _study_budget(plan.spec.replace(resources=res.with_gpus_for(capacity.gpus)), shown, counted, slots.count)
     kind = BUDGET_KINDS[b["budget_kind"]]
     per_trial = " or ".join(f"{v:g}" for v in b["budget_values"])
     line = f"{b['trials']} trials x {per_trial}{kind.unit} ({kind.name} budget)"
@@ -152,9 +159,9 @@ def print_plan(plan, capacity, out=None) -> None:
             file=out,
         )
     else:
-        regimes = [trial_regime(t.run, train_tokens) for t in plan.trials]
+        regimes = [trial_regime(t.run, train_tokens) for t in counted]
         epochs = [r.epochs for r in regimes]
-        per_trial = [r.steps * _step_flops(t.run) for r, t in zip(regimes, plan.trials, strict=True)]
+        per_trial = [r.steps * _step_flops(t.run) for r, t in zip(regimes, counted, strict=True)]
         flops = sum(per_trial)
         cap = f" (max_epochs {plan.spec.max_epochs:g})" if plan.spec.max_epochs is not None else ""
         rate = f"a sustained {ASSUMED_FLOP_S / 1e12:g} TFLOP/s, about 10% of an H100's bf16 peak"
@@ -170,6 +177,63 @@ def print_plan(plan, capacity, out=None) -> None:
         )
     print(f"Results would go to {plan.location.uri}", file=out)
     _print_trackers(plan, out)
+    if search.is_search:
+        from study.tune.plan import check_search_package
+        from wt_base.errors import StudyError
+
+        try:
+            check_search_package(plan.spec)
+        except StudyError as exc:
+            print(f"Note: {exc}", file=out)
+
+
+def _study_budget(spec, shown: list, counted: list, slots: int) -> dict:
+    """study.config.space.total_budget of the counted trials; a search's in its two phases, one after the other
+    (an arm's test seeds start once its tune seeds have ended)."""
+    from study.config.space import total_budget
+
+    if not spec.search.is_search:
+        return total_budget(spec, counted, slots)
+    phases = [spec.search.samples * len(spec.tune_seeds), len(spec.seeds)]
+    tune, test = (total_budget(spec, [t for t in shown for _ in range(n)], slots) for n in phases)
+    out = {**tune, "trials": tune["trials"] + test["trials"]}
+    out["study_length"] = tune["study_length"] + test["study_length"]
+    for key in ("gpu_hours", "cpu_hours"):
+        if key in tune:
+            out[key] = None if tune[key] is None else tune[key] + test[key]
+    return out
+
+
+def _plan_trials(plan) -> tuple[list, list]:
+    """The trials the table shows and those the estimate counts: a grid's trials, or for a search study one trial
+    per arm and cell (its settings are chosen as it runs), counted as many times as the unit will run trials."""
+    if not plan.spec.search.is_search:
+        return plan.trials, plan.trials
+    from study.config.search_space import probe_trials, trials_per_unit
+
+    shown = probe_trials(plan.spec)
+    return shown, [t for t in shown for _ in range(trials_per_unit(plan.spec))]
+
+
+def search_plan(spec) -> str:
+    """What a search study will do, in words (the settings themselves are not known before it runs)."""
+    from study.config.search_space import planned_trials, units
+
+    search = spec.search
+    how = {"random": "random draws, the same for every arm", "tpe": "Optuna's TPE through Ray Tune's OptunaSearch"}
+    how = how[search.algorithm]
+    if search.algorithm == "tpe":
+        how += f", the first {search.tpe_startup} settings at random"
+    axes = " and ".join(f"{name} ~ {dist.describe()}" for name, dist in search.axes.items())
+    tune, test = ", ".join(map(str, spec.tune_seeds)), ", ".join(map(str, spec.seeds))
+    n = len(units(spec))
+    return (
+        f"Search ({search.algorithm}: {how}), for each of {n} arms and cells on its own: {search.samples} settings of "
+        f"{axes}, each on tune seeds {tune} ({search.samples * len(spec.tune_seeds)} trials), then test seeds {test} "
+        f"at the setting with the lowest mean final {search.metric} over the tune seeds ({len(spec.seeds)} trials): "
+        f"at most {planned_trials(spec)} trials, the tune seeds' first. The settings are chosen as the study runs; "
+        "the table shows each arm and cell once."
+    )
 
 
 def _print_trackers(plan, out) -> None:

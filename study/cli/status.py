@@ -100,6 +100,27 @@ def print_status(path: str, out=None) -> int:
         print(f"ETA: about {status['eta_s'] / 60:.1f} min of wall clock (if resumed / still running)", file=out)
     for name in status["skipped_files"]:
         print(f"warning: skipped unreadable results file {name}", file=out)
-    if counts.get("pending", 0) + counts.get("running", 0) + counts.get("failed", 0):
+    search_done = True
+    if spec.search.is_search:
+        search_done = _print_search(spec, trials, out)
+    if counts.get("pending", 0) + counts.get("running", 0) + counts.get("failed", 0) or not search_done:
         print(f"Not finished: wt-study resume {path}", file=out)
     return 0
+
+
+def _print_search(spec, trials, out) -> bool:
+    """A search study's trials are made as it runs: how many of the planned ones have started, each arm's
+    chosen setting so far, and whether the search has run everything it will (study.tune.search_state)."""
+    from study.config.search_space import planned_trials
+    from study.tune.search_state import rows_progress
+
+    rows = trials.drop(columns=["settings"]).astype(object).where(trials.notna(), None).to_dict("records")
+    search = rows_progress(spec, rows)
+    if search.complete():
+        print(f"Search ({spec.search.algorithm}): finished, {len(trials)} trials", file=out)
+    else:
+        started = f"{len(trials)} of up to {planned_trials(spec)} trials started"
+        print(f"Search ({spec.search.algorithm}): {started}; the rest are made as it runs", file=out)
+    for line in search.summary():
+        print(f"  {line}", file=out)
+    return search.complete()

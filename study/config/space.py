@@ -54,13 +54,16 @@ class Trial:
 
 def expand(spec: StudySpec) -> list[Trial]:
     """All trials of a spec, in a stable order, each validated: the tuning seeds' trials first (they choose the
-    tuned settings), then the test seeds'."""
+    tuned settings), then the test seeds'. A search study (search.algorithm random or tpe) knows none up front:
+    its trials are made as it runs (study.config.search_space, study.tune.search_state), so this is empty."""
+    if spec.search.is_search:
+        return []
     trials: dict[str, Trial] = {}
-    points = _points(spec)
+    points = grid_points(spec)
     for seeds in (spec.tune_seeds, spec.seeds):
         for point in points:
             for seed in seeds:
-                trial = _make_trial(spec, point, seed)
+                trial = make_trial(spec, point, seed)
                 trials.setdefault(trial.trial_id, trial)
     return list(trials.values())
 
@@ -70,7 +73,7 @@ def seed_role(spec: StudySpec, seed: int) -> str:
     return "tune" if seed in spec.tune_seeds else "test"
 
 
-def _points(spec: StudySpec) -> list[dict]:
+def grid_points(spec: StudySpec) -> list[dict]:
     """Grid points (dicts of axis -> value), each combined with every random sample."""
     names = list(spec.axes)
     grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*spec.axes.values())]
@@ -80,12 +83,13 @@ def _points(spec: StudySpec) -> list[dict]:
         return grid
     rng = random.Random(spec.sample.seed)
     samples = [
-        {name: _draw(rng, dist) for name, dist in spec.sample.axes.items()} for _ in range(spec.sample.num_samples)
+        {name: draw(rng, dist) for name, dist in spec.sample.axes.items()} for _ in range(spec.sample.num_samples)
     ]
     return [{**g, **s} for g in grid for s in samples]
 
 
-def _draw(rng: random.Random, dist) -> object:
+def draw(rng: random.Random, dist) -> object:
+    """One value of a Distribution (study.config.sampling) from `rng`."""
     if dist.distribution == "choice":
         return dist.values[rng.randrange(len(dist.values))]
     if dist.distribution == "uniform":
@@ -93,7 +97,8 @@ def _draw(rng: random.Random, dist) -> object:
     return math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
 
 
-def _make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
+def make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
+    """The trial of grid point `point` (axis -> value, sampled settings included) and training seed `seed`."""
     label = point.get("arch", spec.model.arch)
     arch = archs.of_label(label)
     defaults = ModelConfig()

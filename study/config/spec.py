@@ -15,55 +15,23 @@ import re
 from dataclasses import dataclass, field
 
 from study.config.run import BudgetConfig, DataConfig, EvalConfig, TrainConfig
+from study.config.sampling import (  # noqa: F401 (Distribution, SampleSpec: the spec's parts, importable here)
+    ARCH_LABELS,
+    METRICS,
+    SEARCHABLE,
+    Distribution,
+    SampleSpec,
+    SearchSpec,
+    check_axis_value,
+)
 from wt_base.errors import StudyError, is_int, require
 from wt_base.fields import AXES
-from wt_model import archs
-from wt_model.config import INITS, ModelConfig
+from wt_model.config import ModelConfig
 
-ARCH_LABELS = tuple(archs.LABELS)  # the values of the arch axis (wt_model.archs); the axes: wt_base.fields.AXES
-DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 SCHEDULERS = ("fifo", "asha")
-METRICS = ("val_loss", "val_loss_seed")  # what ASHA may minimise
 LOGGERS = ("tensorboard", "mlflow", "wandb")  # the experiment trackers a study can log to (study.tune.trackers)
 PRESET_DIR = "presets"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """One random-search axis: `uniform`/`loguniform` between low and high, or `choice` among values.
-    Validated by the `SampleSpec` holding it, which knows the axis (and so the type of its values)."""
-
-    distribution: str = "loguniform"  # "uniform", "loguniform" or "choice"
-    low: float = 0.0  # uniform/loguniform: lower bound (loguniform: > 0)
-    high: float = 0.0  # uniform/loguniform: upper bound, above low
-    values: tuple = ()  # choice: the values to choose from
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    """Random-search axes, drawn `num_samples` times from a generator seeded by `seed` (stable trial ids)."""
-
-    num_samples: int = 0  # random draws of the sampled axes (each combined with every grid point)
-    seed: int = 0  # seeds the draws, so the same spec always gives the same trials
-    axes: dict = field(default_factory=dict)  # axis name -> Distribution
-
-    def __post_init__(self) -> None:
-        require(
-            is_int(self.num_samples) and self.num_samples >= 0,
-            "sample.num_samples",
-            self.num_samples,
-            "an integer >= 0",
-        )
-        require(is_int(self.seed), "sample.seed", self.seed, "an integer")
-        for name, dist in self.axes.items():
-            if name not in AXES:
-                raise StudyError(
-                    f"sample.{name} is not a known axis: expected num_samples, seed or one of {', '.join(AXES)}."
-                )
-            _check_distribution(name, dist)
-        if self.axes and self.num_samples == 0:
-            raise StudyError("sample.num_samples=0 is invalid with sampled axes: expected an integer >= 1.")
 
 
 @dataclass(frozen=True)
@@ -135,6 +103,7 @@ class StudySpec:
     model: ModelConfig = field(default_factory=ModelConfig)
     axes: dict = field(default_factory=dict)  # axis name -> tuple of its values (the grid)
     sample: SampleSpec = field(default_factory=SampleSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)  # grid (default), random or tpe: study.config.sampling
     seeds: tuple = (0,)  # training seeds of the trials behind verdicts
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     max_concurrent: int = 0  # trials at once; 0 lets Ray fill the cluster
@@ -206,6 +175,7 @@ class StudySpec:
         _check_seeds(self.seeds)
         _check_tune_seeds(self.tune_seeds, self.seeds)
         _check_budgets(self)
+        _check_search(self, sized)
 
     def to_dict(self) -> dict:
         """A plain mapping that `parse_spec` turns back into an equal spec (used for study.yaml)."""
@@ -218,33 +188,16 @@ class StudySpec:
         out["sample"] = {
             "num_samples": self.sample.num_samples,
             "seed": self.sample.seed,
-            **{name: _distribution_to_dict(dist) for name, dist in self.sample.axes.items()},
+            **{name: dist.to_dict() for name, dist in self.sample.axes.items()},
         }
+        out["search"] = self.search.to_dict()
         return out
 
     def replace(self, **changes) -> StudySpec:
         return dataclasses.replace(self, **changes)
 
 
-def _distribution_to_dict(dist: Distribution) -> dict:
-    if dist.distribution == "choice":
-        return {"distribution": "choice", "values": list(dist.values)}
-    return {"distribution": dist.distribution, "low": dist.low, "high": dist.high}
-
-
 # ---- validation (called from __post_init__) ----------------------------------------------------------------
-def _check_axis_value(name: str, value: object, path: str) -> None:
-    kind = AXES[name].kind
-    if not isinstance(value, kind) or isinstance(value, bool):
-        expected = {int: "an integer", float: "a number", str: "a string"}[kind]
-        raise StudyError(f"{path} value {value!r} has the wrong type: expected {expected}.")
-    allowed = {"arch": ARCH_LABELS, "init": INITS}.get(name)
-    if allowed is not None and value not in allowed:
-        raise StudyError(f"{path} value {value!r} is invalid: expected one of {', '.join(allowed)}.")
-    if name == "seq_len" and value < 1:
-        raise StudyError(f"{path} value {value!r} is invalid: expected an integer >= 1.")
-
-
 def _check_axes(axes: dict) -> None:
     for name, values in axes.items():
         if name not in AXES:
@@ -253,7 +206,7 @@ def _check_axes(axes: dict) -> None:
         if not values:
             raise StudyError(f"axes.{name} is empty: give at least one value.")
         for value in values:
-            _check_axis_value(name, value, f"axes.{name}")
+            check_axis_value(name, value, f"axes.{name}")
         if len(set(values)) != len(values):
             raise StudyError(f"axes.{name}={list(values)!r} repeats a value: list each value once.")
 
@@ -267,7 +220,7 @@ def _check_sizes(sizes: tuple) -> None:
         for name, value in entry.items():
             if name not in AXES:
                 raise StudyError(f"sizes[{i}].{name} is not an axis a size can set: expected one of {', '.join(AXES)}.")
-            _check_axis_value(name, value, f"sizes[{i}].{name}")
+            check_axis_value(name, value, f"sizes[{i}].{name}")
         if set(entry) != set(sizes[0]):
             raise StudyError(
                 f"sizes[{i}] sets {', '.join(sorted(entry))}; sizes[0] sets {', '.join(sorted(sizes[0]))}: "
@@ -275,30 +228,6 @@ def _check_sizes(sizes: tuple) -> None:
             )
     if len({tuple(sorted(e.items())) for e in sizes}) != len(sizes):
         raise StudyError("sizes repeats an entry: list each size once.")
-
-
-def _check_distribution(name: str, dist: object) -> None:
-    path = f"sample.{name}"
-    if not isinstance(dist, Distribution):
-        raise StudyError(f"{path} must be a mapping such as {{distribution: loguniform, low: 1e-4, high: 1e-2}}.")
-    require(
-        dist.distribution in DISTRIBUTIONS,
-        f"{path}.distribution",
-        dist.distribution,
-        f"one of {', '.join(DISTRIBUTIONS)}",
-    )
-    if dist.distribution == "choice":
-        if not dist.values:
-            raise StudyError(f"{path}.values is empty: give at least one value to choose from.")
-        for value in dist.values:
-            _check_axis_value(name, value, f"{path}.values")
-        return
-    if AXES[name].kind is str:
-        raise StudyError(f"{path}.distribution={dist.distribution!r} is invalid for a text axis: use choice.")
-    if not (math.isfinite(dist.low) and math.isfinite(dist.high) and dist.low < dist.high):
-        raise StudyError(f"{path}: low={dist.low!r}, high={dist.high!r} is invalid: expected low < high.")
-    if dist.distribution == "loguniform" and dist.low <= 0:
-        raise StudyError(f"{path}.low={dist.low!r} is invalid for loguniform: expected a number > 0.")
 
 
 def _check_loggers(loggers: tuple) -> None:
@@ -345,3 +274,27 @@ def _check_budgets(spec: StudySpec) -> None:
             f"scheduler.grace_period_s={spec.scheduler.grace_period_s!r} is invalid with asha: expected a number "
             f"below the shortest trial budget, {shortest:g} ({spec.budget.kind})."
         )
+
+
+def _check_search(spec: StudySpec, sized: set) -> None:
+    """A search (random, tpe) tunes settings per grid point on the tune seeds, then runs the test seeds at the
+    chosen one: it needs tune seeds, draws nothing up front, and leaves the tuned settings off the grid (else the
+    analysis would choose among grid values the search never compared)."""
+    search = spec.search
+    if not search.is_search:
+        return
+    where = f"with search.algorithm {search.algorithm}"
+    if not spec.tune_seeds:
+        raise StudyError(
+            f"tune_seeds is empty {where}: the samples run on tune seeds and the test seeds (seeds) then run at "
+            "each arm's chosen setting; give tune_seeds such as [100, 101]."
+        )
+    if spec.sample.num_samples or spec.sample.axes:
+        raise StudyError(f"sample is invalid {where}: give the sampled axes under search, not sample.")
+    for name in sorted(set(spec.axes) | sized):
+        if name in SEARCHABLE:
+            source = "axes" if name in spec.axes else "sizes"
+            raise StudyError(
+                f"{source}.{name} is a tuned setting, invalid on the grid {where}: search it (search.{name}) or "
+                "fix it in train/model."
+            )

@@ -7,14 +7,14 @@ from importlib import resources
 from pathlib import Path
 
 from study.config.run import coerce, from_mapping
-from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, StudySpec
+from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, SearchSpec, StudySpec
 from wt_base.errors import StudyError, is_int, require
 from wt_base.yamlio import dump_yaml, load_yaml, parse_yaml
 
 
 def parse_spec(document: object) -> StudySpec:
     """Build the spec from a parsed YAML document. The sections whose YAML form is not their dataclass's own
-    (axes, sample, seeds, tune_seeds, budget_by_arch, sizes, loggers) are converted first; `from_mapping` then
+    (axes, sample, search, seeds, tune_seeds, budget_by_arch, sizes, loggers) are converted first; `from_mapping` then
     rejects unknown keys and wrong types, and `StudySpec.__post_init__` (with its parts') checks the values."""
     if not isinstance(document, dict):
         raise StudyError(f"a study spec must be a mapping of keys to values, got {type(document).__name__}.")
@@ -46,13 +46,26 @@ def _axis_value_from_yaml(name: str, value: object) -> object:
 
 def _sample_from_yaml(mapping: object) -> SampleSpec:
     """`sample:` holds num_samples, seed and one mapping per sampled axis, side by side."""
+    settings, axes = _sampled_from_yaml("sample", mapping, ("num_samples", "seed"))
+    return SampleSpec(**settings, axes=axes)
+
+
+def _search_from_yaml(mapping: object) -> SearchSpec:
+    """`search:` holds algorithm, samples, seed, metric, startup_samples and one mapping per sampled axis."""
+    keys = ("algorithm", "samples", "seed", "metric", "startup_samples")
+    settings, axes = _sampled_from_yaml("search", mapping, keys)
+    return SearchSpec(**settings, axes=axes)
+
+
+def _sampled_from_yaml(section: str, mapping: object, keys: tuple) -> tuple[dict, dict]:
+    """The section's own keys (`keys`) and its sampled axes (every other key: a Distribution mapping each)."""
     if not isinstance(mapping, dict):
-        raise StudyError(f"sample must be a mapping, got {mapping!r}.")
+        raise StudyError(f"{section} must be a mapping, got {mapping!r}.")
     mapping = dict(mapping)
-    num_samples, seed = mapping.pop("num_samples", 0), mapping.pop("seed", 0)
+    settings = {key: mapping.pop(key) for key in keys if key in mapping}
     axes = {}
     for name, raw in mapping.items():
-        path = f"sample.{name}"
+        path = f"{section}.{name}"
         if not isinstance(raw, dict):
             raise StudyError(f"{path} must be a mapping such as {{distribution: loguniform, low: 1e-4, high: 1e-2}}.")
         dist = from_mapping(Distribution, raw, path)
@@ -60,7 +73,7 @@ def _sample_from_yaml(mapping: object) -> SampleSpec:
             values = dist.values if isinstance(dist.values, (list, tuple)) else (dist.values,)
             dist = Distribution("choice", values=tuple(_axis_value_from_yaml(name, v) for v in values))
         axes[name] = dist
-    return SampleSpec(num_samples=num_samples, seed=seed, axes=axes)
+    return settings, axes
 
 
 def _seeds_from_yaml(raw: object) -> tuple:
@@ -101,6 +114,7 @@ _YAML_FORMS = {
     "sizes": _sizes_from_yaml,
     "axes": _axes_from_yaml,
     "sample": _sample_from_yaml,
+    "search": _search_from_yaml,
     "seeds": _seeds_from_yaml,
     "tune_seeds": _tune_seeds_from_yaml,
     "budget_by_arch": _budget_by_arch_from_yaml,

@@ -14,6 +14,7 @@ import time
 from ray.tune import Callback
 
 from study.results.sink import METRIC_FIELDS, ParquetSink, utc_now
+from study.tune.rows import end_fields
 from wt_base.storage import resolve
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,31 @@ def _trial_id(trial) -> str:
 
 
 class ResultsCallback(Callback):
-    """Writes every evaluation point and every trial state change to the study's Parquet results."""
+    """Writes every evaluation point and every trial state change to the study's Parquet results.
 
-    def __init__(self, study_uri: str, study: str, flush_every_s: float = FLUSH_EVERY_S):
+    A trial without a row when it starts (a search study's: made by its searcher as the study runs) gets its
+    whole row then, as `pending_row` makes a grid trial's before the study starts; `spec` (the study's spec as a
+    mapping, StudySpec.to_dict) and `token_unit` (the corpus's) fill it."""
+
+    def __init__(
+        self,
+        study_uri: str,
+        study: str,
+        flush_every_s: float = FLUSH_EVERY_S,
+        spec: dict | None = None,
+        token_unit: str | None = None,
+    ):
         self.study_uri = study_uri
         self.study = study
         self.flush_every_s = flush_every_s
+        self.spec = spec
+        self.token_unit = token_unit
         self._sink: ParquetSink | None = None
         self._last_flush = 0.0
 
     def __getstate__(self) -> dict:
-        return {"study_uri": self.study_uri, "study": self.study, "flush_every_s": self.flush_every_s}
+        settings = {"study_uri": self.study_uri, "study": self.study, "flush_every_s": self.flush_every_s}
+        return {**settings, "spec": self.spec, "token_unit": self.token_unit}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -68,12 +83,22 @@ class ResultsCallback(Callback):
             self._last_flush = now
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        row = self.sink.trial_row(_trial_id(trial)) or {}
+        row = self.sink.trial_row(_trial_id(trial))
+        if row is None and self.spec is not None:
+            self.sink.update_trial(_trial_id(trial), **self._new_row(trial))
+        row = row or {}
         fields = {"status": "running", "error": "", "finished_at": None}
         if row.get("started_at") is None:
             fields["started_at"] = utc_now()
         self.sink.update_trial(_trial_id(trial), **fields)
         self._flush(force=True)
+
+    def _new_row(self, trial) -> dict:
+        from study.config.space import Trial
+        from study.config.specfile import parse_spec
+        from study.tune.rows import pending_row
+
+        return pending_row(Trial.from_dict(trial.config["trial"]), parse_spec(self.spec), self.token_unit)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         trial_id = _trial_id(trial)
@@ -98,7 +123,8 @@ class ResultsCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         trial_id = _trial_id(trial)
         row = self.sink.trial_row(trial_id) or {}
-        self.sink.update_trial(trial_id, **end_fields(row), finished_at=utc_now())
+        # a trial that had finished before a resume (study.tune.schedulers.StudyFIFO) keeps its finish time
+        self.sink.update_trial(trial_id, **end_fields(row), finished_at=row.get("finished_at") or utc_now())
         self._flush(force=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -132,20 +158,6 @@ class ResultsCallback(Callback):
         )
 
 
-def end_fields(row: dict) -> dict:
-    """The status (and why) of a trial Tune has ended, from its row. The trainable's last report sets completed or
-    diverged; a trial ended after its final evaluation but before that report (ASHA stops a trial that reaches
-    max_t) finished all the same; one ended before its final evaluation was stopped early by the scheduler."""
-    if row.get("status") in ("completed", "diverged"):
-        return {"status": row["status"]}
-    final_loss = row.get("val_loss")  # set only by the final evaluation (NaN when the run diverged)
-    if final_loss is None:
-        return {"status": "stopped", "note": "stopped early by the scheduler"}
-    if math.isfinite(final_loss):
-        return {"status": "completed"}
-    return {"status": "diverged", "error": "the final evaluation's loss is not finite"}
-
-
 def _error_text(trial) -> str:
     """The last line of the trial's error (the exception type and message), for the trial row."""
     path = trial.error_file
@@ -163,16 +175,17 @@ def _error_text(trial) -> str:
 class ProgressCallback(Callback):
     """One compact line every `every_s` seconds: trials done / running / pending / failed, best loss per arch."""
 
-    def __init__(self, total: int = 0, every_s: float = 10.0, print_fn=print):
+    def __init__(self, total: int = 0, every_s: float = 10.0, print_fn=print, finished: frozenset = frozenset()):
         self.total = total  # trials in the study (Tune creates them lazily, so its list can be shorter)
         self.every_s = every_s
         self.print_fn = print_fn
+        self.finished = finished  # trials that had finished before a resume (ended unrun: not "stopped early")
         self._start = 0.0
         self._last = 0.0
         self._best: dict[str, float] = {}
 
     def __getstate__(self) -> dict:
-        return {"total": self.total, "every_s": self.every_s}
+        return {"total": self.total, "every_s": self.every_s, "finished": self.finished}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -199,7 +212,10 @@ class ProgressCallback(Callback):
         counts = {"TERMINATED": 0, "RUNNING": 0, "PENDING": 0, "ERROR": 0, "PAUSED": 0}
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
-        stopped = sum(t.status == "TERMINATED" and not _reached_its_end(t.last_result or {}) for t in trials)
+        stopped = sum(
+            t.status == "TERMINATED" and not _reached_its_end(t.last_result or {}) and _trial_id(t) not in self.finished
+            for t in trials
+        )
         total = max(self.total, len(trials))
         counts["PENDING"] += total - len(trials)
         elapsed = time.monotonic() - self._start

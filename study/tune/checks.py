@@ -26,7 +26,7 @@ def training_bytes(trial) -> int:
 
 def check_memory(plan_: Plan, available_bytes: float, where: str) -> None:
     """Refuse trials that cannot fit before anything is allocated (e.g. n_embd 10^6)."""
-    biggest = max(plan_.trials, key=training_bytes)
+    biggest = max(plan_.shapes, key=training_bytes)
     need = training_bytes(biggest)
     if need > available_bytes:
         m = biggest.run.model

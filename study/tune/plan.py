@@ -25,7 +25,9 @@ class Plan:
     """A validated study, ready to start: its corpus is loaded, nothing has been written yet."""
 
     spec: StudySpec
-    trials: list  # list[study.config.space.Trial]: the spec's expansion, or the stored list of a started study
+    # list[study.config.space.Trial]: the spec's expansion, or the stored list of a started study (a search study:
+    # none up front, its started trials on resume; study.config.search_space)
+    trials: list
     location: Location  # the study directory
     corpus: object  # study.train.corpora.MappedCorpus (pickles as its folder: Ray ships no tokens)
     note: str = ""  # resume: how this version's expansion of the spec differs from the stored trials ("" if not)
@@ -34,6 +36,16 @@ class Plan:
     def tune_location(self) -> Location:
         return self.location.join(TUNE_DIR)
 
+    @property
+    def shapes(self) -> list:
+        """Trials standing for every shape the study runs, for the resource checks: its trials, or a search
+        study's one per arm and cell (a setting changes no shape: study.config.sampling.SEARCHABLE)."""
+        if not self.spec.search.is_search:
+            return self.trials
+        from study.config.search_space import probe_trials
+
+        return probe_trials(self.spec)
+
 
 def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) -> Plan:
     """Validate a spec, load its corpus and expand its trials, without touching the cluster or writing anything.
@@ -41,9 +53,12 @@ def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) ->
     The vocabulary size comes from the corpus, so the spec's model.vocab_size is set from it (for a dry run, a
     named corpus not yet downloaded is planned with its published size and vocabulary). For a resume, the
     trials are the study's stored list (its trial rows, written when it started), whatever this version's
-    expansion of the spec would give: a study is its trial list, so an upgrade never changes what it runs.
+    expansion of the spec would give: a study is its trial list, so an upgrade never changes what it runs. A
+    search study (search.algorithm random or tpe) has no trial before it runs; its data checks take one trial per
+    arm and cell, which need what every setting of it needs.
     """
     from study.config.regime import check_max_epochs
+    from study.config.search_space import probe_trials
     from study.config.space import expand
     from study.train.corpora import corpus_outline, load_corpus
     from study.train.data import check_corpus_fits
@@ -57,18 +72,20 @@ def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) ->
         )
     corpus = corpus_outline(spec.data) if dry_run else load_corpus(spec.data)
     spec = spec.replace(model=dataclasses.replace(spec.model, vocab_size=len(corpus.vocab)))
-    trials, note = expand(spec), ""
+    trials, note = expand(spec), ""  # a search study's trials are made as it runs: none up front
     stored = stored_trials(location, spec.name) if for_resume else []
     if stored:
-        trials, note = stored, expansion_note(stored, trials)
-    for seq_len in sorted({t.run.seq_len for t in trials}):
+        trials, note = stored, "" if spec.search.is_search else expansion_note(stored, trials)
+    checked = probe_trials(spec) if spec.search.is_search else trials  # one per arm and cell: what data they need
+    for seq_len in sorted({t.run.seq_len for t in checked}):
         check_corpus_fits(corpus, seq_len, what="axes.seq_len")
     if not stored:  # a started study's trials were accepted when it started
-        check_max_epochs(trials, len(corpus.train), spec.max_epochs)
+        check_max_epochs(checked, len(corpus.train), spec.max_epochs)
     check_shared_device(spec)
     if not dry_run:
         from study.tune.trackers import check_tracker_packages
 
+        check_search_package(spec)
         check_tracker_packages(spec, location)
     return Plan(spec=spec, trials=trials, location=location, corpus=corpus, note=note)
 
@@ -110,6 +127,17 @@ def expansion_note(stored: list, expanded: list) -> str:
         f"{len(before - now)} of the study's not among them); resuming the {len(stored)} trials the study started "
         "with, unchanged."
     )
+
+
+def check_search_package(spec: StudySpec) -> None:
+    """search.algorithm tpe runs Optuna's TPE: without Optuna, one sentence naming the extra that installs it."""
+    import importlib.util
+
+    if spec.search.algorithm == "tpe" and importlib.util.find_spec("optuna") is None:
+        raise StudyError(
+            "search.algorithm=tpe needs Optuna, which is not installed: pip install 'wt-study[search]' "
+            "(or pip install 'optuna>=3')."
+        )
 
 
 def check_shared_device(spec: StudySpec) -> None:

@@ -1,25 +1,31 @@
 """A restored Tuner, pointed at where its study is now.
 
-`Tuner.restore` brings back the Tuner pickled when the study started (tune/tuner.pkl) and Tune's grid generator
-(tune/basic-variant-state-*.json). Both name the directory the study started in: the driver-side callbacks
-hold its URI, and the generator creates the trials it has not started yet with that experiment's storage.
+`Tuner.restore` brings back the Tuner pickled when the study started (tune/tuner.pkl) and Tune's trial
+generator (tune/basic-variant-state-*.json for a grid, tune/search_gen_state-*.json for a search study,
+study.tune.searcher). Both name the directory the study started in: the driver-side callbacks hold its URI, and
+the generator creates the trials it has not started yet with that experiment's storage.
 Tune moves the trials it had already created to the directory it is restored from, but not those two, so a
 study that moved since it started (copied to another disk or bucket, as the upgrade fixture is) would write its
 results to the old place and start its remaining trials there. `rehome` replaces the callbacks with fresh ones
-for the study's current location and gives Tune a grid generator that re-homes every trial it creates.
+for the study's current location and gives Tune a generator that re-homes every trial it creates (a search
+study's is rebuilt from its trials, study.tune.searcher.replayed_state).
 
 Ray's restored TunerInternal runs in the driver (`Tuner._local_tuner`, Ray 2.60, pinned in pyproject.toml); the
 moved-fixture test (tests/upgrade) fails if a Ray release changes that.
 
 Pickled names a study's tune/tuner.pkl refers to, and so must keep: study.tune.tuner._trial_name,
-study.tune.callbacks.ResultsCallback and ProgressCallback, study.tune.schedulers.PerArmASHA, and for a study with
+study.tune.callbacks.ResultsCallback and ProgressCallback, study.tune.schedulers.PerArmASHA and StudyFIFO (a
+resume replaces the scheduler with a fresh one, study.tune.tuner), for a search study
+study.tune.searcher.StudySearchGenerator and placeholder_generator, and for a study with
 loggers study.tune.tracker_callbacks.TrackerCallback, TensorBoardTracker, MlflowTracker and WandbTracker. The
 trackers are among the fresh callbacks too, so a resumed study logs to the same runs (tracker_callbacks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -43,23 +49,59 @@ class RehomingVariants(BasicVariantGenerator):
 
     def next_trial(self):
         trial = super().next_trial()
-        fs, path, experiment = self._home
-        if trial is not None and (trial.storage.storage_fs_path, trial.storage.experiment_dir_name) != (
-            path,
-            experiment,
-        ):
-            storage = copy.copy(trial.storage)  # as Tune moves the trials it restores
-            storage.storage_filesystem = fs
-            storage.storage_fs_path = path
-            storage.experiment_dir_name = experiment
-            trial.set_storage(storage)
+        if trial is not None:
+            rehome_trial(trial, self._home)
         return trial
 
 
-def rehome(tuner, callbacks: list, study: Location, max_concurrent: int) -> None:
-    """Fresh `callbacks` and a re-homing grid generator for a Tuner that `Tuner.restore` returned for `study`."""
+def rehome_trial(trial, home: tuple) -> None:
+    """Move a trial Tune just created to `home` (filesystem, storage path, experiment directory name)."""
+    fs, path, experiment = home
+    if (trial.storage.storage_fs_path, trial.storage.experiment_dir_name) != (path, experiment):
+        storage = copy.copy(trial.storage)  # as Tune moves the trials it restores
+        storage.storage_filesystem = fs
+        storage.storage_fs_path = path
+        storage.experiment_dir_name = experiment
+        trial.set_storage(storage)
+
+
+def home_of(study: Location) -> tuple:
+    return (study.fs, study.path, TUNE_DIR)
+
+
+def rehome(tuner, callbacks: list, study: Location, max_concurrent: int, search_alg=None) -> None:
+    """Fresh `callbacks` and a re-homing trial generator for a Tuner that `Tuner.restore` returned for `study`:
+    `search_alg` for a search study (study.tune.searcher.StudySearchGenerator, made with `home_of(study)`), else a
+    grid generator."""
     internal = tuner._local_tuner
     internal.get_run_config().callbacks = callbacks
-    home = (study.fs, study.path, TUNE_DIR)
-    internal._tune_config.search_alg = RehomingVariants(home, max_concurrent=max_concurrent)
+    if search_alg is None:
+        search_alg = RehomingVariants(home_of(study), max_concurrent=max_concurrent)
+    internal._tune_config.search_alg = search_alg
     internal._tune_config.max_concurrent_trials = None  # the generator limits concurrency (Tune warns otherwise)
+
+
+def restored_trials(tune: Location) -> dict:
+    """The trials in Tune's saved experiment state under `tune` (the list `Tuner.restore` resumes): our trial id
+    -> (Tune's trial id, Tune's status, the trial dict). Read through Tune's own reader, which unpickles the same
+    state `Tuner.restore` does (README, Security)."""
+    from ray.tune import ExperimentAnalysis
+
+    with quiet_trial_reader():
+        analysis = ExperimentAnalysis(tune.path, storage_filesystem=tune.fs)
+    return {t.config["trial"]["trial_id"]: (t.trial_id, t.status, t.config["trial"]) for t in analysis.trials}
+
+
+@contextlib.contextmanager
+def quiet_trial_reader():
+    """Silence Tune's result reader (ExperimentAnalysis, also run by Tuner.restore and at the end of fit), which
+    warns for each trial that has no result files in its Tune directory: a resumed study's trials that started
+    just before a kill, or that it ended without running (study.tune.schedulers). Their results are the
+    study's Parquet rows, which it does not read."""
+    reader = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = reader.level
+    reader.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        reader.setLevel(level)

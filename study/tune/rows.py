@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -66,3 +67,17 @@ def pending_row(trial: Trial, spec: StudySpec, token_unit: str | None = None) ->
         "error": "",
         "note": "",
     }
+
+
+def end_fields(row: dict) -> dict:
+    """The status (and why) of a trial Tune has ended, from its row. The trainable's last report sets completed or
+    diverged; a trial ended after its final evaluation but before that report (ASHA stops a trial that reaches
+    max_t) finished all the same; one ended before its final evaluation was stopped early by the scheduler."""
+    if row.get("status") in ("completed", "diverged"):
+        return {"status": row["status"]}
+    final_loss = row.get("val_loss")  # set only by the final evaluation (NaN when the run diverged)
+    if final_loss is None:
+        return {"status": "stopped", "note": "stopped early by the scheduler"}
+    if math.isfinite(final_loss):
+        return {"status": "completed"}
+    return {"status": "diverged", "error": "the final evaluation's loss is not finite"}

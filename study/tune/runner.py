@@ -60,33 +60,56 @@ def _record_study(plan_: Plan, *, new: bool) -> None:
 
 
 def _execute(plan_: Plan, *, restore: bool, print_fn, trainable) -> int:
-    tuner = make_tuner(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
+    from study.tune.restore import quiet_trial_reader
+
     try:
-        tuner.fit()
+        with quiet_trial_reader():
+            tuner = make_tuner(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
+            tuner.fit()
     except KeyboardInterrupt:
         print_fn(f"Interrupted. Finish the study with: wt-study resume {plan_.location.uri}")
         return 130
     return _summarise(plan_, print_fn)
 
 
-def trial_statuses(plan_: Plan) -> list[str]:
-    """Each trial's status as the results say now ("pending" for a trial with no row yet)."""
+def _rows(plan_: Plan) -> list[dict]:
     from study.results.sink import ParquetSink
 
     sink = ParquetSink(plan_.location, plan_.spec.name)
     sink.load_existing()
-    return [(sink.trial_row(t.trial_id) or {}).get("status", "pending") for t in plan_.trials]
+    return sink.trial_rows()
+
+
+def trial_statuses(plan_: Plan) -> list[str]:
+    """Each trial's status as the results say now: the plan's trials ("pending" for one with no row yet), then
+    the trials a search made as it ran."""
+    rows = {row["trial_id"]: row.get("status") for row in _rows(plan_)}
+    listed = {t.trial_id for t in plan_.trials}
+    return [rows.get(t.trial_id, "pending") for t in plan_.trials] + [s for t, s in rows.items() if t not in listed]
+
+
+def _search(plan_: Plan):
+    """A search study's state as its trial rows say (study.tune.search_state.rows_progress)."""
+    from study.tune.search_state import rows_progress
+
+    return rows_progress(plan_.spec, _rows(plan_))
 
 
 def _summarise(plan_: Plan, print_fn) -> int:
     statuses = trial_statuses(plan_)
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     print_fn("Trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    search_done = True
+    if plan_.spec.search.is_search:
+        search = _search(plan_)
+        for line in search.summary():
+            print_fn(f"Search, {line}")
+        search_done = search.complete()
     unfinished = [s for s in statuses if s not in FINISHED_STATUSES]
-    if unfinished:
+    if unfinished or not search_done:
         print_fn(f"Not finished. Resume with: wt-study resume {plan_.location.uri}")
     print_fn(f"Results: {plan_.location.uri}   Analyze with: wt-study analyze {plan_.location.uri}")
-    return 0 if not [s for s in statuses if s in ("pending", "running")] else 1
+    return 0 if search_done and not [s for s in statuses if s in ("pending", "running")] else 1
 
 
 def _start(plan_: Plan, address, ray_temp_dir) -> tuple[Plan, bool]:
@@ -113,7 +136,7 @@ def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print, t
     plan_, started = _start(plan_, address, ray_temp_dir)
     try:
         _record_study(plan_, new=True)
-        print_fn(f"Study {plan_.spec.name}: {len(plan_.trials)} trials -> {plan_.location.uri}")
+        print_fn(f"Study {plan_.spec.name}: {_describe_trials(plan_)} -> {plan_.location.uri}")
         _print_trackers(plan_, print_fn)
         return _execute(plan_, restore=False, print_fn=print_fn, trainable=trainable)
     finally:
@@ -138,7 +161,7 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
             )
     plan_ = plan(spec, for_resume=True)
     statuses = trial_statuses(plan_)
-    if all(s in FINISHED_STATUSES for s in statuses):
+    if all(s in FINISHED_STATUSES for s in statuses) and (not spec.search.is_search or _search(plan_).complete()):
         print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
         return 0
     plan_, started = _start(plan_, address, ray_temp_dir)
@@ -155,6 +178,16 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
         return _execute(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
     finally:
         _stop_ray(started)
+
+
+def _describe_trials(plan_: Plan) -> str:
+    """'6 trials', or for a search study what it will run (its trials are made as it runs)."""
+    search = plan_.spec.search
+    if not search.is_search:
+        return f"{len(plan_.trials)} trials"
+    from study.config.search_space import planned_trials
+
+    return f"{search.algorithm} search, up to {planned_trials(plan_.spec)} trials"
 
 
 def _print_trackers(plan_: Plan, print_fn) -> None:

@@ -7,12 +7,18 @@ hook to the arm's scheduler, so ASHA only ever stops a trial for being worse tha
 
 With `tune_seeds` in the spec, only the tuning seeds' trials are ranked and stopped: the test seeds' trials
 carry the verdicts, so each runs its whole budget and ends with a final loss.
+
+Both schedulers (`StudyFIFO`, and `PerArmASHA` built on it) end, without starting it, a trial Tune restored as
+unfinished whose row says it finished (`skip_finished`, set by a resume): Tune saves its trial list every few
+seconds (TUNE_GLOBAL_CHECKPOINT_S), so a trial that finished in the seconds before a driver was killed is still
+unfinished there, and Tune would run it again from its last recorded checkpoint (or from scratch).
 """
 
 from __future__ import annotations
 
 import pickle
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from wt_model.archs import applies
@@ -26,7 +32,30 @@ def arm_of(trial_dict: dict) -> str:
     return f"{trial_dict['arch']}_k{model['worker_interval']}"
 
 
-class PerArmASHA(FIFOScheduler):
+class StudyFIFO(FIFOScheduler):
+    """Ray's FIFO, except that a pending trial in `skip_finished`'s ids is marked terminated instead of started:
+    its row is already final, and the searcher and callbacks knew its end from the rows (so none is told again)."""
+
+    def __init__(self):
+        super().__init__()
+        self._finished: set = set()
+
+    def skip_finished(self, trial_ids) -> None:
+        self._finished = set(trial_ids)
+
+    def choose_trial_to_run(self, tune_controller):
+        finished = getattr(self, "_finished", set())  # a scheduler unpickled from before this attribute
+        for trial in list(tune_controller.get_trials()):
+            trial_id = trial.config["trial"]["trial_id"]
+            if trial.status == Trial.PENDING and trial_id in finished:
+                finished.discard(trial_id)
+                # one of the controller methods Tune lets a scheduler call; stop_trial would also tell the
+                # callbacks, and Tune's own progress callback prints a line for each such trial
+                tune_controller._set_trial_status(trial, Trial.TERMINATED)
+        return super().choose_trial_to_run(tune_controller)
+
+
+class PerArmASHA(StudyFIFO):
     """ASHA within each arm; trials start in submission order (FIFO), as with Ray's own ASHA.
 
     Each arm's `max_t` is its trials' budget (`budget_by_arch` may give arms different budgets), read from the
