@@ -7,9 +7,12 @@ and hand the trials to a Tuner (`tuner`) whose driver-side callbacks stream resu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
 
 from study.config.specfile import dump_spec
 from study.tune.checks import check_cluster, check_local_resources, with_resolved_gpus
@@ -63,13 +66,32 @@ def _execute(plan_: Plan, *, restore: bool, print_fn, trainable) -> int:
     from study.tune.restore import quiet_trial_reader
 
     try:
-        with quiet_trial_reader():
+        with quiet_trial_reader(), _terminate_as_interrupt():
             tuner = make_tuner(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
             tuner.fit()
     except KeyboardInterrupt:
         print_fn(f"Interrupted. Finish the study with: wt-study resume {plan_.location.uri}")
         return 130
     return _summarise(plan_, print_fn)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (`kill PID`, a batch scheduler's preemption) stops the study as Ctrl-C does: through the callers'
+    `finally`, so the Ray this process started is shut down with its trials. Without it the trial processes
+    outlive the driver and go on training (and writing rows) beside a later resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _rows(plan_: Plan) -> list[dict]:
