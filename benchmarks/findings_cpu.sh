@@ -3,8 +3,8 @@
 # and scaling-cpu studies; profile this machine at findings-cpu's shapes (wt-study bench --for-study, wall clock,
 # run it quiet) and re-time findings-cpu on that profile; analyse each study into docs/findings/<preset>/ (and
 # findings-cpu once more at the shared lr 2e-3 of the earlier page); check projected timing against reality
-# (benchmarks/timing_check.py); time a training step of the findings' shapes (process CPU time, one thread)
-# into docs/findings/bench.txt; shrink the plots to 128-colour PNGs.
+# (benchmarks/timing_check.py); shrink the plots to 128-colour PNGs. The profile's table (ms/step, tokens/s, MFU
+# per shape) is printed as it is measured: docs/findings.md quotes it.
 #   bash benchmarks/findings_cpu.sh [STORAGE]     (default ./wt_results; about 6 h on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ for preset in findings-cpu init-ablation scaling-cpu; do
   fi
 done
 mkdir -p "$out"
-wt-study bench --for-study "$storage/findings-cpu" --out "$out/cpu-profile.parquet" --steps 30 --warmup 5
+wt-study bench --for-study "$storage/findings-cpu" --out "$out/cpu-profile.parquet" --steps 30 --warmup 5 | tee "$out/cpu-profile.txt"
 wt-study analyze "$storage/findings-cpu" --out "$out/findings-cpu" --timing "$out/cpu-profile.parquet"
 wt-study analyze "$storage/findings-cpu" --out "$out/findings-cpu-lr2e-3" --where lr=0.002
 wt-study analyze "$storage/init-ablation" --out "$out/init-ablation"
@@ -31,9 +31,4 @@ from PIL import Image
 for png in Path("docs/findings").glob("*/*.png"):
     Image.open(png).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
 PY
-: > "$out/bench.txt"
-for k in 4 8; do
-  wt-study bench --seq-lens 128 256 --batch-sizes 16 --n-embd 64 --n-layer 2 --n-head 2 --worker-interval "$k" \
-    --attentions sdpa --no-dropout-row --steps 40 --warmup 5 >> "$out/bench.txt"
-done
 echo "Updated $out/*: now read the verdict tables there against the conclusions in docs/findings.md."
