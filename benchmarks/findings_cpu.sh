@@ -25,6 +25,7 @@ wt-study analyze "$storage/init-ablation" --out "$out/init-ablation"
 python benchmarks/init_ablation_table.py "$storage/init-ablation" > "$out/init-ablation/init-table.md"
 wt-study analyze "$storage/scaling-cpu" --out "$out/scaling-cpu"
 python benchmarks/timing_check.py --out "$out/timing-check.md"
+python benchmarks/findings_tables.py "$out" > "$out/tables.md"
 python - <<'PY'
 from pathlib import Path
 from PIL import Image

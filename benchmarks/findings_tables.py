@@ -1,0 +1,111 @@
+"""The tables docs/findings.md quotes, from the analysis folders findings_cpu.sh writes (nothing is recomputed:
+each number is read from a report's CSV files).
+
+    python benchmarks/findings_tables.py [docs/findings]  > docs/findings/tables.md
+
+1. the verdicts at each arm's own lr (findings-cpu) beside those at the shared lr 2e-3 (findings-cpu-lr2e-3);
+2. the difference at equal steps, input tokens, supervised targets, FLOPs and time (axes.csv);
+3. the projected time to target on this machine's profile, and the projected verdict (timing_*.csv);
+4. passes over the data in input tokens and in supervised targets (verdicts.csv).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _ci(row, mean="diff", low="diff_ci_low", high="diff_ci_high") -> str:
+    if pd.isna(row[mean]):
+        return "—"
+    return f"{row[mean]:+.3f} [{row[low]:+.3f}, {row[high]:+.3f}]"
+
+
+def _p(value) -> str:
+    return "—" if pd.isna(value) else f"{value:.2g}"
+
+
+def _table(rows: list[dict]) -> str:
+    frame = pd.DataFrame(rows)
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join(str(v) for v in r) + " |" for r in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def verdicts(own: pd.DataFrame, shared: pd.DataFrame) -> str:
+    keys = ["seq_len", "arm"]
+    both = own.merge(shared, on=keys, how="left", suffixes=("", "_shared"))
+    rows = []
+    for _, r in both.sort_values(keys).iterrows():
+        rows.append({
+            "T": r["seq_len"], "arm": r["arm"], "lr (arm / std)": f"{r['worker_tuned']} / {r['standard_tuned']}",
+            "seeds (arm / std)": f"{r['n_worker']} / {r['n_standard']}",
+            "arm − std, own lr [95% CI]": _ci(r), "p (Holm)": _p(r["p_holm"]), "verdict": r["verdict"],
+            "arm − std at lr 2e-3 [95% CI]": _ci(r, "diff_shared", "diff_ci_low_shared", "diff_ci_high_shared"),
+            "p (Holm), 2e-3": _p(r.get("p_holm_shared")), "verdict at 2e-3": r.get("verdict_shared", "—"),
+        })  # fmt: skip
+    return _table(rows)
+
+
+def axes(frame: pd.DataFrame) -> str:
+    seq_len = frame["cell_key"].str.extract(r'"seq_len": (\d+)')[0]
+    frame = frame.assign(T=seq_len.astype(int))
+    rows = []
+    for (t, arm), group in frame.groupby(["T", "arm"], sort=True):
+        row = {"T": t, "arm": arm}
+        for _, r in group.iterrows():
+            row[r["axis_label"]] = f"{_ci(r)} at {r['x']:.3g}"
+        rows.append(row)
+    return _table(rows)
+
+
+def timing(reach: pd.DataFrame, projected: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """timing_reach.csv has each arm's chosen configuration per cell; summary.csv says which cell and lr."""
+    reach = reach.drop(columns="arm").merge(summary[["config_id", "arm", "seq_len", "tuned"]], on="config_id")
+    rows = []
+    for _, r in reach.sort_values(["seq_len", "arm"]).iterrows():
+        speedup = (
+            "—"
+            if pd.isna(r["speedup"])
+            else f"{r['speedup']:.2f}x [{r['speedup_ci_low']:.2f}, {r['speedup_ci_high']:.2f}]"
+        )
+        time = "—" if pd.isna(r["projected_time_s_to_target"]) else f"{r['projected_time_s_to_target']:.0f}"
+        rows.append({"T": r["seq_len"], "arm": r["arm"], "lr": r["tuned"], "target": f"{r['target']:.3f}",
+                     "reached": f"{r['n_reached']}/{r['n_seeds']}", "projected median time (s)": time,
+                     "speedup [95% CI]": speedup})  # fmt: skip
+    lines = [_table(rows), ""]
+    lines += [f"- {s}" for s in projected["sentence"]]
+    return "\n".join(lines)
+
+
+def epochs(own: pd.DataFrame) -> str:
+    rows = []
+    for _, r in own.sort_values(["seq_len", "arm"]).iterrows():
+        rows.append({"T": r["seq_len"], "arm": r["arm"],
+                     "passes in input tokens (arm / std)": f"{r['worker_epochs']:.2f} / {r['standard_epochs']:.2f}",
+                     "passes in supervised targets (arm / std)":
+                         f"{r['worker_target_epochs']:.2f} / {r['standard_target_epochs']:.2f}"})  # fmt: skip
+    return _table(rows)
+
+
+def main(root: Path) -> None:
+    own_dir, shared_dir = root / "findings-cpu", root / "findings-cpu-lr2e-3"
+    own = pd.read_csv(own_dir / "verdicts.csv")
+    shared = pd.read_csv(shared_dir / "verdicts.csv")
+    summary = pd.read_csv(own_dir / "summary.csv")
+    print("## Verdicts at each arm's own lr, and at the shared lr 2e-3\n")
+    print(verdicts(own, shared), "\n")
+    print("## Passes over the training split\n")
+    print(epochs(own), "\n")
+    print("## At equal steps, tokens, targets, FLOPs and time\n")
+    print(axes(pd.read_csv(own_dir / "axes.csv")), "\n")
+    if (own_dir / "timing_reach.csv").exists():
+        print("## Re-timed on this machine's quiet profile\n")
+        print(timing(pd.read_csv(own_dir / "timing_reach.csv"), pd.read_csv(own_dir / "timing_verdicts.csv"), summary))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/findings"))
