@@ -18,6 +18,7 @@ measure an unshared core; run it on a quiet machine.
 
     python benchmarks/timing_check.py --out docs/timing-check.md      # a few minutes on 2 cores
     python benchmarks/timing_check.py --quick --out /tmp/check.md     # does it run end to end (about 2 minutes)
+    python benchmarks/timing_check.py --reanalyse WORKDIR --out F.md  # the tables again from a kept check (seconds)
 """
 
 from __future__ import annotations
@@ -167,7 +168,11 @@ def main() -> None:
                         "the shortest measured training time of the steps trials)")  # fmt: skip
     parser.add_argument("--concurrent", type=int, default=1, help="trials at a time (1: an unshared core each)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="the bench's clock (wall: as trials)")
+    parser.add_argument("--reanalyse", type=Path, default=None, metavar="WORKDIR",
+                        help="run nothing: analyse the studies and profile a check left in WORKDIR")  # fmt: skip
     args = parser.parse_args()
+    if args.reanalyse is not None:
+        return reanalyse(args.reanalyse, args.out)
     size = SIZES["quick" if args.quick else "full"]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="timing-check-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +192,36 @@ def main() -> None:
     twin = analysed(run_study(twin_doc, workdir), None)
     loss_errors, verdicts = twin_comparison(steps, twin, budget_s)
     write(args.out, steps, summary_table(time_errors(steps), loss_errors, verdicts, budget_s), verdicts, workdir)
+
+
+def reanalyse(workdir: Path, out: Path) -> None:
+    """The tables of a check whose studies and profile are kept in `workdir` (its default temp dir, or --workdir)."""
+    steps_dir, twin_dir = workdir / "results" / "timing-steps", workdir / "results" / "timing-twin"
+    if not (steps_dir.is_dir() and twin_dir.is_dir() and (workdir / "this-machine.parquet").is_file()):
+        raise SystemExit(f"--reanalyse {workdir}: expected results/timing-steps, results/timing-twin and "
+                         "this-machine.parquet there (what a check leaves in its workdir).")  # fmt: skip
+    steps = analysed(steps_dir, workdir / "this-machine.parquet")
+    twin = analysed(twin_dir, None)
+    budget_s = float(twin.final["budget_value"].iloc[0])
+    loss_errors, verdicts = twin_comparison(steps, twin, budget_s)
+    write(out, steps, summary_table(time_errors(steps), loss_errors, verdicts, budget_s), verdicts, workdir)
+
+
+def step_times(steps) -> pd.DataFrame:
+    """Per shape: the profile's median ms/step beside each seed's measured train_time_s / steps, the ratio of their
+    medians, and how far the seeds of one shape differ among themselves (where a median error comes from)."""
+    profile = steps.retiming.curves.groupby("trial_id")["step_time_s_median"].first()
+    final = steps.final.set_index("trial_id")
+    measured = final["train_time_s"] / final["steps"]
+    rows = []
+    for (arm, seq_len), group in final.groupby(["arm", "seq_len"], sort=True):
+        ms = 1000 * measured[group.index]
+        profiled = 1000 * float(profile.reindex(group.index).median())
+        rows.append({"arm": arm, "seq_len": seq_len, "profile ms/step": f"{profiled:.1f}",
+                     "measured ms/step (seeds)": ", ".join(f"{v:.1f}" for v in ms.sort_values()),
+                     "measured / profile (medians)": f"{ms.median() / profiled:.2f}",
+                     "seeds' spread (max / min)": f"{ms.max() / ms.min():.2f}"})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def analysed(study_dir: Path, profile: Path | None):
@@ -209,7 +244,8 @@ def write(out: Path, steps, table: pd.DataFrame, verdicts: pd.DataFrame, workdir
         f"# Timing check on {machine}\n\nSteps study: {len(steps.final)} trials "
         f"({steps.final['seed'].nunique()} seeds, seq_len {seq_lens})"
         f"; studies, profile and report in `{workdir}`.\n\n{md_table(table)}\n\nVerdicts per cell:\n\n"
-        f"{md_table(verdicts)}\n"
+        f"{md_table(verdicts)}\n\nStep times per shape (the profile's against the trials' own):\n\n"
+        f"{md_table(step_times(steps))}\n"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
