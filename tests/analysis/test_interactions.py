@@ -47,8 +47,9 @@ def test_a_known_init_interaction_is_recovered_with_a_paired_test():
     assert row["did"] == pytest.approx(
         (row["mean_b_alt"] - row["mean_b_ref"]) - (row["mean_a_alt"] - row["mean_a_ref"])
     )
-    assert row["words"].startswith("interaction: the worker k=4 − standard gap is larger by 0.0")
-    assert "at init nanogpt than at init torch" in row["words"]
+    assert row["words"].startswith("interaction: worker k=4 − standard is 0.0")  # the gap is lower at torch
+    assert "lower at init torch than at init nanogpt (CI [+0.0" in row["words"]
+    assert row["words"].endswith("worker k=4 fares better against standard there")
 
 
 def test_no_interaction_gives_an_interval_covering_zero():
@@ -137,5 +138,5 @@ def test_two_arm_fields_crossed_on_a_grid_give_a_did_among_worker_arms():
     )
     assert row["test"] == "paired" and row["did"] == pytest.approx(0.03, abs=0.004)
     assert row["did_ci_low"] < 0.03 < row["did_ci_high"]
-    assert "conv_kernel 5 − conv_kernel 3 gap is larger by 0.0" in row["words"]
-    assert "at worker_interval 4 than at worker_interval 2" in row["words"]
+    assert "conv_kernel 5 − conv_kernel 3 is 0.0" in row["words"]  # higher at k=4, so lower at k=2
+    assert "lower at worker_interval 2 than at worker_interval 4 (CI [+0.0" in row["words"]
