@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +54,24 @@ def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.05) -> No
             pass
         time.sleep(poll_s)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_driver_when(spec_path: Path, ray_tmp: str, predicate, timeout_s: float, what: str, env: dict) -> None:
+    """Start `wt-study run SPEC` (through tests.reliability.driver) in a session of its own, wait for `predicate`,
+    then SIGKILL the driver's process group: the driver and the Ray it started."""
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability.driver", "run", str(spec_path), "--ray-temp-dir", ray_tmp],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(predicate, timeout_s, what)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
 
 
 def step_time_s(trial) -> float:

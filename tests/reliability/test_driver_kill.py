@@ -25,23 +25,18 @@ training; every final train_time_s within one step of the budget.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from study.cli import main
 from tests.reliability.helpers import (
-    REPO,
     check_no_gaps,
     check_study_guarantees,
     final_trials,
+    kill_driver_when,
     lost_training_s,
     raw_rows,
-    wait_for,
 )
 
 BUDGET_S = 4.0
@@ -106,22 +101,10 @@ def kill_at(moment: str, write_spec, tmp_path: Path, ray_tmp: str, **spec_change
     study_dir = tmp_path / "results" / "tiny"
     marker_dir = tmp_path / "markers"
     marker_dir.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TUNE_GLOBAL_CHECKPOINT_S": str(TUNE_STATE_PERIOD_S)}
+    env = {"TUNE_GLOBAL_CHECKPOINT_S": str(TUNE_STATE_PERIOD_S)}
     if moment == "during_flush":
         env["WT_TEST_SLOW_FLUSH"] = str(marker_dir)
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.driver", "run", str(spec_path), "--ray-temp-dir", ray_tmp],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for(_trigger(moment, study_dir, marker_dir), 240, f"the moment {moment}")
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and every Ray process it started
-        driver.wait(30)
+    kill_driver_when(spec_path, ray_tmp, _trigger(moment, study_dir, marker_dir), 240, f"the moment {moment}", env)
     return study_dir
 
 

@@ -12,15 +12,10 @@ kill is still there.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 
 from study.cli import main
-from tests.reliability.helpers import REPO, final_trials, metric_keys, raw_rows, wait_for
+from tests.reliability.helpers import final_trials, kill_driver_when, metric_keys, raw_rows
 from wt_base.schema import FINISHED_STATUSES
 
 SAMPLES = 3
@@ -67,20 +62,8 @@ def test_a_tpe_search_killed_then_resumed_runs_nothing_twice(
         seeds=SEEDS,
     )
     study_dir = tmp_path / "results" / "tiny"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TUNE_GLOBAL_CHECKPOINT_S": "10"}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.driver", "run", str(spec_path), "--ray-temp-dir", ray_tmp],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for(_moment(moment, study_dir), 400, f"the moment {moment}")
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and every Ray process it started
-        driver.wait(30)
+    kill_driver_when(spec_path, ray_tmp, _moment(moment, study_dir), 400, f"the moment {moment}",
+                     env={"TUNE_GLOBAL_CHECKPOINT_S": "10"})  # fmt: skip
     before = final_trials(study_dir)
     finished_before = set(before.index[before.status.isin(FINISHED_STATUSES)])
     raw_before = raw_rows(study_dir, "metrics")
