@@ -190,8 +190,7 @@ def main() -> None:
     twin_doc = spec_doc("timing-twin", size, args.concurrent, {"kind": "seconds", "value": budget_s}, None,
                         {"every_s": budget_s / 4})  # fmt: skip
     twin = analysed(run_study(twin_doc, workdir), None)
-    loss_errors, verdicts = twin_comparison(steps, twin, budget_s)
-    write(args.out, steps, summary_table(time_errors(steps), loss_errors, verdicts, budget_s), verdicts, workdir)
+    report(args.out, steps, twin, budget_s, workdir)
 
 
 def reanalyse(workdir: Path, out: Path) -> None:
@@ -203,6 +202,11 @@ def reanalyse(workdir: Path, out: Path) -> None:
     steps = analysed(steps_dir, workdir / "this-machine.parquet")
     twin = analysed(twin_dir, None)
     budget_s = float(twin.final["budget_value"].iloc[0])
+    report(out, steps, twin, budget_s, workdir)
+
+
+def report(out: Path, steps, twin, budget_s: float, workdir: Path) -> None:
+    """Compare the analysed steps study with its seconds twin and write the tables to `out`."""
     loss_errors, verdicts = twin_comparison(steps, twin, budget_s)
     write(out, steps, summary_table(time_errors(steps), loss_errors, verdicts, budget_s), verdicts, workdir)
 
