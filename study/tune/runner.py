@@ -102,28 +102,29 @@ def _rows(plan_: Plan) -> list[dict]:
     return sink.trial_rows()
 
 
-def trial_statuses(plan_: Plan) -> list[str]:
-    """Each trial's status as the results say now: the plan's trials ("pending" for one with no row yet), then
-    the trials a search made as it ran."""
-    rows = {row["trial_id"]: row.get("status") for row in _rows(plan_)}
+def trial_statuses(plan_: Plan, rows: list[dict]) -> list[str]:
+    """Each trial's status as the trial `rows` (`_rows`) say: the plan's trials ("pending" for one with no row
+    yet), then the trials a search made as it ran."""
+    rows = {row["trial_id"]: row.get("status") for row in rows}
     listed = {t.trial_id for t in plan_.trials}
     return [rows.get(t.trial_id, "pending") for t in plan_.trials] + [s for t, s in rows.items() if t not in listed]
 
 
-def _search(plan_: Plan):
-    """A search study's state as its trial rows say (study.tune.search_state.rows_progress)."""
+def _search(plan_: Plan, rows: list[dict]):
+    """A search study's state as its trial `rows` say (study.tune.search_state.rows_progress)."""
     from study.tune.search_state import rows_progress
 
-    return rows_progress(plan_.spec, _rows(plan_))
+    return rows_progress(plan_.spec, rows)
 
 
 def _summarise(plan_: Plan, print_fn) -> int:
-    statuses = trial_statuses(plan_)
+    rows = _rows(plan_)
+    statuses = trial_statuses(plan_, rows)
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     print_fn("Trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     search_done = True
     if plan_.spec.search.is_search:
-        search = _search(plan_)
+        search = _search(plan_, rows)
         for line in search.summary():
             print_fn(f"Search, {line}")
         search_done = search.complete()
@@ -182,8 +183,9 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
                 f"{SPEC_FILE}): resume without --spec, or run the new spec as a new study."
             )
     plan_ = plan(spec, for_resume=True)
-    statuses = trial_statuses(plan_)
-    if all(s in FINISHED_STATUSES for s in statuses) and (not spec.search.is_search or _search(plan_).complete()):
+    rows = _rows(plan_)
+    statuses = trial_statuses(plan_, rows)
+    if all(s in FINISHED_STATUSES for s in statuses) and (not spec.search.is_search or _search(plan_, rows).complete()):
         print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
         return 0
     plan_, started = _start(plan_, address, ray_temp_dir)
