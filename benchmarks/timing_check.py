@@ -40,9 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 EXCERPT = REPO / "tests" / "data" / "tinyshakespeare-excerpt.txt"
 TARGET_MEDIAN = 0.10  # the projected time to target should be within 10% of the measured one (median)
-SIZES = {  # per setting: steps of the standard model, seeds, seq_lens, model, bench samples
-    "full": dict(steps=400, seeds=3, seq_lens=[64, 128], model=dict(n_embd=64, n_layer=2, n_head=2), bench=(30, 5)),
-    "quick": dict(steps=60, seeds=2, seq_lens=[32, 64], model=dict(n_embd=32, n_layer=1, n_head=2), bench=(5, 2)),
+# per setting: steps of the standard model, seeds, seq_lens, model, bench (samples, warm-up, rounds: the shapes take
+# turns, so the profile's medians cover the bench's whole half minute rather than a second each)
+SIZES = {
+    "full": dict(
+        steps=400, seeds=3, seq_lens=[64, 128], model=dict(n_embd=64, n_layer=2, n_head=2), bench=(200, 5, 20)
+    ),
+    "quick": dict(steps=60, seeds=2, seq_lens=[32, 64], model=dict(n_embd=32, n_layer=1, n_head=2), bench=(6, 2, 2)),
 }
 
 
@@ -181,9 +185,9 @@ def main() -> None:
     budget = {"kind": "steps", "value": 2 * size["steps"]}
     steps_dir = run_study(spec_doc("timing-steps", size, args.concurrent, budget, by_arch, every), workdir)
     profile = workdir / "this-machine.parquet"
-    n, warm = size["bench"]
+    n, warm, rounds = size["bench"]
     wt_study("bench", "--for-study", str(steps_dir), "--out", str(profile), "--steps", str(n), "--warmup", str(warm),
-             "--clock", args.clock)  # fmt: skip
+             "--rounds", str(rounds), "--clock", args.clock)  # fmt: skip
     wt_study("analyze", str(steps_dir), "--timing", str(profile), "--out", str(workdir / "report"))
     steps = analysed(steps_dir, profile)
     budget_s = args.twin_s or 0.8 * float(steps.final["train_time_s"].min())

@@ -73,6 +73,14 @@ def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="split each setting's timed steps into this many blocks, the settings taking turns block by block, so "
+        "a slow stretch of a shared machine falls on all of them and each median covers the whole run (every model "
+        "stays in memory); 0: 5 with --out (a profile predicts trials that ran over minutes), else 1",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--clock",
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         f"device {device} ({dtype}, {torch.get_num_threads()} threads, {clock} clock), torch {torch.__version__}; "
         f"{what} ({len(cases)} cases); median of {args.steps} samples of {per_sample} "
         f"step(s) after {args.warmup} (compile and CUDA graph recording happen there)"
+        + (f", in {args.rounds} rounds (the cases taking turns)" if args.rounds > 1 else "")
         + (f"; 'before' = {args.baseline_src}, steps alternating" if baseline else ""),
         flush=True,
     )
@@ -178,10 +187,12 @@ def _check_flags(args: argparse.Namespace) -> None:
         ("--warmup", args.warmup, 0),
         ("--threads", args.threads, 0),
         ("--steps-per-sample", args.steps_per_sample, 0),
+        ("--rounds", args.rounds, 0),
     )
     for flag, value, low in bounds:
         if value < low:
             raise StudyError(f"{flag}={value} is invalid: expected an integer >= {low}.")
+    args.rounds = min(args.rounds or (5 if args.out is not None else 1), args.steps)
 
 
 def _grid_flags(args: argparse.Namespace) -> None:
@@ -290,29 +301,33 @@ def _base_model(args: argparse.Namespace):
 
 
 def _measure(args: argparse.Namespace, cases, device, clock: str, baseline, per_sample: int):
-    """Time every case (printing each row as it comes, appending it to --csv); the rows and the best matmul
-    peak measured around them."""
+    """Time every case in --rounds rounds (printing each row as its case is done, appending it to --csv); the
+    rows and the best matmul peak, measured before, after each case and at the end."""
     import torch
 
-    from study.train.bench import append_csv, matmul_peak_tflops, run_case
+    from study.train.bench import append_csv, matmul_peak_tflops
+    from study.train.bench_rounds import run_cases
 
     peak = matmul_peak_tflops(device, clock=clock)
-    results = []
-    for case in cases:
-        peak = max(peak, matmul_peak_tflops(device, clock=clock))
-        label = f"{case.arch_label:8s} {case.cfg.attention:5s} compile={case.compile} dropout={case.cfg.dropout:g}"
-        label += f" T={case.seq_len} B={case.batch_size}"
-        try:
-            with_eval = args.out is not None
-            case_results = run_case(case, device, args.steps, args.warmup, clock, baseline, per_sample, with_eval)
-        except Exception as exc:  # a compile that fails on this machine: say so, keep the other rows
-            print(f"  {label}: failed ({type(exc).__name__}: {str(exc)[:300]})", file=sys.stderr, flush=True)
-            continue
-        for r in case_results:
-            results.append(r)
-            if args.csv is not None:
-                name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-                append_csv(args.csv, r, peak, name, clock)
-            version = (r.version or "after") if baseline else ""
-            print(f"  {version:6s} {label}: {r.step_ms:,.2f} ms/step", file=sys.stderr, flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+    def label(case) -> str:
+        text = f"{case.arch_label:8s} {case.cfg.attention:5s} compile={case.compile} dropout={case.cfg.dropout:g}"
+        return text + f" T={case.seq_len} B={case.batch_size}"
+
+    def on_result(r) -> None:
+        nonlocal peak
+        if not r.version:  # once per case
+            peak = max(peak, matmul_peak_tflops(device, clock=clock))
+        if args.csv is not None:
+            append_csv(args.csv, r, peak, name, clock)
+        version = (r.version or "after") if baseline else ""
+        print(f"  {version:6s} {label(r.case)}: {r.step_ms:,.2f} ms/step", file=sys.stderr, flush=True)
+
+    def on_failure(case, exc: Exception) -> None:  # a compile that fails on this machine: say so, keep the others
+        print(f"  {label(case)}: failed ({type(exc).__name__}: {str(exc)[:300]})", file=sys.stderr, flush=True)
+
+    with_eval = args.out is not None
+    timing = (args.steps, args.warmup, clock, baseline, per_sample, with_eval, args.rounds)
+    results = run_cases(cases, device, *timing, on_result=on_result, on_failure=on_failure)
     return results, max(peak, matmul_peak_tflops(device, clock=clock))

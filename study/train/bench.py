@@ -21,7 +21,6 @@ alternate with this copy's on the same case, so a busy moment hits both and the 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import importlib
@@ -176,18 +175,6 @@ def time_samples(
     return times
 
 
-def time_steps(
-    steps: list[Callable[[], None]],
-    device: torch.device,
-    n: int,
-    warmup: int,
-    clock: str = "wall",
-    steps_per_sample: int = 1,
-) -> list[float]:
-    """Median seconds per call of each step function (time_samples)."""
-    return [statistics.median(s) for s in time_samples(steps, device, n, warmup, clock, steps_per_sample)]
-
-
 def percentile(samples: list[float], q: float) -> float:
     """The q-th percentile (0..100) of the samples, linear between order statistics (numpy's default)."""
     ordered = sorted(samples)
@@ -211,31 +198,6 @@ def make_result(case: BenchCase, samples_s: list[float], version: str = "") -> B
         step_ms_p90=1e3 * percentile(samples_s, 90),
         n_samples=len(samples_s),
     )
-
-
-def run_case(
-    case: BenchCase,
-    device: torch.device,
-    steps: int,
-    warmup: int,
-    clock: str = "wall",
-    baseline: ModelBuilder | None = None,
-    steps_per_sample: int = 1,
-    with_eval: bool = False,
-) -> list[BenchResult]:
-    """This copy's result for `case`, then, with a `baseline` builder, the baseline's (steps interleaved).
-    `with_eval`: also time this copy's evaluation passes (evaluation_pass, the same samples and warm-up)."""
-    step_fns = [training_step(case, device)]
-    if baseline is not None:
-        with contextlib.suppress(ValueError):  # the baseline cannot build this case: no 'before' row
-            step_fns.append(training_step(case, device, build=baseline))
-    samples = time_samples(step_fns, device, steps, warmup, clock, steps_per_sample)
-    per_token = None
-    if with_eval:
-        (eval_s,) = time_steps([evaluation_pass(case, device)], device, steps, warmup, clock)
-        per_token = eval_s / (case.batch_size * case.seq_len)
-    results = [make_result(case, s, version) for s, version in zip(samples, ("", "before"), strict=False)]
-    return [replace(results[0], eval_s_per_token=per_token), *results[1:]]
 
 
 def import_build_model(src: Path) -> ModelBuilder:
