@@ -50,7 +50,7 @@ def throughput_consistency(final: pd.DataFrame) -> list[str]:
             for cid, name in zip(settings.index, named, strict=True)
         )
         lines.append(
-            f"step speeds of {first['arm']} (seq_len {first['seq_len']}, n_embd {first['n_embd']}) differ by "
+            f"step speeds of {first['arm']} ({_shape(first)}) differ by "
             f"{gap:.0%} between settings of the same shape ({apart}), more than the {noise:.0%} its seeds differ "
             "by: the machine's load changed between them, so their wall-clock numbers are not comparable"
         )
@@ -61,6 +61,7 @@ def edge_of_grid(final: pd.DataFrame, chosen: pd.DataFrame) -> list[str]:
     """One sentence per arm whose tuned numeric setting was chosen at the smallest or largest value of its grid
     (the optimum may lie beyond the grid, so the arm may be judged at a poor setting)."""
     lines = []
+    budgets = "budget_value" in final and final["budget_value"].nunique() > 1  # then name each cell's budget
     for _, arm in chosen.dropna(subset=["config_id"]).iterrows():
         if arm["tuned_on"] in ("none", "no eligible setting"):
             continue
@@ -72,8 +73,17 @@ def edge_of_grid(final: pd.DataFrame, chosen: pd.DataFrame) -> list[str]:
                 continue
             side = "smallest" if picked[field] == values[0] else "largest"
             lines.append(
-                f"{arm['arm']} (seq_len {arm['seq_len']}, n_embd {arm['n_embd']}): the chosen {field} "
+                f"{arm['arm']} ({_shape(arm, budgets)}): the chosen {field} "
                 f"{picked[field]:g} is the {side} of its grid ({', '.join(f'{v:g}' for v in values)}); the best "
                 "may lie beyond it"
             )
     return lines
+
+
+def _shape(row: pd.Series, budget: bool = False) -> str:
+    """'seq_len 128, n_embd 48, n_layer 2': the shape a caveat is about (n_layer where the row has it), with
+    'budget 3e+11' when `budget` (a study with several budget values)."""
+    names = [n for n in ("seq_len", "n_embd", "n_layer") if n in row.index and pd.notna(row[n])]
+    text = ", ".join(f"{n} {int(row[n])}" for n in names)
+    has_budget = budget and "budget_value" in row.index and pd.notna(row["budget_value"])
+    return text + (f", budget {float(row['budget_value']):g}" if has_budget else "")

@@ -20,11 +20,12 @@ def left_out(a) -> dict:
     out = {}
     chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna()) & a.summary["mean"].notna()]
     spread = chosen.groupby("arm")["n_params"].agg(lambda n: n.max() / n.min() if n.min() > 0 else 1.0)
-    if spread.empty or spread.max() < MIN_SIZE_SPREAD:
-        widest = f"{spread.max():.3g}x" if len(spread) else "no"
+    if spread.empty:
+        out["scaling_params.png"] = "no chosen configuration has a finished test seed yet"
+    elif spread.max() < MIN_SIZE_SPREAD:
         out["scaling_params.png"] = (
-            f"every arm's model sizes lie within {widest} of each other, and a scaling plot needs at least "
-            f"{MIN_SIZE_SPREAD:g}x: vary n_embd or n_layer"
+            f"every arm's model sizes lie within {spread.max():.3g}x of each other, and a scaling plot needs at "
+            f"least {MIN_SIZE_SPREAD:g}x: vary n_embd or n_layer"
         )
     intervals = a.final["worker_interval"].dropna().unique()
     if len(intervals) < 2:

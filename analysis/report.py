@@ -130,7 +130,7 @@ def analyze(
 def _isoflop(final: pd.DataFrame, chosen: pd.DataFrame) -> dict:
     """Compute-optimal frontiers per arm (analysis.isoflop), when the study has several FLOP budgets."""
     frame = scaling.isoflop_frame(final, chosen)
-    why_not = scaling.isoflop_ready(frame)
+    why_not = scaling.isoflop_ready(frame, final)
     if why_not:
         return {"why_not": why_not}
     profiles = isoflop.isoflop_profiles(frame)

@@ -163,11 +163,14 @@ def isoflop_frame(final: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def isoflop_ready(frame: pd.DataFrame) -> str:
+def isoflop_ready(frame: pd.DataFrame, final: pd.DataFrame) -> str:
     """ "" when some arm has at least two FLOP budgets with three sizes each (isoFLOP profiles can be fitted),
-    else why not, in words."""
-    if frame.empty:
+    else why not, in words (`final`: every trial, to tell a study without FLOP budgets from one whose test seeds
+    have not finished)."""
+    if frame.empty and not final["budget_kind"].eq("flops").any():
         return "the study has no FLOPs budgets"
+    if frame.empty:
+        return "no test seed of a chosen FLOPs-budget setting has finished yet"
     sizes = frame.groupby(["arm", "budget_flops"])["n_params"].nunique()
     enough = (sizes >= 3).groupby(level="arm").sum()
     if (enough >= 2).any():

@@ -18,7 +18,7 @@ for preset in findings-cpu init-ablation scaling-cpu; do
   fi
 done
 mkdir -p "$out"
-wt-study bench --for-study "$storage/findings-cpu" --out "$out/cpu-profile.parquet" --steps 30 --warmup 5 | tee "$out/cpu-profile.txt"
+wt-study bench --for-study "$storage/findings-cpu" --out "$out/cpu-profile.parquet" --steps 100 --warmup 5 --rounds 10 | tee "$out/cpu-profile.txt"
 wt-study analyze "$storage/findings-cpu" --out "$out/findings-cpu" --timing "$out/cpu-profile.parquet"
 wt-study analyze "$storage/findings-cpu" --out "$out/findings-cpu-lr2e-3" --where lr=0.002
 wt-study analyze "$storage/init-ablation" --out "$out/init-ablation"

@@ -64,3 +64,35 @@ def test_the_best_configuration_is_per_cell_not_across_sequence_lengths():
     rows = arm_rows("worker", [2.0, 2.01], seq_len=64) + arm_rows("worker", [1.5, 1.51], seq_len=128)
     best = best_per_arch(config_summary(final_frame(rows)))
     assert len(best) == 2  # one per seq_len: the longer context's lower loss does not hide the shorter one
+
+
+def test_a_caveat_names_the_whole_shape_and_the_budget_where_budgets_differ():
+    """scaling-cpu has sizes of one width at two depths, and one cell per FLOP budget: a caveat says which."""
+    rows = [dict(r, n_layer=2, budget_kind="steps") for r in arm_rows("worker", [2.0, 2.01, 2.02])]
+    rows += [dict(r, n_layer=2, init="nanogpt", budget_kind="steps") for r in arm_rows("worker", [2.1, 2.11, 2.12])]
+    (line,) = throughput_consistency(with_speed(rows, [2.59, 2.60, 2.58, 3.59, 3.60, 3.58]))
+    assert "(seq_len 64, n_embd 64, n_layer 2)" in line
+    edge = []
+    for budget in (1e11, 3e11):
+        for lr, loss in ((1e-3, 2.1), (4e-3, 1.9)):
+            edge += [dict(r, seed_role="tune", lr=lr, budget_value=budget) for r in arm_rows("worker", [loss], 100)]
+            edge += [dict(r, lr=lr, budget_value=budget) for r in arm_rows("worker", [loss, loss + 0.01])]
+    final = final_frame(edge)
+    lines = edge_of_grid(final, choose_settings(final))
+    assert [line.split(")")[0] for line in lines] == [
+        "worker k=4 (seq_len 64, n_embd 64, n_layer 2, budget 1e+11",
+        "worker k=4 (seq_len 64, n_embd 64, n_layer 2, budget 3e+11",
+    ]
+
+
+def test_a_flops_study_whose_test_seeds_have_not_finished_says_so_not_that_it_has_no_flops_budgets():
+    from analysis.scaling import isoflop_frame, isoflop_ready
+
+    rows = [dict(r, budget_kind="flops", status="pending") for r in arm_rows("worker", [2.0, 2.1])]
+    final = final_frame(rows)
+    frame = isoflop_frame(final, choose_settings(final))
+    assert (
+        frame.empty and isoflop_ready(frame, final) == "no test seed of a chosen FLOPs-budget setting has finished yet"
+    )
+    steps = final_frame([dict(r, budget_kind="steps") for r in arm_rows("worker", [2.0, 2.1])])
+    assert isoflop_ready(isoflop_frame(steps, choose_settings(steps)), steps) == "the study has no FLOPs budgets"
