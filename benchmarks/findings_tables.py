@@ -6,7 +6,8 @@ each number is read from a report's CSV files).
 1. the verdicts at each arm's own lr (findings-cpu) beside those at the shared lr 2e-3 (findings-cpu-lr2e-3);
 2. the difference at equal steps, input tokens, supervised targets, FLOPs and time (axes.csv);
 3. the projected time to target on this machine's profile, and the projected verdict (timing_*.csv);
-4. passes over the data in input tokens and in supervised targets (verdicts.csv).
+4. passes over the data in input tokens and in supervised targets (verdicts.csv);
+5. scaling-cpu's isoFLOP profiles, compute-optimal frontiers and the arms' difference along them (isoflop_*.csv).
 """
 
 from __future__ import annotations
@@ -91,6 +92,35 @@ def epochs(own: pd.DataFrame) -> str:
     return _table(rows)
 
 
+def _interval(r, name: str, fmt: str) -> str:
+    if pd.isna(r[name]):
+        return "—"
+    return f"{r[name]:{fmt}} [{r[name + '_low']:{fmt}}, {r[name + '_high']:{fmt}}]"
+
+
+def isoflop(profiles: pd.DataFrame, fits: pd.DataFrame, differences: pd.DataFrame) -> str:
+    """Per arm and FLOP budget: the compute-optimal size and loss with their intervals, whether the profile is
+    identified (and why not); per arm the frontier fits; per budget the arm's optimum minus the standard's."""
+    rows = []
+    for _, r in profiles.sort_values(["arm", "budget_flops"]).iterrows():
+        rows.append({"arm": r["arm"], "budget (FLOPs)": f"{r['budget_flops']:.0e}", "sizes": r["n_sizes"],
+                     "N_opt [95% CI]": _interval(r, "n_opt", ",.0f"), "L_opt [95% CI]": _interval(r, "loss_opt", ".3f"),
+                     "lack of fit p": _p(r["lof_p"]),
+                     "identified": "yes" if r["identified"] else f"no: {r['reason']}"})  # fmt: skip
+    lines = [_table(rows), ""]
+    rows = []
+    for _, r in fits.iterrows():
+        row = {"arm": r["arm"], "budgets identified": f"{r['n_identified']} of {r['n_budgets']}",
+               "identified": "yes" if r["identified"] else f"no: {r['reason']}"}  # fmt: skip
+        for name in ("n_opt", "loss_opt"):
+            if f"{name}_exponent" in r:
+                row[f"{name} exponent [95% CI]"] = _interval(r, f"{name}_exponent", ".2f")
+        rows.append(row)
+    lines += [_table(rows), ""]
+    lines += [f"- {r['statement']}" for _, r in differences.iterrows() if isinstance(r["statement"], str)]
+    return "\n".join(lines)
+
+
 def main(root: Path) -> None:
     own_dir, shared_dir = root / "findings-cpu", root / "findings-cpu-lr2e-3"
     own = pd.read_csv(own_dir / "verdicts.csv")
@@ -105,6 +135,11 @@ def main(root: Path) -> None:
     if (own_dir / "timing_reach.csv").exists():
         print("## Re-timed on this machine's quiet profile\n")
         print(timing(pd.read_csv(own_dir / "timing_reach.csv"), pd.read_csv(own_dir / "timing_verdicts.csv"), summary))
+    scaling = root / "scaling-cpu"
+    if (scaling / "isoflop_profiles.csv").exists():
+        print("\n## scaling-cpu: isoFLOP profiles, frontiers and the worker against the standard model\n")
+        tables = [pd.read_csv(scaling / f"isoflop_{name}.csv") for name in ("profiles", "fits", "differences")]
+        print(isoflop(*tables))
 
 
 if __name__ == "__main__":
