@@ -323,7 +323,8 @@ def frontier_difference(profiles: pd.DataFrame, reference: str = STANDARD, confi
         out = dict(arm=row["arm"], reference=reference, budget_flops=row["budget_flops"], loss_opt=row["loss_opt"])
         other = ref.loc[row["budget_flops"]] if row["budget_flops"] in ref.index else None
         if other is None:
-            rows.append(dict(out, words="not identified", statement=f"no {reference} profile at this budget"))
+            statement = f"at C={row['budget_flops']:.3g} FLOPs there is no {reference} profile"
+            rows.append(dict(out, words="not identified", statement=statement))
             continue
         boot = np.atleast_1d(np.asarray(row["boot_loss_opt"], float) - np.asarray(other["boot_loss_opt"], float))
         out.update(reference_loss_opt=other["loss_opt"], diff=row["loss_opt"] - other["loss_opt"])
@@ -331,7 +332,9 @@ def frontier_difference(profiles: pd.DataFrame, reference: str = STANDARD, confi
         out["diff_low"], out["diff_high"] = _interval(boot, confidence)
         if not (row["identified"] and other["identified"]):
             which = [name for name, r in ((row["arm"], row), (reference, other)) if not r["identified"]]
-            out.update(words="not identified", statement=f"the {' and '.join(which)} profile is not identified")
+            profiles_ = "profiles are" if len(which) > 1 else "profile is"
+            statement = f"at C={row['budget_flops']:.3g} FLOPs the {' and '.join(which)} {profiles_} not identified"
+            out.update(words="not identified", statement=statement)
         else:
             out["words"], out["statement"] = _words(out, confidence)
         rows.append(out)

@@ -98,6 +98,17 @@ def _interval(r, name: str, fmt: str) -> str:
     return f"{r[name]:{fmt}} [{r[name + '_low']:{fmt}}, {r[name + '_high']:{fmt}}]"
 
 
+def size_verdicts(own: pd.DataFrame) -> str:
+    """scaling-cpu's verdicts: worker − standard at each size both arms ran at a budget, with passes over the data."""
+    rows = []
+    for _, r in own.dropna(subset=["diff"]).sort_values(["budget_value", "n_embd", "n_layer"]).iterrows():
+        rows.append({"budget (FLOPs)": f"{r['budget_value']:.0e}", "size": f"d{r['n_embd']} L{r['n_layer']}",
+                     "lr (arm / std)": f"{r['worker_tuned']} / {r['standard_tuned']}",
+                     "passes in tokens (arm / std)": f"{r['worker_epochs']:.2f} / {r['standard_epochs']:.2f}",
+                     "arm − std [95% CI]": _ci(r), "p (Holm)": _p(r["p_holm"]), "verdict": r["verdict"]})  # fmt: skip
+    return _table(rows)
+
+
 def isoflop(profiles: pd.DataFrame, fits: pd.DataFrame, differences: pd.DataFrame) -> str:
     """Per arm and FLOP budget: the compute-optimal size and loss with their intervals, whether the profile is
     identified (and why not); per arm the frontier fits; per budget the arm's optimum minus the standard's."""
@@ -139,7 +150,9 @@ def main(root: Path) -> None:
     if (scaling / "isoflop_profiles.csv").exists():
         print("\n## scaling-cpu: isoFLOP profiles, frontiers and the worker against the standard model\n")
         tables = [pd.read_csv(scaling / f"isoflop_{name}.csv") for name in ("profiles", "fits", "differences")]
-        print(isoflop(*tables))
+        print(isoflop(*tables), "\n")
+        print("## scaling-cpu: worker − standard at equal size and FLOP budget\n")
+        print(size_verdicts(pd.read_csv(scaling / "verdicts.csv")))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Projected timing checked against reality on this machine (docs/analysis.md, "Re-timing on other machines").
 
-1. runs a small steps-budget study (standard and worker k=4, 2 cells = 2 sequence lengths, 3 seeds, tiny models,
+1. runs a small steps-budget study (standard and worker k=4, 2 cells = 2 sequence lengths, 5 seeds, tiny models,
    the committed corpus excerpt; the worker gets twice the standard model's steps, so both run about as long);
 2. profiles this machine at exactly its shapes (`wt-study bench --for-study`) and re-times the study on it
    (`wt-study analyze --timing`, whose report is kept);
@@ -10,7 +10,8 @@
    trials) run on the same machine: each trial's projected loss at S against the twin's final loss, and the
    projected verdict at S (analysis.retime) against the twin's measured verdict (analysis.verdicts) per cell.
    A verdict is "lower", "higher" or "unresolved" by where its 95% interval lies against 0; they agree when
-   the words are the same.
+   the words are the same. Beside that test, whether each difference lies inside the other's interval (two
+   estimates of one quantity near 0 can take different words and still be consistent).
 
 It prints one table and writes it to --out. Target: median relative error of the projected time to target
 <= 10%, and the verdicts agree in every cell. Trials run one at a time (--concurrent) so that their clocks
@@ -44,7 +45,7 @@ TARGET_MEDIAN = 0.10  # the projected time to target should be within 10% of the
 # turns, so the profile's medians cover the bench's whole half minute rather than a second each)
 SIZES = {
     "full": dict(
-        steps=400, seeds=3, seq_lens=[64, 128], model=dict(n_embd=64, n_layer=2, n_head=2), bench=(200, 5, 20)
+        steps=400, seeds=5, seq_lens=[64, 128], model=dict(n_embd=64, n_layer=2, n_head=2), bench=(200, 5, 20)
     ),
     "quick": dict(steps=60, seeds=2, seq_lens=[32, 64], model=dict(n_embd=32, n_layer=1, n_head=2), bench=(6, 2, 2)),
 }
@@ -128,11 +129,17 @@ def twin_comparison(steps, twin, budget_s: float) -> tuple[np.ndarray, pd.DataFr
                      "projected diff": v["diff"], "projected CI": f"[{v['diff_ci_low']:.3f}, {v['diff_ci_high']:.3f}]",
                      "measured diff": real["diff"], "measured CI": f"[{real['diff_ci_low']:.3f}, "
                      f"{real['diff_ci_high']:.3f}]",
-                     "projected seeds left out": int(v["n_arm_left_out"] + v["n_reference_left_out"])})  # fmt: skip
+                     "projected seeds left out": int(v["n_arm_left_out"] + v["n_reference_left_out"]),
+                     "each inside the other's CI": _inside(v, real) and _inside(real, v)})  # fmt: skip
     table = pd.DataFrame(rows)
-    if len(table):
-        table["agree"] = table["projected"].eq(table["measured"])
+    if len(table):  # the target's test: the same words; beside it, whether the two estimates are consistent
+        table.insert(len(table.columns) - 1, "agree", table["projected"].eq(table["measured"]))
     return errors, table
+
+
+def _inside(interval, estimate) -> bool:
+    """Whether `estimate`'s difference lies in `interval`'s 95% interval."""
+    return bool(interval["diff_ci_low"] <= estimate["diff"] <= interval["diff_ci_high"])
 
 
 def _words(row) -> str:

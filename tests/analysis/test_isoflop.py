@@ -213,8 +213,8 @@ def test_frontier_difference_pairs_replicates_and_says_when_not_identified():
     frame = pd.concat([study(rng, budgets=(1e17, 1e18)), thin, study(rng, arm="worker k=4", budgets=(1e19,))])
     diff = frontier_difference(isoflop_profiles(frame, n_boot=N_BOOT)).set_index("budget_flops")
     assert diff["words"].eq("not identified").all()
-    assert diff.loc[1e18, "statement"] == "the worker k=4 profile is not identified"
-    assert diff.loc[1e19, "statement"] == "no standard profile at this budget"
+    assert diff.loc[1e18, "statement"] == "at C=1e+18 FLOPs the worker k=4 profile is not identified"
+    assert diff.loc[1e19, "statement"] == "at C=1e+19 FLOPs there is no standard profile"
 
 
 def _overlapping_labels(fig) -> list:
