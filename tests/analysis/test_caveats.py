@@ -96,3 +96,25 @@ def test_a_flops_study_whose_test_seeds_have_not_finished_says_so_not_that_it_ha
     )
     steps = final_frame([dict(r, budget_kind="steps") for r in arm_rows("worker", [2.0, 2.1])])
     assert isoflop_ready(isoflop_frame(steps, choose_settings(steps)), steps) == "the study has no FLOPs budgets"
+
+
+def test_the_scaling_plot_of_a_study_without_finished_test_seeds_says_so():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from analysis.figures import left_out
+
+    summary = pd.DataFrame({"config_id": [0, 1], "arm": ["standard", "worker k=4"], "mean": np.nan, "n_params": 1e4})
+    a = SimpleNamespace(
+        summary=summary,
+        chosen=pd.DataFrame({"config_id": [0, 1]}),
+        final=pd.DataFrame({"worker_interval": [np.nan, 4]}),
+        throughput=pd.DataFrame(),
+        isoflop={},
+        axis_curves=pd.DataFrame(),
+        retiming=None,
+    )
+    assert left_out(a)["scaling_params.png"] == "no chosen configuration has a finished test seed yet"
+    a.summary = summary.assign(mean=[2.0, 1.9])
+    assert "lie within 1x of each other" in left_out(a)["scaling_params.png"]
