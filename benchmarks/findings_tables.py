@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 
-def _ci(row, mean="diff", low="diff_ci_low", high="diff_ci_high") -> str:
+def _ci(row, mean="diff", low="diff_ci_low", high="diff_ci_high", fmt="+.3f") -> str:
     if pd.isna(row[mean]):
         return "—"
-    return f"{row[mean]:+.3f} [{row[low]:+.3f}, {row[high]:+.3f}]"
+    return f"{row[mean]:{fmt}} [{row[low]:{fmt}}, {row[high]:{fmt}}]"
 
 
 def _p(value) -> str:
@@ -93,9 +93,8 @@ def epochs(own: pd.DataFrame) -> str:
 
 
 def _interval(r, name: str, fmt: str) -> str:
-    if pd.isna(r[name]):
-        return "—"
-    return f"{r[name]:{fmt}} [{r[name + '_low']:{fmt}}, {r[name + '_high']:{fmt}}]"
+    """`name` with its `name_low`, `name_high` interval (the isoFLOP tables' columns)."""
+    return _ci(r, name, f"{name}_low", f"{name}_high", fmt)
 
 
 def size_verdicts(own: pd.DataFrame) -> str:

@@ -130,11 +130,9 @@ def twin_comparison(steps, twin, budget_s: float) -> tuple[np.ndarray, pd.DataFr
                      "measured diff": real["diff"], "measured CI": f"[{real['diff_ci_low']:.3f}, "
                      f"{real['diff_ci_high']:.3f}]",
                      "projected seeds left out": int(v["n_arm_left_out"] + v["n_reference_left_out"]),
+                     "agree": _words(v) == _words(real),  # the target's test; beside it, are the two consistent
                      "each inside the other's CI": _inside(v, real) and _inside(real, v)})  # fmt: skip
-    table = pd.DataFrame(rows)
-    if len(table):  # the target's test: the same words; beside it, whether the two estimates are consistent
-        table.insert(len(table.columns) - 1, "agree", table["projected"].eq(table["measured"]))
-    return errors, table
+    return errors, pd.DataFrame(rows)
 
 
 def _inside(interval, estimate) -> bool:

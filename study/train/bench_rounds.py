@@ -47,6 +47,15 @@ class _Timer:
     samples: list[list[float]] = field(default_factory=list)
     eval_samples: list[float] = field(default_factory=list)
 
+    def add_block(self, device: torch.device, n: int, warm: int, clock: str, steps_per_sample: int) -> None:
+        """`n` more timed samples of every step function (and of the evaluation passes) after `warm` untimed."""
+        for samples, new in zip(
+            self.samples, time_samples(self.steps, device, n, warm, clock, steps_per_sample), strict=True
+        ):
+            samples.extend(new)
+        if self.evaluate is not None:
+            self.eval_samples.extend(time_samples([self.evaluate], device, n, warm, clock)[0])
+
     def results(self) -> list[BenchResult]:
         """This copy's result (with its evaluation time per position when timed), then the baseline's."""
         per_token = None
@@ -93,13 +102,9 @@ def run_cases(
             if i in failed:
                 continue
             try:
-                timer = timers.get(i) or timers.setdefault(i, _timer(case, device, baseline, with_eval))
-                for samples, new in zip(
-                    timer.samples, time_samples(timer.steps, device, n, warm, clock, steps_per_sample), strict=True
-                ):
-                    samples.extend(new)
-                if timer.evaluate is not None:
-                    timer.eval_samples.extend(time_samples([timer.evaluate], device, n, warm, clock)[0])
+                if i not in timers:
+                    timers[i] = _timer(case, device, baseline, with_eval)
+                timers[i].add_block(device, n, warm, clock, steps_per_sample)
             except Exception as exc:  # a compile that fails on this machine, say: keep the other cases
                 failed.add(i)
                 timers.pop(i, None)
@@ -112,4 +117,4 @@ def run_cases(
                 for result in done[i]:
                     if on_result is not None:
                         on_result(result)
-    return [result for i in sorted(done) for result in done[i]]
+    return [result for results in done.values() for result in results]  # in the cases' order
