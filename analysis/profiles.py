@@ -69,7 +69,7 @@ OPTIONAL = {"worker_interval", "conv_kernel", "threads", "eval_time_per_token_s"
 OPTIONAL |= {"measured_at"}
 ARCH_FIELDS = ("worker_interval", "conv_kernel")  # shape fields that only some architectures have
 SUFFIXES = (".parquet", ".yaml", ".yml", ".csv")
-FRAME_COLUMNS = PROFILE_SCHEMA.names + ["machine", "profile_file", "profile_row"]
+FRAME_COLUMNS = PROFILE_SCHEMA.names + ["machine", "profile_file", "profile_row", "n_profiles", "median_ratio"]
 _INTS = {"worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "threads"}
 _INTS |= {"conv_kernel"}
 _TIMES = {*STEP_TIME_COLUMNS[:3], "steps_per_s", "eval_time_per_token_s", "tokens_per_s"}  # > 0 when given
@@ -97,10 +97,15 @@ def describe_shape(row) -> str:
 def read_profiles(paths) -> pd.DataFrame:
     """Every profile in `paths` (files, or directories of .parquet/.yaml/.yml/.csv files), checked and side by side.
 
-    Columns: PROFILE_SCHEMA's, then machine (machine_label), profile_file (the path as given), profile_row.
-    The same machine and shape in two files is an error naming both.
+    Columns: PROFILE_SCHEMA's, then machine (machine_label), profile_file (the path as given; several, pooled),
+    profile_row, n_profiles and median_ratio (pool_rows). The same machine and shape in several files is pooled
+    into one row; a file reached twice (itself and its directory) is read once.
     """
-    return combine_profiles([_read_one(file) for path in paths for file in _profile_files(Path(path))])
+    files = {}  # each file once, as first given
+    for path in paths:
+        for file in _profile_files(Path(path)):
+            files.setdefault(file.resolve(), file)
+    return combine_profiles([_read_one(file) for file in files.values()])
 
 
 def profile_paths(items, flag: str = "--timing") -> list[Path]:
@@ -328,31 +333,55 @@ def _key(row: dict) -> str:
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    frame = pd.DataFrame([{"n_profiles": 1, "median_ratio": 1.0} | row for row in rows], columns=FRAME_COLUMNS)
     for column in ("worker_interval", "conv_kernel", "threads"):
         frame[column] = frame[column].astype("Int64")
     ints = ["seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "step_time_s_n", "profile_row"]
+    ints.append("n_profiles")
     frame = frame.astype({c: "int64" for c in ints} | {"schema_version": "int32"})
-    floats = STEP_TIME_COLUMNS[:3] + ["dropout", "eval_time_per_token_s", "tokens_per_s", "mfu"]
+    floats = STEP_TIME_COLUMNS[:3] + ["dropout", "eval_time_per_token_s", "tokens_per_s", "mfu", "median_ratio"]
     frame = frame.astype(dict.fromkeys(floats, "float64"))
     frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True).astype("datetime64[us, UTC]")
     return frame
 
 
 def combine_profiles(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Profiles of several files side by side; the same machine and shape twice is an error naming both files."""
+    """Profiles of several files side by side. A machine and shape in several files is one row (pool_rows): they
+    are measurements of one machine at different times, such as before and after a study."""
     frames = [f for f in frames if len(f)]
     if not frames:
         return _frame([])
     out = pd.concat(frames, ignore_index=True)
     keys = pd.Series([_key(row) for row in out[PROFILE_KEY].to_dict("records")], index=out.index)
-    twice = keys.duplicated(keep="first")
-    if twice.any():
-        second = out[twice].iloc[0]
-        first = out[keys.eq(keys[twice].iloc[0])].iloc[0]
-        raise StudyError(
-            f"profile {second['profile_file']!r} row {second['profile_row']} repeats the shape of profile "
-            f"{first['profile_file']!r} row {first['profile_row']} on {second['machine']!r} "
-            f"({describe_shape(second)})."
-        )
-    return out
+    if not keys.duplicated().any():
+        return out
+    pooled = [pool_rows(out.loc[index]) for index in keys.groupby(keys, sort=False).groups.values()]
+    return _frame(pooled)
+
+
+def pool_rows(rows: pd.DataFrame) -> dict:
+    """One profile row from several measurements of one machine and shape (`rows`, in file order): the mean of
+    their medians (each measurement one stretch of the machine's time, weighted alike), the lowest p10 and the
+    highest p90 (the spread covers every stretch, so a verdict's interval carries the machine's drift), the samples
+    summed; MFU and tokens/s at the pooled median. n_profiles counts them and median_ratio is their highest median
+    over their lowest: how far the machine's speed moved between the measurements."""
+    first = rows.iloc[0].to_dict()
+    if len(rows) == 1:
+        return first
+    median = float(rows["step_time_s_median"].mean())
+    mfu = (rows["mfu"] * rows["step_time_s_median"]).dropna()
+    sources = "; ".join(dict.fromkeys(rows["source"]))
+    return first | {
+        "step_time_s_median": median,
+        "step_time_s_p10": float(rows["step_time_s_p10"].min()),
+        "step_time_s_p90": float(rows["step_time_s_p90"].max()),
+        "step_time_s_n": int(rows["step_time_s_n"].sum()),
+        "eval_time_per_token_s": rows["eval_time_per_token_s"].mean(),  # NaN when none measured it
+        "tokens_per_s": first["batch_size"] * first["seq_len"] / median,
+        "mfu": float(mfu.mean()) / median if len(mfu) else None,
+        "source": f"pooled from {len(rows)} profiles (the mean of their medians): {sources}",
+        "measured_at": rows["measured_at"].max(),
+        "profile_file": ", ".join(dict.fromkeys(rows["profile_file"])),
+        "n_profiles": len(rows),
+        "median_ratio": float(rows["step_time_s_median"].max() / rows["step_time_s_median"].min()),
+    }

@@ -71,13 +71,25 @@ def timing_section(a, image) -> str:
 
 def _profiles_text(r) -> str:
     files = r.profiles.groupby("machine", sort=False).agg(
-        source=("source", "first"), files=("profile_file", lambda f: ", ".join(sorted(set(f)))), n=("arch", "size")
-    )
+        source=("source", "first"), files=("profile_file", lambda f: ", ".join(sorted(set(f)))), n=("arch", "size"),
+        pooled=("n_profiles", "max"), moved=("median_ratio", "max"),
+    )  # fmt: skip
     lines = [
-        f"- **{machine}**: {row['n']} shapes, {row['source']} (`{_shown_path(row['files'])}`)"
+        f"- **{machine}**: {row['n']} shapes, {row['source']} (`{_shown_path(row['files'])}`){_pooled_text(row)}"
         for machine, row in files.iterrows()
     ]
     return "Profiles:\n\n" + "\n".join(lines)
+
+
+def _pooled_text(row) -> str:
+    """How far a machine's speed moved between the profiles pooled for it (analysis.profiles.pool_rows)."""
+    if row["pooled"] < 2:
+        return ""
+    return (
+        f". Up to {row['pooled']} profiles of one shape are pooled; a shape's median step time moved by up to "
+        f"{100 * (row['moved'] - 1):.0f}% between them (the machine's own drift: projected times are no closer than "
+        "that), and its p10-p90 spread covers all of them"
+    )
 
 
 def _shown_path(files: str) -> str:

@@ -40,6 +40,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 EXCERPT = REPO / "tests" / "data" / "tinyshakespeare-excerpt.txt"
+PROFILES = "profiles"  # in the workdir: this machine profiled before, between and after the two studies
 TARGET_MEDIAN = 0.10  # the projected time to target should be within 10% of the measured one (median)
 # per setting: steps of the standard model, seeds, seq_lens, model, bench (samples, warm-up, rounds: the shapes take
 # turns, so the profile's medians cover the bench's whole half minute rather than a second each)
@@ -75,16 +76,19 @@ def wt_study(*argv: str) -> None:
     subprocess.run([sys.executable, "-m", "study.cli", *argv], check=True, env=env)  # noqa: S603 - built here
 
 
-def run_study(doc: dict, workdir: Path) -> Path:
-    doc = dict(doc, storage=str(workdir / "results"))
+def write_spec(doc: dict, workdir: Path) -> Path:
     spec = workdir / f"{doc['name']}.yaml"
-    spec.write_text(yaml.safe_dump(doc))
+    spec.write_text(yaml.safe_dump(dict(doc, storage=str(workdir / "results"))))
+    return spec
+
+
+def run_study(spec: Path, workdir: Path) -> Path:
     ray_tmp = tempfile.mkdtemp(prefix="wtc", dir="/tmp")
     try:
         wt_study("run", str(spec), "--ray-temp-dir", ray_tmp)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    return workdir / "results" / doc["name"]
+    return workdir / "results" / spec.stem
 
 
 def relative_errors(projected: pd.Series, measured: pd.Series) -> np.ndarray:
@@ -188,27 +192,36 @@ def main() -> None:
     every = {"every_steps": max(size["steps"] // 10, 1)}
     by_arch = {"standard": size["steps"], "worker": 2 * size["steps"]}
     budget = {"kind": "steps", "value": 2 * size["steps"]}
-    steps_dir = run_study(spec_doc("timing-steps", size, args.concurrent, budget, by_arch, every), workdir)
-    profile = workdir / "this-machine.parquet"
-    n, warm, rounds = size["bench"]
-    wt_study("bench", "--for-study", str(steps_dir), "--out", str(profile), "--steps", str(n), "--warmup", str(warm),
-             "--rounds", str(rounds), "--clock", args.clock)  # fmt: skip
-    wt_study("analyze", str(steps_dir), "--timing", str(profile), "--out", str(workdir / "report"))
-    steps = analysed(steps_dir, profile)
+    steps_spec = write_spec(spec_doc("timing-steps", size, args.concurrent, budget, by_arch, every), workdir)
+    profile_machine(steps_spec, workdir, "1-before", size, args.clock)  # the spec: the study does not exist yet
+    steps_dir = run_study(steps_spec, workdir)
+    profile_machine(steps_dir, workdir, "2-between", size, args.clock)
+    steps = analysed(steps_dir, workdir / PROFILES)  # the twin's budget only; the report pools all three
     budget_s = args.twin_s or 0.8 * float(steps.final["train_time_s"].min())
     twin_doc = spec_doc("timing-twin", size, args.concurrent, {"kind": "seconds", "value": budget_s}, None,
                         {"every_s": budget_s / 4})  # fmt: skip
-    twin = analysed(run_study(twin_doc, workdir), None)
-    report(args.out, steps, twin, budget_s, workdir)
+    twin_dir = run_study(write_spec(twin_doc, workdir), workdir)
+    profile_machine(steps_dir, workdir, "3-after", size, args.clock)
+    wt_study("analyze", str(steps_dir), "--timing", str(workdir / PROFILES), "--out", str(workdir / "report"))
+    report(args.out, analysed(steps_dir, workdir / PROFILES), analysed(twin_dir, None), budget_s, workdir)
+
+
+def profile_machine(what: Path, workdir: Path, when: str, size: dict, clock: str) -> None:
+    """`wt-study bench --for-study WHAT` (a spec file, or the study once it ran) into the workdir's profile WHEN."""
+    out = workdir / PROFILES / f"{when}.parquet"
+    out.parent.mkdir(exist_ok=True)
+    n, warm, rounds = size["bench"]
+    wt_study("bench", "--for-study", str(what), "--out", str(out), "--steps", str(n), "--warmup", str(warm),
+             "--rounds", str(rounds), "--clock", clock)  # fmt: skip
 
 
 def reanalyse(workdir: Path, out: Path) -> None:
     """The tables of a check whose studies and profile are kept in `workdir` (its default temp dir, or --workdir)."""
     steps_dir, twin_dir = workdir / "results" / "timing-steps", workdir / "results" / "timing-twin"
-    if not (steps_dir.is_dir() and twin_dir.is_dir() and (workdir / "this-machine.parquet").is_file()):
+    if not (steps_dir.is_dir() and twin_dir.is_dir() and (workdir / PROFILES).is_dir()):
         raise SystemExit(f"--reanalyse {workdir}: expected results/timing-steps, results/timing-twin and "
-                         "this-machine.parquet there (what a check leaves in its workdir).")  # fmt: skip
-    steps = analysed(steps_dir, workdir / "this-machine.parquet")
+                         f"{PROFILES}/ there (what a check leaves in its workdir).")  # fmt: skip
+    steps = analysed(steps_dir, workdir / PROFILES)
     twin = analysed(twin_dir, None)
     budget_s = float(twin.final["budget_value"].iloc[0])
     report(out, steps, twin, budget_s, workdir)
@@ -220,19 +233,26 @@ def report(out: Path, steps, twin, budget_s: float, workdir: Path) -> None:
     write(out, steps, summary_table(time_errors(steps), loss_errors, verdicts, budget_s), verdicts, workdir)
 
 
-def step_times(steps) -> pd.DataFrame:
-    """Per shape: the profile's median ms/step beside each seed's measured train_time_s / steps, the ratio of their
+def step_times(steps, workdir: Path) -> pd.DataFrame:
+    """Per shape: the pooled profile's median ms/step and each of its profiles' (before, between and after the two
+    studies: how far the machine moved) beside each seed's measured train_time_s / steps, the ratio of their
     medians, and how far the seeds of one shape differ among themselves (where a median error comes from)."""
-    profile = steps.retiming.curves.groupby("trial_id")["step_time_s_median"].first()
+    from analysis.profiles import read_profiles
+    from analysis.timing import match_profiles
+
     final = steps.final.set_index("trial_id")
+    profiles = {"profile ms/step": steps.retiming.curves.groupby("trial_id")["step_time_s_median"].first()}
+    for file in sorted((workdir / PROFILES).glob("*.parquet")):
+        matched = match_profiles(steps.final, read_profiles([file])).matched
+        profiles[f"{file.stem} ms/step"] = matched.set_index("trial_id")["step_time_s_median"]
     measured = final["train_time_s"] / final["steps"]
     rows = []
     for (arm, seq_len), group in final.groupby(["arm", "seq_len"], sort=True):
         ms = 1000 * measured[group.index]
-        profiled = 1000 * float(profile.reindex(group.index).median())
-        rows.append({"arm": arm, "seq_len": seq_len, "profile ms/step": f"{profiled:.1f}",
+        medians = {name: 1000 * float(times.reindex(group.index).median()) for name, times in profiles.items()}
+        rows.append({"arm": arm, "seq_len": seq_len, **{name: f"{v:.1f}" for name, v in medians.items()},
                      "measured ms/step (seeds)": ", ".join(f"{v:.1f}" for v in ms.sort_values()),
-                     "measured / profile (medians)": f"{ms.median() / profiled:.2f}",
+                     "measured / profile (medians)": f"{ms.median() / medians['profile ms/step']:.2f}",
                      "seeds' spread (max / min)": f"{ms.max() / ms.min():.2f}"})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -245,7 +265,7 @@ def analysed(study_dir: Path, profile: Path | None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = load_study(str(study_dir))
-    return analyze(study, profiles=None if profile is None else read_profiles([profile]))
+    return analyze(study, profiles=None if profile is None else read_profiles([profile]))  # a directory: pooled
 
 
 def write(out: Path, steps, table: pd.DataFrame, verdicts: pd.DataFrame, workdir: Path) -> None:
@@ -257,8 +277,8 @@ def write(out: Path, steps, table: pd.DataFrame, verdicts: pd.DataFrame, workdir
         f"# Timing check on {machine}\n\nSteps study: {len(steps.final)} trials "
         f"({steps.final['seed'].nunique()} seeds, seq_len {seq_lens})"
         f"; studies, profile and report in `{workdir}`.\n\n{md_table(table)}\n\nVerdicts per cell:\n\n"
-        f"{md_table(verdicts)}\n\nStep times per shape (the profile's against the trials' own):\n\n"
-        f"{md_table(step_times(steps))}\n"
+        f"{md_table(verdicts)}\n\nStep times per shape (the pooled profile's and each profile's against the "
+        f"trials' own):\n\n{md_table(step_times(steps, workdir))}\n"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

@@ -121,7 +121,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="time exactly the shapes of this study's steps-, tokens- and FLOP-budgeted trials (each distinct shape "
         "once, the model rebuilt from the trial's configuration) instead of the grid flags above, with the trials' "
-        "CPU threads unless --threads is given",
+        "CPU threads unless --threads is given; PATH may be a spec file (.yaml) to profile before the study runs",
     )
 
 
@@ -222,14 +222,34 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def _study_trials(path: str):
-    """The trials of the study at `path` (analysis.load: the study's Parquet results)."""
+    """The trials whose shapes to time: those of the study at `path` (analysis.load: the study's Parquet results),
+    or, for a spec file (.yaml/.yml), those it plans, so that a machine can be profiled before a study as well as
+    after it (a started study's stored list, as `wt-study resume` would run it)."""
     import warnings
 
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        return _spec_trials(path)
     from analysis.load import load_study
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable files are skipped; the trials that remain give the shapes
         return load_study(path).trials
+
+
+def _spec_trials(path: str):
+    """Trial rows (study.tune.rows.pending_row, with trial_id and the torch threads each trial will run with) of
+    every shape the spec at `path` runs (study.tune.plan.Plan.shapes: a search study's one trial per arm and cell)."""
+    import pandas as pd
+
+    from study.config.specfile import load_spec
+    from study.tune.plan import plan
+    from study.tune.rows import pending_row
+
+    made = plan(load_spec(path), for_resume=True, dry_run=True)
+    threads = max(1, int(made.spec.resources.cpus))  # study.tune.trainable: a trial's CPU allowance
+    rows = [pending_row(t, made.spec) | {"trial_id": t.trial_id, "threads": t.run.train.threads or threads}
+            for t in made.shapes]  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _study_threads(trials) -> int:

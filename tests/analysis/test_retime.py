@@ -14,7 +14,7 @@ from analysis import cli
 from analysis.axes import axis_table, with_targets
 from analysis.load import load_study
 from analysis.pareto import best_so_far
-from analysis.profiles import yaml_profile
+from analysis.profiles import read_profiles, yaml_profile
 from analysis.report import analyze
 from analysis.stats import curve_points
 from analysis.targets import censored_median, time_to_target
@@ -132,6 +132,22 @@ def test_the_report_has_a_section_per_machine_and_names_missing_shapes(steps_stu
     assert f"| far | {shape}dropout 0, conv_kernel 3 | 3 |" in report  # the worker shape far's profile lacks
     assert "No projected verdict: no cell has both a standard arm and another arm re-timed" in report
     assert (out / "timing.png").read_bytes().startswith(b"\x89PNG") and (out / "axes.png").exists()
+
+
+def test_a_machine_profiled_twice_is_re_timed_at_the_mean_of_its_profiles_and_the_report_says_how_far_it_moved(
+    steps_study, tmp_path
+):
+    from analysis.render_timing import timing_section
+
+    (tmp_path / "before.yaml").write_text(PROFILE)
+    (tmp_path / "after.yaml").write_text(PROFILE.replace("steps_per_s: 10", "steps_per_s: 5"))  # standard: 2x slower
+    a = analyze(steps_study, profiles=read_profiles([tmp_path / "before.yaml", tmp_path / "after.yaml"]))
+    curves = a.retiming.curves
+    standard = curves["arch"].eq("standard")
+    assert np.allclose(curves.loc[standard, "projected_time_s"], curves.loc[standard, "step"] * (0.1 + 0.2) / 2)
+    assert np.allclose(curves.loc[~standard, "projected_time_s"], curves.loc[~standard, "step"] / 30)
+    text = timing_section(a, lambda name: name)
+    assert "Up to 2 profiles of one shape are pooled; a shape's median step time moved by up to 100% between" in text
 
 
 def test_seconds_budget_trials_are_named_and_not_re_timed(tmp_path):

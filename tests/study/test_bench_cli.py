@@ -83,6 +83,27 @@ def test_for_study_times_each_distinct_shape_of_the_counted_budgets_once():
         study_cases(trials.assign(budget_kind="seconds"), ("off",))
 
 
+def test_for_study_with_a_spec_file_profiles_its_shapes_before_the_study_exists(tmp_path, capsys):
+    import yaml
+
+    from analysis.profiles import read_profiles
+    from tests.study.conftest import TINY_SPEC, deep_update
+
+    doc = deep_update(TINY_SPEC, {"budget": {"kind": "steps", "value": 20}, "seeds": [0, 1]})
+    doc["storage"] = str(tmp_path / "results")
+    doc["axes"] = dict(doc["axes"], seq_len=[32, 64])
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "before.parquet"
+    assert main(["bench", "--for-study", str(spec), "--steps", "2", "--warmup", "1", "--out", str(out)]) == 0
+    assert f"the {spec} trials' shapes (4 cases)" in capsys.readouterr().out
+    rows = read_profiles([out])
+    assert sorted(zip(rows["arch"], rows["seq_len"], strict=True)) == [
+        ("standard", 32), ("standard", 64), ("worker", 32), ("worker", 64)]  # fmt: skip
+    assert set(rows["threads"]) == {1} and (rows["dropout"] == 0.0).all()  # resources.cpus; the spec's model
+    assert not (tmp_path / "results").exists()  # nothing of the study is written
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
