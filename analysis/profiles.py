@@ -70,6 +70,10 @@ OPTIONAL |= {"measured_at"}
 ARCH_FIELDS = ("worker_interval", "conv_kernel")  # shape fields that only some architectures have
 SUFFIXES = (".parquet", ".yaml", ".yml", ".csv")
 FRAME_COLUMNS = PROFILE_SCHEMA.names + ["machine", "profile_file", "profile_row", "n_profiles", "median_ratio"]
+# the range a run's mean step time is drawn from (verdict intervals, covered budgets): one profile's p10-p90 (single
+# steps: wide), or the lowest to the highest median of pooled profiles (how far the machine itself moved)
+RUN_RANGE = ["step_time_s_low", "step_time_s_high"]
+FRAME_COLUMNS += RUN_RANGE
 _INTS = {"worker_interval", "seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "threads"}
 _INTS |= {"conv_kernel"}
 _TIMES = {*STEP_TIME_COLUMNS[:3], "steps_per_s", "eval_time_per_token_s", "tokens_per_s"}  # > 0 when given
@@ -98,8 +102,8 @@ def read_profiles(paths) -> pd.DataFrame:
     """Every profile in `paths` (files, or directories of .parquet/.yaml/.yml/.csv files), checked and side by side.
 
     Columns: PROFILE_SCHEMA's, then machine (machine_label), profile_file (the path as given; several, pooled),
-    profile_row, n_profiles and median_ratio (pool_rows). The same machine and shape in several files is pooled
-    into one row; a file reached twice (itself and its directory) is read once.
+    profile_row, n_profiles, median_ratio and RUN_RANGE (pool_rows). The same machine and shape in several files
+    is pooled into one row; a file reached twice (itself and its directory) is read once.
     """
     files = {}  # each file once, as first given
     for path in paths:
@@ -333,13 +337,17 @@ def _key(row: dict) -> str:
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame([{"n_profiles": 1, "median_ratio": 1.0} | row for row in rows], columns=FRAME_COLUMNS)
+    single = {"n_profiles": 1, "median_ratio": 1.0}
+    rows = [single | {"step_time_s_low": r["step_time_s_p10"], "step_time_s_high": r["step_time_s_p90"]} | r
+            for r in rows]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
     for column in ("worker_interval", "conv_kernel", "threads"):
         frame[column] = frame[column].astype("Int64")
     ints = ["seq_len", "n_embd", "n_layer", "n_head", "ffn_hidden", "batch_size", "step_time_s_n", "profile_row"]
     ints.append("n_profiles")
     frame = frame.astype({c: "int64" for c in ints} | {"schema_version": "int32"})
     floats = STEP_TIME_COLUMNS[:3] + ["dropout", "eval_time_per_token_s", "tokens_per_s", "mfu", "median_ratio"]
+    floats += RUN_RANGE
     frame = frame.astype(dict.fromkeys(floats, "float64"))
     frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True).astype("datetime64[us, UTC]")
     return frame
@@ -362,9 +370,10 @@ def combine_profiles(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def pool_rows(rows: pd.DataFrame) -> dict:
     """One profile row from several measurements of one machine and shape (`rows`, in file order): the mean of
     their medians (each measurement one stretch of the machine's time, weighted alike), the lowest p10 and the
-    highest p90 (the spread covers every stretch, so a verdict's interval carries the machine's drift), the samples
-    summed; MFU and tokens/s at the pooled median. n_profiles counts them and median_ratio is their highest median
-    over their lowest: how far the machine's speed moved between the measurements."""
+    highest p90, the samples summed; MFU and tokens/s at the pooled median. n_profiles counts them, median_ratio is
+    their highest median over their lowest (how far the machine's speed moved between the measurements), and a
+    run's mean step time is drawn between their lowest and highest median (RUN_RANGE): the machine's drift, not
+    one step's spread, is what a run of hundreds of steps is uncertain by."""
     first = rows.iloc[0].to_dict()
     if len(rows) == 1:
         return first
@@ -384,4 +393,6 @@ def pool_rows(rows: pd.DataFrame) -> dict:
         "profile_file": ", ".join(dict.fromkeys(rows["profile_file"])),
         "n_profiles": len(rows),
         "median_ratio": float(rows["step_time_s_median"].max() / rows["step_time_s_median"].min()),
+        "step_time_s_low": float(rows["step_time_s_median"].min()),
+        "step_time_s_high": float(rows["step_time_s_median"].max()),
     }

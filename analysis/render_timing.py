@@ -46,7 +46,7 @@ def timing_section(a, image) -> str:
         f"{seconds(r.budget_s)} s of {clock} (--timing-budget-s)"
         if r.budget_s is not None
         else f"per cell, the longest projected {clock} time every compared trial (completed test seeds of the "
-        f'chosen settings) reaches at its fastest (p10) step time ("{COVERED_NOTE}")'
+        f'chosen settings) reaches at its fastest step time ("{COVERED_NOTE}")'
     )
     intro = (
         "How much a model learns per step does not depend on the machine, and how long a step takes at a shape "
@@ -59,8 +59,10 @@ def timing_section(a, image) -> str:
             else " (training time only, as the study's own `train_time_s`)"
         )
         + f". Verdicts at a wall-clock budget: {budget}. Their interval resamples seeds (paired where both arms have "
-        "them) and draws each arm's step time between its profile's p10 and p90, so it carries both the seed spread "
-        "and the step-time spread. Shapes are matched exactly; a shape a profile lacks is named below, never guessed."
+        "them) and draws each arm's mean step time between its profile's p10 and p90 (single steps: on the wide "
+        "side), or, for profiles pooled from several measurements, between their lowest and highest median (the "
+        "machine's drift), so it carries both the seed spread and the step-time spread. Shapes are matched "
+        "exactly; a shape a profile lacks is named below, never guessed."
     )
     parts = ["## Re-timed on profiled machines", intro, _profiles_text(r), _refused_text(r), _missing_text(r)]
     parts.append(image("timing.png"))
@@ -86,9 +88,8 @@ def _pooled_text(row) -> str:
     if row["pooled"] < 2:
         return ""
     return (
-        f". Up to {row['pooled']} profiles of one shape are pooled; a shape's median step time moved by up to "
-        f"{100 * (row['moved'] - 1):.0f}% between them (the machine's own drift: projected times are no closer than "
-        "that), and its p10-p90 spread covers all of them"
+        f". A shape's median step time moved by up to {100 * (row['moved'] - 1):.0f}% between its pooled profiles "
+        "(the machine's own drift: projected times can be that far off); verdicts draw step times over that range."
     )
 
 

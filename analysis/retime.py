@@ -7,7 +7,7 @@ depend on what the model has learned (analysis.timing has the time model). Per m
   - the projected time to the report's targets (analysis.targets.default_targets), with the censored median over
     test seeds and the speedup over the cell's chosen standard configuration (analysis.targets.target_summary);
   - the projected verdict at a wall-clock budget (analysis.timing_verdict.projected_verdict): the budget given, or
-    per cell the longest training time every compared trial covers at its fastest (p10) step time, so that no
+    per cell the longest training time every compared trial covers at its fastest (run range low) step time, so no
     seed drops out of the interval's replicates;
   - the trials whose shape the machine's profile lacks (named, never guessed) and the trials refused outright
     (seconds budgets: their learning-rate schedule followed their own clock).
@@ -130,11 +130,12 @@ def projected_reach(
 
 
 def covered_budget(trials: pd.DataFrame, metric: str) -> float:
-    """The longest projected time every completed trial of `trials` (one machine) reaches at its p10 step time,
-    so that its loss is defined at every step time a replicate draws; NaN when no trial completed."""
+    """The longest projected time every completed trial of `trials` (one machine) reaches at its fastest step time
+    (the low end of its run range, analysis.profiles.RUN_RANGE), so that its loss is defined at every step time a
+    replicate draws; NaN when no trial completed."""
     done = trials[trials["trial_status"].eq("completed")] if "trial_status" in trials else trials
     ends = [
-        time_at_step(float(group["step"].max()), curve_of(group, metric), float(group["step_time_s_p10"].iloc[0]))
+        time_at_step(float(group["step"].max()), curve_of(group, metric), float(group["step_time_s_low"].iloc[0]))
         for _, group in done.groupby("trial_id", sort=False)
     ]
     return float(min(ends)) if ends else np.nan

@@ -9,10 +9,12 @@ steps. Shapes are matched exactly (SHAPE_KEY); a shape no profile has is listed,
 Time model: training reaches step s at s * step_time_s (the profile's median), plus, with evaluation time, the
 time of the evaluations at steps < s (eval_time_per_token_s * val_tokens each). Between evaluation points the
 loss is linear in step, so a crossing or a loss at a budget is interpolated in step, then turned into time.
-Step-time spread (projected_verdict): each replicate draws each arm's step time uniformly between its profile's
-p10 and p90 (bounded, so a seed either covers the budget at every drawn time or is left out; hand-written
-profiles have p10 = p90 = median, no spread). The bench's p10/p90 are of single timed samples, wider than the
-uncertainty of a long run's mean step, so the interval is on the wide side; it also never sees run-to-run drift.
+Step-time spread (projected_verdict): each replicate draws each arm's mean step time uniformly over its profile's
+run range (analysis.profiles.RUN_RANGE; bounded, so a seed either covers the budget at every drawn time or is left
+out). For one bench profile that is its p10-p90, of single timed samples: wider than the uncertainty of a long
+run's mean step, so the interval is on the wide side, and blind to the machine's drift. For pooled profiles (taken
+before and after a study) it is the lowest to the highest of their medians: how far the machine's own speed moved.
+Hand-written profiles have no spread (p10 = p90 = median).
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.configs import keys_of
-from analysis.profiles import ARCH_FIELDS, MACHINE_KEY, SHAPE_KEY, STEP_TIME_COLUMNS, describe_shape
+from analysis.profiles import ARCH_FIELDS, MACHINE_KEY, RUN_RANGE, SHAPE_KEY, STEP_TIME_COLUMNS, describe_shape
 from analysis.stats import arm_label
 from wt_base.errors import StudyError
 from wt_model import archs
 
 PROJECTABLE_BUDGETS = ("steps", "tokens", "flops")
 TRIAL_COLUMNS = ["trial_id", "trial_status", "seed", "seed_role", "budget_kind", "arm", "cell_key", "config_id"]
-PROFILE_COLUMNS = ["machine", *MACHINE_KEY, *STEP_TIME_COLUMNS, "eval_time_per_token_s", "source"]
+PROFILE_COLUMNS = ["machine", *MACHINE_KEY, *STEP_TIME_COLUMNS, *RUN_RANGE, "eval_time_per_token_s", "source"]
 LOSS_COLUMNS = ["train_loss", "val_loss", "val_loss_seed", "val_bpc", "train_eval_loss", "train_minus_val"]
 POINT_COLUMNS = ["trial_id", "step", "tokens", "flops", "val_tokens", "is_final", *LOSS_COLUMNS]
 ROUNDING = 1e-9  # relative: a budget this close to a run's end counts as its end (float noise of t / step time)

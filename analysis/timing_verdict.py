@@ -2,8 +2,9 @@
 times (pure: DataFrame in, DataFrame out; the time model is analysis.timing's).
 
 Each bootstrap replicate resamples the seeds (paired by seed where both arms share 2 or more, only the shared
-ones; each arm on its own otherwise) and draws each arm's step time independently, uniformly between its
-profile's p10 and p90, then re-projects every resampled seed's loss at the budget. The seed draws come first
+ones; each arm on its own otherwise) and draws each arm's mean step time independently, uniformly over its
+profile's run range (analysis.profiles.RUN_RANGE: one profile's p10-p90, or the lowest to the highest median of
+pooled ones), then re-projects every resampled seed's loss at the budget. The seed draws come first
 and the step-time draws after them, so the seed-only interval (median step times, same seed draws) is exactly
 the full one when the profiles have no spread. Percentile intervals.
 """
@@ -46,7 +47,7 @@ def projected_verdict(
 
     A cell is `cell` (default: cell_key when present, plus the shape without CELL_EXCLUDES); it must
     hold one configuration per arm (pass the chosen settings' trials). Only test seeds enter. A seed that misses
-    the budget at its arm's p10, median or p90 step time (beyond its run, before its first evaluation,
+    the budget at its arm's low, median or high step time (beyond its run, before its first evaluation,
     diverged) is left out. `rng`: a numpy Generator or a seed. `budget_note` says where the budget came from in
     the sentence ("the longest all its trials cover"). Columns: VERDICT_COLUMNS, the cell's after machine.
     """
@@ -79,8 +80,8 @@ def projected_verdict(
 class _Arm(NamedTuple):
     units: list  # per trial, the unit of pairing: its seed, or its trial id where there is none
     curves: list[Curve]
-    spread: tuple[float, float, float]  # step time p10, median, p90 on this machine
-    covers: np.ndarray  # per trial: a finite loss at the budget at p10, median and p90
+    spread: tuple[float, float, float]  # step time low, median, high on this machine (the run range)
+    covers: np.ndarray  # per trial: a finite loss at the budget at low, median and high
 
 
 def _arm(part: pd.DataFrame, metric: str, budget_s: float) -> _Arm:
@@ -95,7 +96,7 @@ def _arm(part: pd.DataFrame, metric: str, budget_s: float) -> _Arm:
     by_trial = dict(list(part.groupby("trial_id", sort=False)))
     curves = [curve_of(by_trial[t], metric) for t in trials["trial_id"]]
     first = trials.iloc[0]
-    spread = (first["step_time_s_p10"], first["step_time_s_median"], first["step_time_s_p90"])
+    spread = (first["step_time_s_low"], first["step_time_s_median"], first["step_time_s_high"])
     covers = np.array([np.isfinite(losses_at_budget(c, budget_s, np.array(spread))).all() for c in curves], bool)
     return _Arm(units.tolist(), curves, tuple(map(float, spread)), covers)
 

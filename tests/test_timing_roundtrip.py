@@ -46,7 +46,7 @@ def test_a_steps_study_round_trips_through_bench_profile_and_analyze(tmp_path, r
     assert f"on {machine}, at " in report and "worker k=4 - standard = " in report
     assert "(no interval: fewer than 2 seeds per arm)" in report  # one seed per arm: a point estimate only
     assert (out / "timing.png").exists() and (out / "axes.png").exists()
-    # the budget is the longest time both trials cover: their STEPS at their fastest (p10) profiled step time
+    # the budget is the longest time both trials cover: their STEPS at their fastest (one profile: p10) step time
     covered = min(STEPS * rows.set_index("arch")["step_time_s_p10"])
     assert f"at {seconds(covered)} s of training (the longest all its trials cover)" in report
     assert "projected_time_s_to_target" in (out / "timing_reach.csv").read_text()

@@ -147,7 +147,8 @@ def test_a_machine_profiled_twice_is_re_timed_at_the_mean_of_its_profiles_and_th
     assert np.allclose(curves.loc[standard, "projected_time_s"], curves.loc[standard, "step"] * (0.1 + 0.2) / 2)
     assert np.allclose(curves.loc[~standard, "projected_time_s"], curves.loc[~standard, "step"] / 30)
     text = timing_section(a, lambda name: name)
-    assert "Up to 2 profiles of one shape are pooled; a shape's median step time moved by up to 100% between" in text
+    assert "pooled from 2 profiles (the mean of their medians): a test" in text
+    assert "A shape's median step time moved by up to 100% between its pooled profiles (the machine's own" in text
 
 
 def test_seconds_budget_trials_are_named_and_not_re_timed(tmp_path):

@@ -11,7 +11,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.profiles import PROFILE_SCHEMA, csv_profile, profile_rows, read_profiles, yaml_profile
+from analysis.profiles import (
+    PROFILE_SCHEMA,
+    STEP_TIME_COLUMNS,
+    combine_profiles,
+    csv_profile,
+    profile_rows,
+    read_profiles,
+    yaml_profile,
+)
 from analysis.timing import match_profiles, project_curves, projected_loss_at, projected_time_to_target
 from analysis.timing_verdict import projected_verdict
 from wt_base.errors import StudyError
@@ -287,17 +295,20 @@ def test_one_machine_profiled_before_and_after_a_study_is_pooled_shape_by_shape(
     assert both["step_time_s_median"] == pytest.approx(0.55) and both["step_time_s_n"] == 40
     assert (both["step_time_s_p10"], both["step_time_s_p90"]) == (0.45, 0.7)
     assert both["n_profiles"] == 2 and both["median_ratio"] == pytest.approx(1.2)
+    assert (both["step_time_s_low"], both["step_time_s_high"]) == (0.5, 0.6)  # a run: between the two medians
     assert both["eval_time_per_token_s"] == pytest.approx(2e-6) and both["mfu"] == pytest.approx(0.15 / 0.55)
     assert both["tokens_per_s"] == pytest.approx(16 * 1024 / 0.55)
     assert both["source"] == "pooled from 2 profiles (the mean of their medians): bench at 10:00; bench at 10:30"
     assert both["profile_file"] == f"{tmp_path / 'a.parquet'}, {tmp_path / 'b.parquet'}"
     assert alone["seq_len"] == 256 and alone["n_profiles"] == 1 and alone["median_ratio"] == 1.0
     assert alone["step_time_s_median"] == 0.6
+    assert (alone["step_time_s_low"], alone["step_time_s_high"]) == (0.58, 0.7)  # one profile: its p10-p90
 
 
-def verdict_curves(spread: float, worker_offsets, standard_offsets, worker_seeds=range(5)):
+def verdict_curves(spread: float, worker_offsets, standard_offsets, worker_seeds=range(5), drift: float = 0.0):
     """Linear curves loss = 4 + offset - 0.002 * step, steps 0..1000; standard 4 steps/s, worker 5 steps/s, the
-    step-time p10/p90 at median * (1 -/+ spread)."""
+    step-time p10/p90 at median * (1 -/+ spread); with `drift`, pooled with a second profile whose step times are
+    all (1 + drift) times longer (the machine measured again, slower)."""
     shapes = [dict(arch=a, worker_interval=k, conv_kernel=c, steps_per_s=r, **SHAPE)
               for a, k, c, r in (("standard", None, None, 4.0), ("worker", 4, 3, 5.0))]  # fmt: skip
     rows = []
@@ -308,6 +319,9 @@ def verdict_curves(spread: float, worker_offsets, standard_offsets, worker_seeds
     base = dict(schema_version=1, device_name="m", dtype="float32", compile="off", threads=1, torch_version="2.5")
     base |= dict(eval_time_per_token_s=None, tokens_per_s=None, mfu=None, source="test", measured_at=None)
     profile = profile_rows([base | r for r in rows], "m.parquet")
+    if drift:
+        slower = [r | {c: r[c] * (1 + drift) for c in STEP_TIME_COLUMNS[:3]} for r in rows]
+        profile = combine_profiles([profile, profile_rows([base | r for r in slower], "later.parquet")])
     steps = np.arange(0, 1001, 100)
     trials, points = [], {}
     for arch, offsets, seeds in (("standard", standard_offsets, range(5)), ("worker", worker_offsets, worker_seeds)):
@@ -336,6 +350,19 @@ def test_verdict_interval_carries_the_step_time_spread_and_is_the_seed_interval_
         "on m (float32, 1 thread, torch 2.5), at 100 s of training, worker k=4 - standard = -0.196 ["
     )
     assert "over 5 paired seeds and step times" in rows[0]["sentence"]
+
+
+def test_pooled_profiles_draw_a_runs_step_time_over_the_machines_drift_not_one_steps_spread():
+    # single steps vary by +-20%; the machine measured twice, 4% apart: runs are drawn within those 4%
+    one = projected_verdict(verdict_curves(0.2, [0.0] * 5, [0.0] * 5), 100.0, n_boot=400, rng=1).iloc[0]
+    pooled = projected_verdict(verdict_curves(0.2, [0.0] * 5, [0.0] * 5, drift=0.04), 100.0, n_boot=400, rng=1)
+    pooled = pooled.iloc[0]
+    # worker minus standard at 100 s: -0.002 * 100 * (1 / worker step time - 1 / standard step time)
+    worker, standard = 0.2 * np.array([1.0, 1.04]), 0.25 * np.array([1.0, 1.04])
+    lowest, highest = -0.2 * (1 / worker[0] - 1 / standard[1]), -0.2 * (1 / worker[1] - 1 / standard[0])
+    assert lowest <= pooled["diff_ci_low"] < pooled["diff_ci_high"] <= highest
+    assert pooled["diff_ci_high"] - pooled["diff_ci_low"] < (one["diff_ci_high"] - one["diff_ci_low"]) / 3
+    assert pooled["arm_step_time_s"] == pytest.approx(0.2 * 1.02)  # the mean of the two medians
 
 
 def test_verdict_without_seed_spread_stays_inside_the_extreme_step_times():
