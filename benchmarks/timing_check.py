@@ -2,8 +2,10 @@
 
 1. runs a small steps-budget study (standard and worker k=4, 2 cells = 2 sequence lengths, 5 seeds, tiny models,
    the committed corpus excerpt; the worker gets twice the standard model's steps, so both run about as long);
-2. profiles this machine at exactly its shapes (`wt-study bench --for-study`) and re-times the study on it
-   (`wt-study analyze --timing`, whose report is kept);
+2. profiles this machine at exactly its shapes (`wt-study bench --for-study`) three times: from the spec before
+   the steps study, after it, and after the twin below; and re-times the study on the three pooled
+   (`wt-study analyze --timing`, whose report is kept; the step-time table shows each profile, so the machine's
+   drift during the check is on the page);
 3. compares (a) each trial's projected time to its cell's target and projected total training time with the
    `train_time_s` the trials measured, and (b) a seconds-budget twin of the study (the same trials, one budget
    of S seconds for every trial: --twin-s, default 80% of the shortest measured training time of the steps
@@ -11,13 +13,15 @@
    projected verdict at S (analysis.retime) against the twin's measured verdict (analysis.verdicts) per cell.
    A verdict is "lower", "higher" or "unresolved" by where its 95% interval lies against 0; they agree when
    the words are the same. Beside that test, whether each difference lies inside the other's interval (two
-   estimates of one quantity near 0 can take different words and still be consistent).
+   estimates of one quantity near 0 can take different words and still be consistent), and the words of both by
+   one statistic (the projection's seed-only interval against the same paired bootstrap over the twin's seeds),
+   so that a disagreement from the projection shows apart from one from the statistics.
 
 It prints one table and writes it to --out. Target: median relative error of the projected time to target
 <= 10%, and the verdicts agree in every cell. Trials run one at a time (--concurrent) so that their clocks
 measure an unshared core; run it on a quiet machine.
 
-    python benchmarks/timing_check.py --out docs/timing-check.md      # a few minutes on 2 cores
+    python benchmarks/timing_check.py --out docs/timing-check.md      # about 10 minutes on 2 cores
     python benchmarks/timing_check.py --quick --out /tmp/check.md     # does it run end to end (about 2 minutes)
     python benchmarks/timing_check.py --reanalyse WORKDIR --out F.md  # the tables again from a kept check (seconds)
 """
