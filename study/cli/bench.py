@@ -149,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
         what = f"model n_embd={base.n_embd} n_layer={base.n_layer} n_head={base.n_head} interval={base.worker_interval}"
     per_sample = args.steps_per_sample or (10 if device.type == "cuda" else 1)
     dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
+    threads = torch.get_num_threads()
     print(
-        f"device {device} ({dtype}, {torch.get_num_threads()} threads, {clock} clock), torch {torch.__version__}; "
+        f"device {device} ({dtype}, {threads} thread{'s' * (threads != 1)}, {clock} clock), torch {torch.__version__}; "
         f"{what} ({len(cases)} cases); median of {args.steps} samples of {per_sample} "
         f"step(s) after {args.warmup} (compile and CUDA graph recording happen there)"
         + (f", in {args.rounds} rounds (the cases taking turns)" if args.rounds > 1 else "")
