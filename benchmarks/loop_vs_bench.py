@@ -52,7 +52,8 @@ def main() -> None:
             bench_ms = run_cases([case], torch.device("cpu"), steps=200, warmup=5, rounds=5)[0].step_ms
             ratios.append(loop_ms / bench_ms)
             print(f"{arch:<8} T={seq_len:<4}  {pair:>4}  {loop_ms:12.2f}  {bench_ms:13.2f}  {ratios[-1]:12.3f}")
-    print(f"loop / bench over {len(ratios)} pairs: median {np.median(ratios):.3f}, {min(ratios):.3f} to {max(ratios):.3f}")
+    spread = f"{min(ratios):.3f} to {max(ratios):.3f}"
+    print(f"loop / bench over {len(ratios)} pairs: median {np.median(ratios):.3f}, {spread}")
 
 
 if __name__ == "__main__":
