@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str = "analyze") -> Non
         default=None,
         metavar="PROFILE",
         help="machine profiles (files or folders of .parquet/.yaml/.csv from `wt-study bench --out`, or a shipped "
-        "name: original): re-time every steps-, tokens- or FLOP-budgeted trial on each profiled machine",
+        "name: original): re-time every steps-, tokens- or FLOP-budgeted trial on each profiled machine; several "
+        "profiles of one machine (before and after a study) are pooled",
     )
     parser.add_argument(
         "--timing-budget-s",
