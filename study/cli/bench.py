@@ -242,12 +242,13 @@ def _spec_trials(path: str):
     every shape the spec at `path` runs (study.tune.plan.Plan.shapes: a search study's one trial per arm and cell)."""
     import pandas as pd
 
+    from study.config.spec import cpu_threads
     from study.config.specfile import load_spec
     from study.tune.plan import plan
     from study.tune.rows import pending_row
 
     made = plan(load_spec(path), for_resume=True, dry_run=True)
-    threads = max(1, int(made.spec.resources.cpus))  # study.tune.trainable: a trial's CPU allowance
+    threads = cpu_threads(made.spec.resources.cpus)  # as study.tune.trainable sets them
     rows = [pending_row(t, made.spec) | {"trial_id": t.trial_id, "threads": t.run.train.threads or threads}
             for t in made.shapes]  # fmt: skip
     return pd.DataFrame(rows)

@@ -34,11 +34,17 @@ PRESET_DIR = "presets"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def cpu_threads(cpus: float) -> int:
+    """The torch thread count of a trial that reserves `cpus` cores and sets no train.threads: its CPU allowance
+    (rounded down, at least 1), not the node's core count."""
+    return max(1, int(cpus))
+
+
 @dataclass(frozen=True)
 class ResourcesSpec:
     """What one trial reserves. Fractions are allowed (but GPUs shared in a timed study skew the clock)."""
 
-    cpus: float = 1.0  # CPU cores per trial; also the trial's torch thread count (rounded down, at least 1)
+    cpus: float = 1.0  # CPU cores per trial; also the trial's torch thread count (cpu_threads)
     gpus: float | None = None  # GPUs per trial; null (auto): 1 when the cluster has GPUs, else 0
 
     def __post_init__(self) -> None:

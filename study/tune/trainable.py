@@ -35,7 +35,9 @@ def trainable(config: dict, corpus, cpus: float = 1.0, gpus: float = 0.0) -> Non
     if trial.run.train.threads == 0:
         import torch
 
-        torch.set_num_threads(max(1, int(cpus)))  # the trial's CPU allowance, not the node's core count
+        from study.config.spec import cpu_threads
+
+        torch.set_num_threads(cpu_threads(cpus))
     run_trial(trial, corpus)
 
 
