@@ -89,6 +89,7 @@ def _number(value, spec: str) -> str:
 def print_plan(plan, capacity, out=None) -> None:
     """The trial table, then how many trials run at once on `capacity` (study.tune.capacity) and for how long."""
     from study.config.regime import trial_regime
+    from study.config.search_space import settings_per_unit
     from study.tune.capacity import trials_at_once
     from wt_base.budgets import BUDGET_KINDS
     from wt_model.archs import applies
@@ -104,7 +105,8 @@ def print_plan(plan, capacity, out=None) -> None:
         k = str(m.worker_interval) if applies("worker_interval", m.arch) else "-"
         regime = trial_regime(t.run, train_tokens)
         if search.is_search:
-            name, lr, seed = f"{search.algorithm} x{search.samples}", "searched" if "lr" in search.axes else None, "*"
+            most = settings_per_unit(plan.spec)[1]
+            name, lr, seed = f"{search.algorithm} x{most}", "searched" if "lr" in search.axes else None, "*"
         else:
             name, lr, seed = t.trial_id, None, f"{tr.seed} (tune)" if tr.seed in plan.spec.tune_seeds else tr.seed
         rows.append(
@@ -189,12 +191,13 @@ def print_plan(plan, capacity, out=None) -> None:
 
 def _study_budget(spec, shown: list, counted: list, slots: int) -> dict:
     """study.config.space.total_budget of the counted trials; a search's in its two phases, one after the other
-    (an arm's test seeds start once its tune seeds have ended)."""
+    (an arm's test seeds start once its tune seeds have ended), a bracket's at the most it can run."""
+    from study.config.search_space import settings_per_unit
     from study.config.space import total_budget
 
     if not spec.search.is_search:
         return total_budget(spec, counted, slots)
-    phases = [spec.search.samples * len(spec.tune_seeds), len(spec.seeds)]
+    phases = [settings_per_unit(spec)[1] * len(spec.tune_seeds), len(spec.seeds)]  # a bracket: its most
     tune, test = (total_budget(spec, [t for t in shown for _ in range(n)], slots) for n in phases)
     out = {**tune, "trials": tune["trials"] + test["trials"]}
     out["study_length"] = tune["study_length"] + test["study_length"]
@@ -220,6 +223,8 @@ def search_plan(spec) -> str:
     from study.config.search_space import planned_trials, units
 
     search = spec.search
+    if search.bracket:
+        return _bracket_plan(spec)
     how = {"random": "random draws, the same for every arm", "tpe": "Optuna's TPE through Ray Tune's OptunaSearch"}
     how = how[search.algorithm]
     if search.algorithm == "tpe":
@@ -233,6 +238,23 @@ def search_plan(spec) -> str:
         f"at the setting with the lowest mean final {search.metric} over the tune seeds ({len(spec.seeds)} trials): "
         f"at most {planned_trials(spec)} trials, the tune seeds' first. The settings are chosen as the study runs; "
         "the table shows each arm and cell once."
+    )
+
+
+def _bracket_plan(spec) -> str:
+    """A bracket search in words: how many trials it starts with, and the most it can run."""
+    from study.config.search_space import planned_trials, settings_per_unit, units
+
+    name, walk = spec.search.bracket
+    first, most = settings_per_unit(spec)
+    n, tune, test = len(units(spec)), len(spec.tune_seeds), len(spec.seeds)
+    return (
+        f"Search (bracket: {name} walked on a log scale until the best is interior), for each of {n} arms and cells "
+        f"on its own: {name} {walk.describe()}, each point on tune seeds {', '.join(map(str, spec.tune_seeds))}, "
+        f"then test seeds {', '.join(map(str, spec.seeds))} at the point with the lowest mean final "
+        f"{spec.search.metric} over the tune seeds: it starts with {n * first * tune} trials ({first} points per arm "
+        f"and cell) and runs at most {planned_trials(spec)} ({most} points each, then {test} test seeds). "
+        "The points are chosen as the study runs; the table shows each arm and cell once."
     )
 
 

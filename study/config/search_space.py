@@ -1,8 +1,9 @@
-"""The trials of a search study (search.algorithm random or tpe), made as it runs.
+"""The trials of a search study (search.algorithm random, tpe or bracket), made as it runs.
 
 A search has one *unit* per grid point of the spec: an arm (architecture label, and worker interval where it
 applies) in a cell (the other grid axes). Each unit is searched on its own with `search.samples` settings of the
-searched axes, each run on every tune seed, then its test seeds run at the setting chosen there. A trial of a
+searched axes (a bracket: its start points, then as many as its walk takes, up to its cap), each run on every
+tune seed, then its test seeds run at the setting chosen there. A trial of a
 search is an ordinary trial (`study.config.space.make_trial` of the grid point plus the setting, and a seed), so
 it has the same stable id (`trial_id`: a hash of what changes the math), trial row and status as a grid trial;
 only its setting is not known before the study runs.
@@ -76,9 +77,18 @@ def unit_key(spec: StudySpec, trial: Trial) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
+def settings_per_unit(spec: StudySpec) -> tuple[int, int]:
+    """(settings a unit starts with, the most it runs): a bracket's start points and its cap, else samples."""
+    if spec.search.bracket:
+        walk = spec.search.bracket[1]
+        return len(walk.start), walk.cap
+    return spec.search.samples, spec.search.samples
+
+
 def trials_per_unit(spec: StudySpec) -> int:
-    """samples x tune seeds, then the test seeds (fewer when no setting of a unit was eligible)."""
-    return spec.search.samples * len(spec.tune_seeds) + len(spec.seeds)
+    """The most settings x tune seeds, then the test seeds (fewer when no setting of a unit was eligible, or
+    when a bracket ends before its cap)."""
+    return settings_per_unit(spec)[1] * len(spec.tune_seeds) + len(spec.seeds)
 
 
 def planned_trials(spec: StudySpec) -> int:

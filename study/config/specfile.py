@@ -7,9 +7,12 @@ from importlib import resources
 from pathlib import Path
 
 from study.config.run import coerce, from_mapping
+from study.config.sampling import Bracket
 from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, SearchSpec, StudySpec
 from wt_base.errors import StudyError, is_int, require
 from wt_base.yamlio import dump_yaml, load_yaml, parse_yaml
+
+EXAMPLE_DISTRIBUTION = "{distribution: loguniform, low: 1e-4, high: 1e-2}"
 
 
 def parse_spec(document: object) -> StudySpec:
@@ -53,12 +56,15 @@ def _sample_from_yaml(mapping: object) -> SampleSpec:
 def _search_from_yaml(mapping: object) -> SearchSpec:
     """`search:` holds algorithm, samples, seed, metric, startup_samples and one mapping per sampled axis."""
     keys = ("algorithm", "samples", "seed", "metric", "startup_samples")
-    settings, axes = _sampled_from_yaml("search", mapping, keys)
+    walked = isinstance(mapping, dict) and mapping.get("algorithm") == "bracket"
+    settings, axes = _sampled_from_yaml("search", mapping, keys, Bracket if walked else Distribution)
     return SearchSpec(**settings, axes=axes)
 
 
-def _sampled_from_yaml(section: str, mapping: object, keys: tuple) -> tuple[dict, dict]:
-    """The section's own keys (`keys`) and its sampled axes (every other key: a Distribution mapping each)."""
+def _sampled_from_yaml(section: str, mapping: object, keys: tuple, kind: type = None) -> tuple[dict, dict]:
+    """The section's own keys (`keys`) and its sampled axes (every other key: a mapping of `kind` each, a
+    Distribution unless said: a bracket search's axis is a Bracket)."""
+    kind = kind or Distribution
     if not isinstance(mapping, dict):
         raise StudyError(f"{section} must be a mapping, got {mapping!r}.")
     mapping = dict(mapping)
@@ -67,7 +73,14 @@ def _sampled_from_yaml(section: str, mapping: object, keys: tuple) -> tuple[dict
     for name, raw in mapping.items():
         path = f"{section}.{name}"
         if not isinstance(raw, dict):
-            raise StudyError(f"{path} must be a mapping such as {{distribution: loguniform, low: 1e-4, high: 1e-2}}.")
+            example = "{start: [1.0e-3, 2.0e-3, 4.0e-3]}" if kind is Bracket else EXAMPLE_DISTRIBUTION
+            raise StudyError(f"{path} must be a mapping such as {example}.")
+        if kind is Bracket:
+            start = raw.get("start", ())
+            if isinstance(start, list):  # YAML's list; ints are numbers here
+                start = tuple(_axis_value_from_yaml(name, v) for v in start)
+            axes[name] = from_mapping(Bracket, {**raw, "start": start}, path)
+            continue
         dist = from_mapping(Distribution, raw, path)
         if dist.distribution == "choice":  # only the values count
             values = dist.values if isinstance(dist.values, (list, tuple)) else (dist.values,)

@@ -1,8 +1,9 @@
 """Where a search study stands and what it runs next (Ray-free: study.tune.searcher is its Ray Tune face).
 
-Each unit (study.config.search_space: an arm in a cell) runs `search.samples` settings, proposed one at a time
-by its own sampler (random draws, or TPE from the results so far), each on every tune seed; once all of them
-have ended, its test seeds run at the unit's *chosen* setting. The chosen setting is the analysis' own rule,
+Each unit (study.config.search_space: an arm in a cell) runs the settings its own sampler (study.tune.samplers)
+proposes one at a time (random draws or TPE: `search.samples` of them; a bracket: as many as its walk takes),
+each on every tune seed; once the sampler has no more and all of them have ended, its test seeds run at the
+unit's *chosen* setting. The chosen setting is the analysis' own rule,
 `analysis.tuning.choose_settings` (called by `chosen_setting`): the lowest mean final `search.metric` over the
 tune seeds among the settings whose every tune seed completed (a diverged, failed or stopped seed makes a setting
 ineligible); ties go to the smaller setting key. With no eligible setting the unit runs no test seed, and the
@@ -36,6 +37,12 @@ from wt_base.errors import StudyError
 from wt_base.schema import FINISHED_STATUSES
 
 FINISHED = "FINISHED"  # next_trial: the search has handed out every trial it will run
+STOP_WORDS = {  # why a bracket's walk ended (wt_base.bracket.STOPS), as the summary says it
+    "interior": "the best is interior",
+    "bound": "stopped at its bound, the best at the edge",
+    "cap": "stopped at its cap on points, the best at the edge",
+    "no eligible point": "no eligible point",
+}
 MAX_PROPOSALS = 100  # proposals of already tried settings, in a row, before the first untried one is taken
 
 
@@ -65,13 +72,15 @@ class _Sample:
     sample_id: str | None  # the sampler's id of it; None: proposed before a resume (told as a replayed point)
     outcomes: dict = field(default_factory=dict)  # tune seed -> Outcome
     seeds: set = field(default_factory=set)  # the tune seeds it has a trial for (handed out or known)
-    told: bool = False
+    told: bool = False  # every tune seed has ended and the sampler was told
+    value: float | None = None  # once told: the mean final metric over the tune seeds (None: not eligible)
+    kind: str | None = None  # once told: complete, fail or pruned
 
 
 @dataclass
 class _Unit:
     unit: Unit
-    sampler: object  # propose(sample_id, tried) -> setting; tell(sample_id, value, state); tell_replayed(...)
+    sampler: object  # study.tune.samplers: propose(sample_id, samples), more(samples), tell, tell_replayed
     samples: dict = field(default_factory=dict)  # setting key -> _Sample, in proposal order
     proposals: int = 0  # sampler ids handed out, duplicates included
     chosen: dict | None = None  # the test seeds' setting once decided (None: none eligible, or not decided)
@@ -100,7 +109,7 @@ class SearchState:
             for state in self._units.values():
                 self._decide(state)
         if not self._queue:
-            open_units = [s for s in self._units.values() if len(s.samples) < self.spec.search.samples]
+            open_units = [s for s in self._units.values() if s.sampler.more(s.samples)]
             if open_units:
                 self._propose(min(open_units, key=lambda s: len(s.samples)))  # the first of the least searched
         if self._queue:
@@ -182,7 +191,9 @@ class SearchState:
         lines = []
         for state in self._units.values():
             chosen = "not yet chosen" if not state.decided else _describe(state.chosen)
-            lines.append(f"{state.unit.name}: {len(state.samples)} settings tried; chosen {chosen}")
+            stopped = state.sampler.stopped(state.samples)
+            why = f" (bracket: {STOP_WORDS[stopped]})" if state.decided and stopped else ""
+            lines.append(f"{state.unit.name}: {len(state.samples)} settings tried; chosen {chosen}{why}")
         return lines
 
     # ---- inside ---------------------------------------------------------------------------------------------
@@ -190,7 +201,7 @@ class SearchState:
         for _ in range(MAX_PROPOSALS):
             sample_id = f"{state.unit.key}-{state.proposals}"
             state.proposals += 1
-            setting = state.sampler.propose(sample_id, set(state.samples))
+            setting = state.sampler.propose(sample_id, state.samples)
             trials = [search_trial(self.spec, state.unit, setting, seed) for seed in self.spec.tune_seeds]
             setting = setting_of(self.spec, trials[0])  # as the trials hold it (axis types applied)
             if setting_key(setting) not in state.samples and trials[0].trial_id not in self._trials:
@@ -229,17 +240,17 @@ class SearchState:
             value, kind = None, "fail"
         else:
             value, kind = None, "pruned"  # stopped early by ASHA
+        sample.told, sample.value, sample.kind = True, value, kind
         if sample.sample_id is None:
             state.sampler.tell_replayed(sample.setting, value, kind)
         else:
             state.sampler.tell(sample.sample_id, value, kind)
-        sample.told = True
 
     def _decide(self, state: _Unit) -> None:
         n_seeds = len(self.spec.tune_seeds)
-        if state.decided or len(state.samples) < self.spec.search.samples:
+        if state.decided or any(len(s.outcomes) < n_seeds for s in state.samples.values()):
             return
-        if any(len(s.outcomes) < n_seeds for s in state.samples.values()):
+        if not state.samples or state.sampler.more(state.samples):
             return
         state.decided = True
         key = chosen_setting({k: s.outcomes for k, s in state.samples.items()})
@@ -284,22 +295,11 @@ def replay_rows(state: SearchState, rows: list[dict], restored: dict) -> dict:
     return tune_ids
 
 
-class ListeningSampler:
-    """A sampler for looking only (status, resume's checks): it takes results and proposes nothing."""
-
-    def propose(self, sample_id: str, tried: set) -> dict:
-        raise RuntimeError("a search rebuilt for looking proposes no setting")
-
-    def tell(self, sample_id: str, value: float | None, kind: str) -> None:
-        pass
-
-    def tell_replayed(self, setting: dict, value: float | None, kind: str) -> None:
-        pass
-
-
 def rows_progress(spec: StudySpec, rows: list[dict]) -> SearchState:
     """The search as its trial rows alone say it stands (no Ray, no Optuna): for `complete()` and `summary()`."""
-    state = SearchState(spec, {u.key: ListeningSampler() for u in units(spec)})
+    from study.tune.samplers import looking_sampler
+
+    state = SearchState(spec, {u.key: looking_sampler(spec) for u in units(spec)})
     replay_rows(state, rows, restored={})
     return state
 

@@ -1,5 +1,6 @@
 """A search study on Ray Tune: the searcher that hands Tune the trials of study.tune.search_state, its samplers
-(random draws, or Optuna's TPE through Ray Tune's OptunaSearch), and the rebuilt state of a resumed search.
+(random draws and the bracket's walk from study.tune.samplers, or Optuna's TPE through Ray Tune's OptunaSearch),
+and the rebuilt state of a resumed search.
 
 Tune asks `StudySearch.suggest` for each trial it creates; the answer is a whole trial (`{"trial": Trial dict}`,
 as the grid hands them), so its id (a hash of what it computes, study.config.space) is made then, and the
@@ -19,38 +20,21 @@ from __future__ import annotations
 from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.utils.util import _atomic_save, _load_newest_checkpoint
 
-from study.config.search_space import random_settings, setting_key, units
+from study.config.search_space import units
 from study.tune.rows import end_fields
+from study.tune.samplers import BracketSampler, CountedSampler, RandomSampler
 from study.tune.search_state import FINISHED, Outcome, SearchState, replay_rows
+from wt_base.errors import StudyError
 
 OBJECTIVE = "objective"  # the inner Optuna study's metric: the mean final metric over the tune seeds
 
 
-class RandomSampler:
-    """search.algorithm random: the spec's fixed list of draws (study.config.search_space.random_settings), each
-    proposed once in order; results change nothing."""
-
-    def __init__(self, settings: list[dict]):
-        self._settings = settings
-
-    def propose(self, sample_id: str, tried: set) -> dict:
-        for setting in self._settings:
-            if setting_key(setting) not in tried:
-                return setting
-        raise AssertionError("a unit asks for at most search.samples settings")
-
-    def tell(self, sample_id: str, value: float | None, kind: str) -> None:
-        pass
-
-    def tell_replayed(self, setting: dict, value: float | None, kind: str) -> None:
-        pass
-
-
-class TpeSampler:
+class TpeSampler(CountedSampler):
     """search.algorithm tpe: one Ray Tune OptunaSearch (Optuna's TPESampler, seeded by search.seed, random for the
     first startup_samples settings) per unit, minimising the mean final metric over the tune seeds."""
 
     def __init__(self, spec):
+        super().__init__(spec.search.samples)
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
@@ -60,7 +44,7 @@ class TpeSampler:
         sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.tpe_startup)
         self._optuna = OptunaSearch(space=space, metric=OBJECTIVE, mode="min", sampler=sampler)
 
-    def propose(self, sample_id: str, tried: set) -> dict:
+    def propose(self, sample_id: str, samples: dict) -> dict:
         return self._optuna.suggest(sample_id)
 
     def tell(self, sample_id: str, value: float | None, kind: str) -> None:
@@ -79,14 +63,17 @@ def _optuna_distribution(dist):
     return optuna.distributions.FloatDistribution(dist.low, dist.high, log=dist.distribution == "loguniform")
 
 
+SAMPLERS = {"random": RandomSampler, "tpe": TpeSampler, "bracket": BracketSampler}  # search.algorithm -> sampler
+
+
 def new_state(spec) -> SearchState:
     """A search with nothing run yet: one sampler per unit."""
-    if spec.search.algorithm == "random":
-        settings = random_settings(spec)
-        samplers = {u.key: RandomSampler(settings) for u in units(spec)}
-    else:
-        samplers = {u.key: TpeSampler(spec) for u in units(spec)}
-    return SearchState(spec, samplers, max_concurrent=spec.max_concurrent)
+    sampler = SAMPLERS.get(spec.search.algorithm)
+    if sampler is None:
+        raise StudyError(
+            f"search.algorithm={spec.search.algorithm!r} has no sampler: expected one of {', '.join(SAMPLERS)}."
+        )
+    return SearchState(spec, {u.key: sampler(spec) for u in units(spec)}, max_concurrent=spec.max_concurrent)
 
 
 def replayed_state(spec, rows: list[dict], restored: dict) -> tuple[SearchState, dict]:

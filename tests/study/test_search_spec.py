@@ -60,7 +60,11 @@ def test_the_searchable_settings_are_the_ones_the_analysis_tunes():
 
 
 BAD = [
-    ({**TPE, "algorithm": "bayes"}, {}, "search.algorithm='bayes' is invalid: expected one of grid, random, tpe."),
+    (
+        {**TPE, "algorithm": "bayes"},
+        {},
+        "search.algorithm='bayes' is invalid: expected one of grid, random, tpe, bracket.",
+    ),
     ({**TPE, "samples": 0}, {}, "search.samples=0 is invalid: expected an integer >= 1 with algorithm tpe"),
     ({"algorithm": "random", "samples": 2}, {}, "search with algorithm random has no sampled axis: give one or more"),
     (

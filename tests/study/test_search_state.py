@@ -11,6 +11,7 @@ import pytest
 
 from study.config.search_space import setting_key, setting_of, units
 from study.config.specfile import parse_spec
+from study.tune.samplers import CountedSampler
 from study.tune.search_state import FINISHED, Outcome, SearchState, chosen_setting
 from tests.study.conftest import TINY_SPEC, deep_update
 
@@ -21,10 +22,11 @@ SPEC = parse_spec(
 )
 
 
-class ListSampler:
+class ListSampler(CountedSampler):
     """Proposes the given lrs in order (repeats included) and records what it is told."""
 
-    def __init__(self, lrs):
+    def __init__(self, lrs, samples):
+        super().__init__(samples)
         self.lrs, self.told, self.replayed = list(lrs), [], []
 
     def propose(self, sample_id, tried):
@@ -38,7 +40,7 @@ class ListSampler:
 
 
 def new_state(lrs=(1e-3, 2e-3, 4e-3), spec=SPEC):
-    samplers = {u.key: ListSampler(lrs) for u in units(spec)}
+    samplers = {u.key: ListSampler(lrs, spec.search.samples) for u in units(spec)}
     return SearchState(spec, samplers, max_concurrent=spec.max_concurrent), samplers
 
 
