@@ -17,7 +17,6 @@ from analysis.scaling import SHAPE_KEYS
 
 MIN_SPEED_GAP = 0.10  # step speeds of one arm and shape may differ this much before a caveat, at the least
 NOISE_FACTOR = 3.0  # ... or this many times the spread of step speeds among one configuration's seeds
-GRID_FIELDS = ("lr", "weight_decay", "warmup_frac", "dropout")  # numeric tuned settings, checked for the edge
 
 
 def throughput_consistency(final: pd.DataFrame) -> list[str]:
@@ -58,26 +57,16 @@ def throughput_consistency(final: pd.DataFrame) -> list[str]:
 
 
 def edge_of_grid(final: pd.DataFrame, chosen: pd.DataFrame) -> list[str]:
-    """One sentence per arm whose tuned numeric setting was chosen at the smallest or largest value of its grid
-    (the optimum may lie beyond the grid, so the arm may be judged at a poor setting)."""
-    lines = []
+    """One sentence per arm whose tuned numeric setting was chosen at the smallest or largest value it tried
+    (tuning.choose_settings' `edge`: the optimum may lie beyond, so the arm may be judged at a poor setting; its
+    verdicts say "not comparable")."""
     budgets = "budget_value" in final and final["budget_value"].nunique() > 1  # then name each cell's budget
-    for _, arm in chosen.dropna(subset=["config_id"]).iterrows():
-        if arm["tuned_on"] in ("none", "no eligible setting"):
-            continue
-        mine = final[final["cell_key"].eq(arm["cell_key"]) & final["arm_key"].eq(arm["arm_key"])]
-        picked = final[final["config_id"].eq(arm["config_id"])].iloc[0]
-        for field in GRID_FIELDS:
-            values = sorted(mine[field].dropna().unique()) if field in mine else []
-            if len(values) < 2 or picked[field] not in (values[0], values[-1]):
-                continue
-            side = "smallest" if picked[field] == values[0] else "largest"
-            lines.append(
-                f"{arm['arm']} ({_shape(arm, budgets)}): the chosen {field} "
-                f"{picked[field]:g} is the {side} of its grid ({', '.join(f'{v:g}' for v in values)}); the best "
-                "may lie beyond it"
-            )
-    return lines
+    return [
+        f"{arm['arm']} ({_shape(arm, budgets)}): the chosen {arm['edge']}; the best may lie beyond it, so its "
+        "verdicts are not comparable"
+        for _, arm in chosen.iterrows()
+        if isinstance(arm["edge"], str) and arm["edge"]
+    ]
 
 
 def _shape(row: pd.Series, budget: bool = False) -> str:

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.load import load_study, restrict, where_conditions
     from analysis.report import analyze, md_table, verdict_table, write_report
+    from analysis.verdicts import verdict_counts
 
     conditions = where_conditions(args.where)  # a bad --where fails before anything is read
     with warnings.catch_warnings(record=True):
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nVerdicts (worker minus standard, final {args.metric}; every column in the report and verdicts.csv):")
     table = verdict_table(analysis)
     print(md_table(table[[c for c in table.columns if c not in TERMINAL_LEAVES_OUT]]))
+    print(f"{verdict_counts(analysis.verdicts)}.")
     if analysis.retiming is not None:
         print_retiming(analysis.retiming)
     print(f"\nReport: {report}")

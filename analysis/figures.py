@@ -7,9 +7,10 @@ from analysis.axes import MEASURED_AXES
 from analysis.isoflop_plots import frontier_figure, isoflop_figure
 from analysis.plots import curves_plot, interval_plot, pareto_plot, scaling_plot, throughput_plot
 from analysis.plots_axes import axes_plot, timing_plot
+from analysis.plots_tuning import tuning_plot
 
 PLOTS = ("pareto_time.png", "pareto_flops.png", "curves.png", "scaling_params.png", "isoflop.png", "frontier.png")
-PLOTS += ("throughput.png", "interval.png", "axes.png", "timing.png")
+PLOTS += ("throughput.png", "interval.png", "axes.png", "timing.png", "tuning.png")
 
 
 MIN_SIZE_SPREAD = 1.5  # a scaling plot needs sizes at least this far apart (largest / smallest n_params)
@@ -38,6 +39,8 @@ def left_out(a) -> dict:
         out["isoflop.png"] = out["frontier.png"] = a.isoflop["why_not"]
     if a.axis_curves.empty:
         out["axes.png"] = "no comparison has a standard model and another arm with curves every seed covers"
+    if a.tuning.empty:
+        out["tuning.png"] = "no arm tried more than one value of a numeric tuned setting (lr, weight decay, ...)"
     if a.retiming is None:
         out["timing.png"] = "no machine profile given (wt-study analyze --timing PROFILE)"
     elif a.retiming.means.empty:
@@ -95,6 +98,9 @@ def figures(a) -> dict:
         "interval.png": lambda: interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
         "axes.png": lambda: axes_plot(
             a.axis_curves, a.chosen, _axis_labels(a), m, f"{name}: {m} along every axis, chosen settings' seed means"
+        ),
+        "tuning.png": lambda: tuning_plot(
+            a.tuning, a.tuning_seeds, m, f"{name}: final {m} against each arm's tuned setting, per cell"
         ),
         "timing.png": lambda: timing_plot(
             a.retiming.means, a.chosen, a.retiming.machines, m, f"{name}: {m} vs projected training time per machine"

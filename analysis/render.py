@@ -10,7 +10,7 @@ from markdown_it import MarkdownIt
 from analysis import configs, figures, render_timing, tables
 from analysis.inference import ALPHA, POWER
 from analysis.tables import fmt, md_table
-from analysis.verdicts import BIASED
+from analysis.verdicts import BIASED, verdict_counts
 from wt_base.budgets import BUDGET_KINDS
 
 NO_WARNING = "No compared configuration's periodic val loss ended above its minimum by more than the margin."
@@ -199,6 +199,40 @@ def interaction_text(table: pd.DataFrame) -> str:
     return md_table(shown.rename(columns={"did": "difference-in-differences", "p_holm": "p (Holm)"}))
 
 
+def tuning_section(a, image) -> str:
+    """Per arm and cell, the value its verdicts use, the range it was chosen from and whether it is interior."""
+    t = a.tuning
+    if t.empty:
+        return "_(no arm tried more than one value of a numeric tuned setting)_"
+    rows = []
+    for (_, _, field), g in t.groupby(["cell_key", "arm_key", "field"], sort=False):
+        first, picked = g.iloc[0], g[g["chosen"]]
+        shape = ", ".join(f"{n} {int(first[n])}" for n in ("seq_len", "n_embd", "n_layer") if pd.notna(first[n]))
+        where = {"interior": "interior", "bottom": "**bottom: not comparable**", "top": "**top: not comparable**"}
+        rows.append(
+            {
+                "arm": first["arm"],
+                "cell": shape,
+                "setting": field,
+                "chosen": fmt(picked["value"].iloc[0]) if len(picked) else "—",
+                "tried": ", ".join(f"{v:g}" for v in g["value"]),
+                "mean at chosen": fmt(picked["mean"].iloc[0]) if len(picked) else "—",
+                "where": where.get(first["position"], first["position"]),
+            }
+        )
+    return "\n\n".join(
+        [
+            "Each arm's final loss at every value of its tuned setting, on the seeds that chose it (the tune "
+            "seeds): the chosen value has the lowest mean. A value at either end of what was tried may not be the "
+            "arm's optimum, so that cell's verdict is \"not comparable\" (a bracket search walks past an edge "
+            "until its best is interior, and stops at an edge only at its bound or cap). Every point is in "
+            "tuning.csv.",
+            image("tuning.png"),
+            md_table(pd.DataFrame(rows)),
+        ]
+    )
+
+
 def warnings_section(a) -> str:
     """Every warning of the report, one bullet each (regime, step speeds, grid edges, tuning on test seeds)."""
     lines = [f"- {w}." for w in a.warnings]
@@ -244,7 +278,10 @@ def render(a, target_loss: float | None) -> str:
         f"with {POWER:.0%} power at α={ALPHA:g} (noncentral t), given its seeds and their spread. Seeds: completed "
         "of the chosen setting's test seeds; a cell where an arm lost or did not finish a seed gets no "
         "better/worse verdict from its survivors.",
+        f"**{verdict_counts(a.verdicts)}.**",
         md_table(tables.verdict_table(a.verdicts)),
+        "## Tuned settings",
+        tuning_section(a, image),
         "## Data regime",
         regime_section(a),
         "## Interactions",

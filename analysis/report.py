@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis import (
     axes,
+    brackets,
     caveats,
     figures,
     interactions,
@@ -63,6 +64,8 @@ class Analysis:
     targets: pd.DataFrame  # targets.default_targets: per trial, the loss its cell must reach
     axes: pd.DataFrame  # axes.axis_table: each comparison at equal steps, tokens, targets, FLOPs and time
     axis_curves: pd.DataFrame  # axes.axis_curves: the chosen settings' seed means along every axis
+    tuning: pd.DataFrame = None  # brackets.tuning_points: each arm's loss at every value of its tuned setting
+    tuning_seeds: pd.DataFrame = None  # brackets.seed_points: the choosing seeds behind it
     retiming: Retiming | None = None  # retime.retime on the --timing profiles; None without them
 
     @property
@@ -100,6 +103,7 @@ def analyze(
     if profiles is not None:
         timed = retime(final, chosen, points, targets, profiles, metric, timing_budget_s, timing_with_eval)
     projected = None if timed is None else timed.curves
+    tuned = brackets.tuning_points(final, chosen)
     return Analysis(
         study=study,
         metric=metric,
@@ -123,6 +127,8 @@ def analyze(
         targets=targets,
         axes=axes.axis_table(points, final, chosen, metric, projected),
         axis_curves=axes.axis_curves(points, final, chosen, metric, None if timed is None else timed.means),
+        tuning=tuned,
+        tuning_seeds=brackets.seed_points(final, tuned),
         retiming=timed,
     )
 
@@ -166,6 +172,7 @@ def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | No
         a.isoflop["fits"].to_csv(out / "isoflop_fits.csv", index=False)
         a.isoflop["differences"].to_csv(out / "isoflop_differences.csv", index=False)
     a.axes.to_csv(out / "axes.csv", index=False)
+    a.tuning.to_csv(out / "tuning.csv", index=False)
     if a.retiming is not None:
         a.retiming.verdicts.to_csv(out / "timing_verdicts.csv", index=False)
         a.retiming.reach.to_csv(out / "timing_reach.csv", index=False)

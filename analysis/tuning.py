@@ -9,6 +9,12 @@ seeds, which never took part in the choice (no winner's curse).
 Without tuning seeds the choice falls back to the test seeds, with the same eligibility rule; the result says so
 (`tuned_on` = "test seeds") and the verdicts flag it as biased. An arm with one setting has nothing to choose
 (`tuned_on` = "none").
+
+A choice at the edge of what was tried (the smallest or largest value of a numeric tuned setting among the
+arm's trials, diverged ones included) may not be the arm's optimum: `edge` says so in words ("lr at the top of
+the tried range (0.001-0.004)"), and the verdicts call such a cell not comparable (analysis.verdicts). A bracket
+search (wt_base.bracket) walks past an edge until its best is interior, so it leaves an edge only at its bound or
+cap.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import CELL_COLUMNS
+from wt_base.bracket import edge_of
 
 TUNED_ON = ("none", "tune seeds", "test seeds", "no eligible setting")
 CHOICE_COLUMNS = ["cell_key", "arm_key", "arm", "arch", "worker_interval", "conv_kernel", *CELL_COLUMNS, "cell_extra"]
-CHOICE_COLUMNS += ["config_id", "tuned", "tuned_on", "n_settings", "n_eligible", "tuning_seeds"]
+CHOICE_COLUMNS += ["config_id", "tuned", "tuned_on", "n_settings", "n_eligible", "tuning_seeds", "edge"]
+NUMERIC_TUNED = ("lr", "weight_decay", "warmup_frac", "dropout")  # tuned settings with an order: checked for edges
 
 
 def choose_settings(final: pd.DataFrame) -> pd.DataFrame:
@@ -54,5 +62,22 @@ def choose_settings(final: pd.DataFrame) -> pd.DataFrame:
     tuned = final.drop_duplicates("config_id").set_index("config_id")["tuned"]
     out = out.reset_index().reindex(columns=CHOICE_COLUMNS)
     out["tuned"] = out["config_id"].map(tuned)
+    out["edge"] = [_edge(final, arm) for _, arm in out.iterrows()]
     order = [*CELL_COLUMNS, "arch", "worker_interval", "conv_kernel", "cell_key", "arm_key"]
     return out.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
+
+
+def _edge(final: pd.DataFrame, arm: pd.Series) -> str:
+    """'' when the arm's chosen setting is interior in every numeric tuned setting it tried (or it had one
+    setting); else which setting sits at which end: 'lr at the top of the tried range (0.001-0.004)'."""
+    if pd.isna(arm["config_id"]) or arm["tuned_on"] == "none":
+        return ""
+    mine = final[final["cell_key"].eq(arm["cell_key"]) & final["arm_key"].eq(arm["arm_key"])]
+    picked = final[final["config_id"].eq(arm["config_id"])].iloc[0]
+    parts = []
+    for field in NUMERIC_TUNED:
+        values = sorted(mine[field].dropna().unique()) if field in mine else []
+        where = edge_of(values, picked[field]) if values and pd.notna(picked[field]) else "only"
+        if where in ("bottom", "top"):
+            parts.append(f"{field} at the {where} of the tried range ({values[0]:g}-{values[-1]:g})")
+    return "; ".join(parts)

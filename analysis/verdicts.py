@@ -7,7 +7,9 @@ p-values are Holm-adjusted across the whole table, raw ones beside. Against the 
 their own, and the smallest margin the cell could certify says what its seeds can show; the minimum detectable
 effect says what the cell could have seen. A cell where a test seed of either arm diverged, failed or did not
 finish is never "better" or "worse" from its survivors: its verdict says which arm lost seeds, and a rank test
-that counts a lost seed as the worst outcome stands beside the t-test.
+that counts a lost seed as the worst outcome stands beside the t-test. A cell where either side's tuned setting
+was chosen at the edge of the range it tried (analysis.tuning) is "not comparable", never "better" or "worse":
+the arm may be judged short of its optimum.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ LOST = ("diverged", "failed")  # a lost seed: the run gave no final loss (counte
 UNFINISHED = ("stopped", "running", "pending")  # no final loss yet, or ended early by a scheduler
 VERDICT_COLUMNS = CELL_COLUMNS + ["cell_extra", "arch", "worker_interval", "conv_kernel", "arm"]
 VERDICT_COLUMNS += ["worker_tuned", "standard_tuned", "worker_tuned_on", "standard_tuned_on", "tuning"]
+VERDICT_COLUMNS += ["worker_edge", "standard_edge"]  # tuning.choose_settings' edge of each side ('' when interior)
 VERDICT_COLUMNS += ["standard_budget_value", "worker_seeds", "standard_seeds", "n_worker", "n_standard"]
 VERDICT_COLUMNS += ["worker_diverged", "standard_diverged", "worker_failed", "standard_failed"]
 VERDICT_COLUMNS += ["worker_unfinished", "standard_unfinished", "worker_epochs", "standard_epochs"]
@@ -55,6 +58,8 @@ def verdicts(final: pd.DataFrame, chosen: pd.DataFrame, alpha: float = ALPHA) ->
             standard_tuned_on=np.nan if std is None else std["tuned_on"],
             standard_budget_value=np.nan if std is None else std["budget_value"],
             margin=float(margins[arm["cell_key"]]),
+            worker_edge=_text(arm.get("edge")),
+            standard_edge="" if std is None else _text(std.get("edge")),
         )
         for side, trials, config in (("worker", w, arm), ("standard", s, std)):
             row.update(_outcomes(side, trials))
@@ -120,13 +125,26 @@ def tuning_words(worker_on, standard_on) -> str:
 def verdict_words(row, alpha: float = ALPHA) -> str:
     """What the row supports, in words a reviewer would sign; flagged when a setting was chosen on test seeds.
 
-    A lost or unfinished test seed comes first ("worker k=4 unstable: 2 of 5 diverged"). Otherwise, by the
+    A side chosen at the edge of what it tried comes first ("not comparable: standard's lr at the top of the
+    tried range (0.001-0.004)"), then a lost or unfinished test seed ("worker k=4 unstable: 2 of 5 diverged").
+    Otherwise, by the
     Holm-adjusted tests at `alpha` against the margin m: "better/worse, by more than ±m" (the difference and its
     converse-of-equivalence test), "better/worse, within ±m" (different, yet inside the margin), "better/worse"
     (the size against m not shown), "equivalent within ±m" (TOST), or "not shown (MDE x)" (no claim: neither a
     difference nor equivalence; the seeds could only have seen a difference of x)."""
     words = _words(row, alpha)
     return f"{words} ({BIASED})" if row["tuning"] == BIASED else words
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def not_comparable(row) -> str:
+    """'' when both sides were chosen inside what they tried; else the words that say which was not, and where
+    ("standard's lr at the top of the tried range (0.001-0.004)")."""
+    sides = ((row["arm"], row["worker_edge"]), (STANDARD, row["standard_edge"]))
+    return "; ".join(f"{name}'s {edge}" for name, edge in sides if _text(edge))
 
 
 def _lost_words(row) -> str:
@@ -147,6 +165,9 @@ def _words(row, alpha: float) -> str:
         return "no eligible setting (every tuned setting lost a tuning seed)"
     if row["standard_seeds"] == 0 and pd.isna(row["standard_tuned_on"]):
         return "no standard baseline"
+    edge = not_comparable(row)
+    if edge:  # an arm judged short of its optimum: no better or worse, whatever the tests say
+        return f"not comparable: {edge}"
     lost = _lost_words(row)
     if lost:
         return lost
@@ -167,3 +188,19 @@ def _words(row, alpha: float) -> str:
         return f"equivalent within {margin}"
     mde = f" (MDE {row['mde']:.2g})" if np.isfinite(row["mde"]) else ""
     return f"not shown{mde}"
+
+
+def verdict_counts(v: pd.DataFrame) -> str:
+    """The verdicts counted by kind, the not-comparable cells apart: '4 verdicts: 1 better, 1 not shown; 2 not
+    comparable (a side's tuned setting at the edge of its tried range)'."""
+    if v.empty:
+        return "no verdicts"
+    words = v["verdict"].astype(str)
+    apart = words.str.startswith("not comparable")
+    kinds = words[~apart].str.replace(r"^\S+ (k=\d+ )?(better|worse).*$", r"\2", regex=True)
+    kinds = kinds.str.replace(r" \(MDE.*$| within .*$|:.*$", "", regex=True)
+    counted = ", ".join(f"{n} {k}" for k, n in kinds.value_counts().sort_index().items())
+    text = f"{len(v)} verdict{'s' if len(v) != 1 else ''}: {counted or 'none comparable'}"
+    if apart.any():
+        text += f"; {int(apart.sum())} not comparable (a side's tuned setting at the edge of its tried range)"
+    return text

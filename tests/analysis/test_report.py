@@ -46,7 +46,10 @@ def test_every_plot_is_a_valid_png_or_left_out_with_its_reason(smoke_report):
     assert "_(scaling_params left out: every arm's model sizes lie within 1x of each other" in report
     assert "_(isoflop left out: the study has no FLOPs budgets.)_" in report
     assert not (smoke_report / "timing.png").exists() and "## Re-timed" not in report  # no --timing, no section
-    for name in (p for p in PLOTS if p not in ("scaling_params.png", "isoflop.png", "frontier.png", "timing.png")):
+    assert "_(no arm tried more than one value of a numeric tuned setting)_" in report  # the smoke has one lr
+    assert not (smoke_report / "tuning.png").exists()
+    left = ("scaling_params.png", "isoflop.png", "frontier.png", "timing.png", "tuning.png")
+    for name in (p for p in PLOTS if p not in left):
         data = (smoke_report / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
         assert f"]({name})" in report

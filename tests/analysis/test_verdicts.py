@@ -172,3 +172,37 @@ def test_paired_helper_matches_scipy():
     assert result["p_value"] == pytest.approx(ref.pvalue) and result["df"] == 3
     ci = ref.confidence_interval(0.95)
     assert (result["diff_ci_low"], result["diff_ci_high"]) == pytest.approx((ci.low, ci.high))
+
+
+def _tuned(arch, losses_by_lr, n_test=5):
+    """An arm with tune seeds at each lr (the given loss) and test seeds at each lr (the loss plus seed noise)."""
+    rows = []
+    for lr, loss in losses_by_lr.items():
+        rows += [dict(r, seed_role="tune", lr=lr) for r in arm_rows(arch, [loss, loss + 0.001], start_seed=100)]
+        noise = 0.003 * np.sin(np.arange(n_test) + len(arch))  # not the same per seed for both arms
+        rows += [dict(r, lr=lr) for r in arm_rows(arch, loss + noise)]
+    return rows
+
+
+def test_a_side_chosen_at_the_edge_of_its_tried_range_is_not_comparable_however_clear_the_difference():
+    """findings-cpu: the standard model still falling at the top of its lr grid, the worker flat; the worker's
+    clear lead at the standard's edge lr is no verdict."""
+    standard = _tuned("standard", {1e-3: 1.88, 2e-3: 1.82, 4e-3: 1.79})  # best at the top: the edge
+    worker = _tuned("worker", {1e-3: 1.77, 2e-3: 1.75, 4e-3: 1.76})  # interior
+    v = verdicts_of(standard + worker).iloc[0]
+    assert v["diff"] < -0.03 and v["p_holm"] < 0.001  # the tests alone would call the worker better
+    assert v["verdict"] == "not comparable: standard's lr at the top of the tried range (0.001-0.004)"
+    assert (v["worker_edge"], v["standard_edge"]) == ("", "lr at the top of the tried range (0.001-0.004)")
+    bracketed = _tuned("standard", {1e-3: 1.88, 2e-3: 1.82, 4e-3: 1.79, 8e-3: 1.78, 1.6e-2: 1.80})  # walked on
+    v = verdicts_of(bracketed + worker).iloc[0]
+    assert v["verdict"] == "worker better, by more than ±0.01" and v["standard_edge"] == ""
+
+
+def test_the_verdict_counts_keep_not_comparable_cells_apart():
+    from analysis.verdicts import verdict_counts
+
+    worker = _tuned("worker", {1e-3: 1.77, 2e-3: 1.75, 4e-3: 1.76})
+    rows = _tuned("standard", {1e-3: 1.88, 2e-3: 1.82, 4e-3: 1.79}) + worker
+    rows += [dict(r, seq_len=128) for r in _tuned("standard", {1e-3: 1.9, 2e-3: 1.8, 4e-3: 1.85}) + worker]
+    text = verdict_counts(verdicts_of(rows))
+    assert text == ("2 verdicts: 1 better; 1 not comparable (a side's tuned setting at the edge of its tried range)")
