@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise StudyError(f"--target-loss is {args.target_loss}; it must be a finite number > 0.")
     if args.out == "":
         raise StudyError("--out is empty: expected the directory the report goes to.")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise StudyError(f"--out {args.out!r} is a file: expected a directory for the report (new or existing).")
     profiles = timing_profiles(args)  # a bad profile or timing flag fails before the study is read
 
     from analysis.load import load_study, restrict, where_conditions

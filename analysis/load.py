@@ -47,10 +47,14 @@ class Study:
     skipped_files: list[str] = field(default_factory=list)  # unreadable files, "name: reason"
 
 
-def load_study(path: str) -> Study:
-    """Read a study directory `<storage>/<study_name>` (a local path or a URI such as s3://bucket/study)."""
+def load_study(path: str, empty_ok: bool = False) -> Study:
+    """Read a study directory `<storage>/<study_name>` (a local path or a URI such as s3://bucket/study).
+    Without trial rows or evaluation points it is a StudyError unless `empty_ok` (status early in a run)."""
     location = resolve(path, "PATH")  # the filesystem and its path, resolved as the study wrote it
     if not location.is_dir():
+        kind = location.fs.get_file_info(location.path).type
+        if kind == pafs.FileType.File:
+            raise StudyError(f"{path} is a file, not a study directory: give the folder <storage>/<study name>.")
         raise StudyError(f"no study at {path}: the directory does not exist.")
     results = location.join(RESULTS_DIR)
     for attempt in range(READ_ATTEMPTS):
@@ -63,7 +67,7 @@ def load_study(path: str) -> Study:
             # A file listed a moment ago is gone: the sink compacted the directory meanwhile. Read again.
             if attempt == READ_ATTEMPTS - 1:
                 raise StudyError(f"the results at {path} keep changing while being read: try again.") from None
-    if trials.empty or metrics.empty:
+    if (trials.empty or metrics.empty) and not empty_ok:
         missing = "trial rows" if trials.empty else "evaluation points"
         raise StudyError(
             f"no results to analyse at {path}: {posixpath.join(RESULTS_DIR, '{metrics,trials}')} "

@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from analysis.load import Study
 from analysis.retime import Retiming, retime
 from analysis.tables import config_label, md_table  # noqa: F401  (re-exported for the CLI and tests)
 from analysis.targets import default_targets, target_summary, time_to_target
+from wt_base.errors import StudyError
 
 SEED_AT_S = 120.0  # the seed's "Loss @ 120s" column
 FRONTS = (("train_time_s", "loss vs train time"), ("flops", "loss vs FLOPs"))
@@ -155,9 +159,25 @@ def verdict_table(a: Analysis) -> pd.DataFrame:
 
 def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | None = None) -> Path:
     """Write the plots, summary.csv and report.md (plus report.html, the plots embedded, for fmt_="html"); returns
-    the report path."""
+    the report path. Everything is written into a temporary folder beside `out_dir` first and moved into place at
+    the end, so an interrupted report (Ctrl-C, a full disk) leaves `out_dir` as it was."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"--out {str(out)!r} is a file: expected a directory for the report (new or existing).")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        report = _write_files(a, temp, fmt_, target_loss)
+        out.mkdir(exist_ok=True)
+        for path in temp.iterdir():  # each file replaced whole: a reader never sees half a report file
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return out / report
+
+
+def _write_files(a: Analysis, out: Path, fmt_: str, target_loss: float | None) -> str:
+    """Every file of the report into the folder `out`; returns the report's file name."""
     written = []
     for file_name, fig in figures.figures(a).items():
         fig.savefig(out / file_name, dpi=110)
@@ -186,5 +206,5 @@ def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | No
             for name in written
         }
         (out / "report.html").write_text(render.markdown_to_html(text, a.study.name, images), encoding="utf-8")
-        return out / "report.html"
-    return out / "report.md"
+        return "report.html"
+    return "report.md"

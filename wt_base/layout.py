@@ -1,6 +1,7 @@
 """The file names of a study directory `<storage>/<name>/` (the study's layout, shared by writer and readers):
 
 study.yaml    the resolved spec (resume reads it; a different spec is refused)
+driver.lease  while a driver runs: who it is (wt_base.lease.LEASE_FILE); a second driver is refused
 results/      the Parquet results (wt_base.schema): metrics/*.parquet and trials/*.parquet
 tune/         Ray Tune's experiment state and the trials' checkpoints
 """

@@ -57,6 +57,13 @@ class ModelConfig:
             self.worker_interval,
             "an integer >= 1",
         )
+        if archs.applies("worker_interval", self.arch):  # a stride past the sequence: one worker, the last token
+            _check(
+                self.worker_interval <= self.block_size,
+                "worker_interval",
+                self.worker_interval,
+                f"at most block_size={self.block_size} (the sequence length: a larger interval leaves one worker)",
+            )
         _check(
             self.n_embd % self.n_head == 0,
             "n_head",

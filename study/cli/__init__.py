@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand -> (module, one-line help)
@@ -60,10 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     from wt_base.errors import StudyError
 
     try:
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is handled below
+        return code
     except StudyError as exc:
         print(f"wt-study {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nwt-study {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`wt-study status PATH | head`): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's own flush at exit stays quiet
+        return 0

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 
 from study.tune.plan import load_saved_spec
 from wt_base.budgets import BUDGET_KINDS
 from wt_base.fields import SHOWN
+from wt_base.lease import live_holder
 from wt_base.schema import FINISHED_STATUSES
 
 
@@ -18,8 +20,8 @@ def study_status(path: str) -> dict:
     """Counts by status, per-trial budget use, best loss per architecture and an ETA (seconds or None)."""
     from analysis.load import load_study
 
-    spec, _ = load_saved_spec(path)
-    study = load_study(path)
+    spec, location = load_saved_spec(path)
+    study = load_study(path, empty_ok=True)  # early in a run: the trials it has, before any evaluation
     trials = study.trials.copy()
     metrics = study.metrics
     kind = BUDGET_KINDS[spec.budget.kind]
@@ -45,6 +47,7 @@ def study_status(path: str) -> dict:
         "best": best,
         "eta_s": _eta_seconds(spec, trials),
         "skipped_files": study.skipped_files,
+        "driver": live_holder(location),  # the live driver's lease (wt_base.lease), None when none runs
     }
 
 
@@ -74,6 +77,10 @@ def _eta_seconds(spec, trials) -> float | None:
 
 def print_status(path: str, out=None) -> int:
     out = out or sys.stdout
+    starting = _starting(path)
+    if starting:
+        print(starting, file=out)
+        return 0
     status = study_status(path)
     spec, trials = status["spec"], status["trials"]
     counts = status["counts"]
@@ -86,8 +93,8 @@ def print_status(path: str, out=None) -> int:
     by_arch = "".join(f", {arch} {kind.format(value)}" for arch, value in spec.budget_by_arch.items())
     print(f"Budget per trial: {kind.format(spec.budget.value)} ({kind.name}){by_arch}", file=out)
     trials = trials.assign(settings=trial_settings(trials))
-    width = max(len(t) for t in trials["trial_id"])
-    settings_width = max(len(t) for t in trials["settings"])
+    width = max((len(t) for t in trials["trial_id"]), default=0)
+    settings_width = max((len(t) for t in trials["settings"]), default=0)
     for row in trials.sort_values(["status", "trial_id", "settings"]).itertuples():
         bar = "#" * round(row.used_frac * 20)
         loss = "" if row.val_loss is None or not math.isfinite(row.val_loss) else f"  final val_loss {row.val_loss:.4f}"
@@ -103,9 +110,24 @@ def print_status(path: str, out=None) -> int:
     search_done = True
     if spec.search.is_search:
         search_done = _print_search(spec, trials, out)
+    holder = status["driver"]
+    if holder is not None:
+        print(f"Driver: {holder.describe(time.time())}", file=out)
     if counts.get("pending", 0) + counts.get("running", 0) + counts.get("failed", 0) or not search_done:
-        print(f"Not finished: wt-study resume {path}", file=out)
+        print("Not finished" + (": it is being run" if holder else f": wt-study resume {path}"), file=out)
     return 0
+
+
+def _starting(path: str) -> str | None:
+    """A study whose driver holds its lease but has not yet recorded its trials (its first seconds), in words."""
+    from wt_base.layout import SPEC_FILE
+    from wt_base.storage import read_text, resolve
+
+    location = resolve(path, "PATH")
+    holder = live_holder(location)
+    if holder is None or read_text(location, SPEC_FILE) is not None:
+        return None
+    return f"Study at {path} is starting: {holder.describe(time.time())} has not recorded its trials yet."
 
 
 def _print_search(spec, trials, out) -> bool:

@@ -154,16 +154,33 @@ def _start(plan_: Plan, address, ray_temp_dir) -> tuple[Plan, bool]:
     return plan_, started
 
 
+def _lease(plan_: Plan, command: str, print_fn):
+    """The study's driver lease (wt_base.lease): held from before Ray starts until the driver ends. Should another
+    driver take it (a race only object stores allow), this one stops as Ctrl-C stops it."""
+    import _thread
+    import time
+
+    from wt_base.lease import Lease
+
+    def lost(holder) -> None:
+        who = holder.describe(time.time()) if holder is not None else "another driver"
+        print_fn(f"This driver lost the study's lease to {who}: stopping, so that one driver runs the study.")
+        _thread.interrupt_main()
+
+    return Lease(plan_.location, command, on_lost=lost)
+
+
 def run_study(plan_: Plan, *, address=None, ray_temp_dir=None, print_fn=print, trainable=None) -> int:
     """Run the planned study to its end; `trainable` replaces study.tune.trainable.trainable (tests wrap it)."""
-    plan_, started = _start(plan_, address, ray_temp_dir)
-    try:
-        _record_study(plan_, new=True)
-        print_fn(f"Study {plan_.spec.name}: {_describe_trials(plan_)} -> {plan_.location.uri}")
-        _print_trackers(plan_, print_fn)
-        return _execute(plan_, restore=False, print_fn=print_fn, trainable=trainable)
-    finally:
-        _stop_ray(started)
+    with _lease(plan_, "run", print_fn):
+        plan_, started = _start(plan_, address, ray_temp_dir)
+        try:
+            _record_study(plan_, new=True)
+            print_fn(f"Study {plan_.spec.name}: {_describe_trials(plan_)} -> {plan_.location.uri}")
+            _print_trackers(plan_, print_fn)
+            return _execute(plan_, restore=False, print_fn=print_fn, trainable=trainable)
+        finally:
+            _stop_ray(started)
 
 
 def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, print_fn=print, trainable=None) -> int:
@@ -188,6 +205,12 @@ def resume_study(path: str, *, spec_file=None, address=None, ray_temp_dir=None, 
     if all(s in FINISHED_STATUSES for s in statuses) and (not spec.search.is_search or _search(plan_, rows).complete()):
         print_fn(f"Study {spec.name} is already finished ({len(statuses)} trials): nothing to resume.")
         return 0
+    with _lease(plan_, "resume", print_fn):
+        return _resume(plan_, statuses, address, ray_temp_dir, print_fn, trainable)
+
+
+def _resume(plan_: Plan, statuses: list, address, ray_temp_dir, print_fn, trainable) -> int:
+    spec, location = plan_.spec, plan_.location
     plan_, started = _start(plan_, address, ray_temp_dir)
     try:
         from ray import tune

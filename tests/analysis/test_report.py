@@ -267,3 +267,40 @@ def test_an_isoflop_study_gets_compute_optimal_frontiers_per_arm(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Compute-optimal frontiers (isoFLOP)" in report and "](isoflop.png)" in report
     assert (tmp_path / "out" / "isoflop_profiles.csv").exists()
+
+
+def test_an_interrupted_report_leaves_its_folder_as_it_was(smoke_study, tmp_path, monkeypatch):
+    """Ctrl-C while the report is written (here: after every plot, at the report's text): no half-written
+    folder, no temporary one left beside it; an earlier report in the folder is untouched."""
+    from analysis import render, report
+
+    a = analyze(load_study(str(smoke_study)))
+    out = tmp_path / "analysis"
+    out.mkdir()
+    (out / "report.md").write_text("the earlier report")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "render", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_report(a, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis"]
+    assert (
+        sorted(p.name for p in out.iterdir()) == ["report.md"]
+        and (out / "report.md").read_text() == "the earlier report"
+    )
+
+
+def test_status_into_a_closed_pipe_prints_no_traceback(smoke_study):
+    """`wt-study status PATH | head -1`: the reader goes away; the command ends quietly."""
+    from study.config.specfile import dump_spec, parse_spec
+    from wt_base.layout import SPEC_FILE
+
+    (smoke_study / SPEC_FILE).write_text(dump_spec(parse_spec({"name": "smoke", "storage": str(smoke_study.parent)})))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "status", str(smoke_study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # before it writes a line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(60) == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -137,6 +137,19 @@ CASES = {
     ),
     "analyze a folder without results": (lambda t: ["analyze", t], "no results"),
     "status of a non-study": (lambda t: ["status", t], "not a study directory"),
+    "analyze a file": (lambda t: ["analyze", _spec_file(t, b"x", "f")], "is a file, not a study directory"),
+    "analyze --out a file": (
+        lambda t: ["analyze", _existing_study(t), "--out", _spec_file(t, b"x", "f")],
+        "is a file: expected a directory for the report",
+    ),
+    "worker interval above seq_len": (
+        lambda t: ["run", _spec(t, axes={"arch": ["worker"], "worker_interval": [128], "seq_len": [64]})],
+        "worker_interval=128 is invalid: expected at most block_size=64",
+    ),
+    "train --worker-interval above --seq-len": (
+        lambda t: ["train", "--arch", "worker", "--worker-interval", "200", "--seq-len", "64"],
+        "--worker-interval=200 is invalid: expected at most block_size=64",
+    ),
 }
 
 
