@@ -69,9 +69,10 @@ def load_study(path: str, empty_ok: bool = False) -> Study:
                 raise StudyError(f"the results at {path} keep changing while being read: try again.") from None
     if (trials.empty or metrics.empty) and not empty_ok:
         missing = "trial rows" if trials.empty else "evaluation points"
+        damaged = f" that could be read (skipped {'; '.join(skipped)})" if skipped else " yet"
         raise StudyError(
             f"no results to analyse at {path}: {posixpath.join(RESULTS_DIR, '{metrics,trials}')} "
-            f"holds no {missing} yet."
+            f"holds no {missing}{damaged}."
         )
     names = trials["study"].dropna().unique()
     name = str(names[0]) if len(names) == 1 else posixpath.basename(location.path.rstrip("/"))

@@ -12,6 +12,8 @@ import io
 import os
 import posixpath
 import re
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 from wt_base.errors import StudyError
 
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
+STORE_TIMEOUT_S = 30.0  # an object store that has not answered its first request by then is refused
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,72 @@ def resolve(location: str, what: str = "storage") -> Location:
     if not is_uri(location) or location.startswith("file://"):
         path = os.path.abspath(os.path.expanduser(location.removeprefix("file://")))
         return Location(pafs.LocalFileSystem(), path, path)
+    opened = location
+    if urlsplit(location).scheme in ("gs", "gcs") and "retry_limit_seconds" not in location:
+        # GCS retries a missing credential for minutes by default: give up in time to say so (the URI kept as given)
+        opened += f"{'&' if '?' in location else '?'}retry_limit_seconds={store_timeout_s() / 2:g}"
     try:
-        fs, path = pafs.FileSystem.from_uri(location)
+        fs, path = pafs.FileSystem.from_uri(opened)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as exc:
         raise StudyError(f"{what}={location!r} cannot be opened: {exc}.") from None
     base, sep, query = location.partition("?")
-    return Location(fs, path.rstrip("/"), base.rstrip("/") + sep + query)
+    resolved = Location(fs, path.rstrip("/"), base.rstrip("/") + sep + query)
+    _reach(resolved, what)
+    return resolved
+
+
+def _impatient(fs: pafs.FileSystem, limit_s: float) -> pafs.FileSystem:
+    """An S3 filesystem like `fs` whose requests give up within `limit_s` (the probe's own: an abandoned request
+    would hold the interpreter's exit, which waits for S3 requests in flight); other filesystems as they are."""
+    if not isinstance(fs, pafs.S3FileSystem):
+        return fs
+    try:
+        options = dict(fs.__reduce__()[1][0])  # the options it was made with (pyarrow pickles it so)
+        each = min(10.0, max(1.0, limit_s / 10))  # two tries of this well within the limit; Ctrl-C waits for one
+        options.update(connect_timeout=each, request_timeout=each)
+        return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=2))
+    except (TypeError, ValueError, IndexError, KeyError):  # another pyarrow's options: probe with fs itself
+        return fs
+
+
+def store_timeout_s() -> float:
+    """How long a store may take to answer its first request before it is refused: $WT_STORE_TIMEOUT_S, else
+    STORE_TIMEOUT_S."""
+    raw = os.environ.get("WT_STORE_TIMEOUT_S", "")
+    try:
+        return float(raw) if raw and float(raw) > 0 else STORE_TIMEOUT_S
+    except ValueError:
+        raise StudyError(f"WT_STORE_TIMEOUT_S={raw!r} is invalid: expected a number of seconds > 0.") from None
+
+
+def _reach(location: Location, what: str) -> None:
+    """Ask an object store for the location once, within store_timeout_s(), so that missing credentials or an
+    endpoint that never answers end in one sentence instead of a hang (the AWS and GCS clients retry for minutes,
+    deaf to Ctrl-C). The request runs in a thread; this one waits in short steps, so Ctrl-C stops the wait."""
+    done: dict = {}
+    limit = store_timeout_s()
+    fs = _impatient(location.fs, limit)
+
+    def probe() -> None:
+        try:
+            fs.get_file_info(location.path)
+            done["ok"] = True
+        except Exception as exc:  # reported below, in the caller's thread
+            done["error"] = exc
+
+    thread = threading.Thread(target=probe, name="wt-store-probe", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + limit
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(0.1)
+    if thread.is_alive():
+        raise StudyError(
+            f"{what}={location.uri!r} did not answer within {limit:g} s: check its credentials and endpoint (or set "
+            "WT_STORE_TIMEOUT_S for a slower store)."
+        )
+    if "error" in done:
+        reason = str(done["error"]).split(". ")[0][:300]
+        raise StudyError(f"{what}={location.uri!r} cannot be reached: {reason}.")
 
 
 def check_writable(location: Location, what: str = "storage") -> None:

@@ -33,6 +33,8 @@ from wt_base.storage import Location, list_parquet, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
+MAX_FILE_ROWS = 20_000  # compaction merges small files into files of at most this many rows (a damaged one loses
+# only its own); 20k evaluation points are about 2 MB of Parquet
 METRIC_FIELDS = tuple(n for n in METRICS_SCHEMA.names if n not in ("schema_version", "study", "reported_at"))
 
 
@@ -132,30 +134,54 @@ class ParquetSink:
         finally:
             self.seconds_spent += time.perf_counter() - start
 
-    def compact(self, min_files: int = 2) -> int:
-        """Merge each results directory's files into one, in write order, then delete the merged files.
+    def compact(self, min_files: int = 2, max_rows: int | None = None) -> int:
+        """Merge each results directory's small files into files of at most `max_rows` rows (MAX_FILE_ROWS), in
+        write order, then delete the merged files.
 
-        Every row is kept (superseded rows too), so readers see exactly what they saw before. The merged file
-        sorts right after the last file it contains, before anything written later. A crash between writing it
-        and deleting the originals leaves identical rows twice, which last-row-wins reading makes harmless.
-        Unreadable files are left where they are. Returns the number of files removed.
-        """
+        Every row is kept (superseded rows too), so readers see exactly what they saw before. Each merged file
+        holds a run of consecutive files and sorts right after the last of them, before anything written later.
+        It is read back before its inputs are deleted: one that does not read back whole is removed and its inputs
+        kept. Files already at the size bound are never merged again, so a damaged file loses at most its own
+        rows. A crash between writing a merged file and deleting its inputs leaves identical rows twice, which
+        last-row-wins reading makes harmless. Unreadable files are left where they are. Returns the number of
+        files removed."""
+        max_rows = max_rows or MAX_FILE_ROWS
         start, removed = time.perf_counter(), 0
         try:
             for directory, schema in ((METRICS_DIR, METRICS_SCHEMA), (TRIALS_DIR, TRIALS_SCHEMA)):
-                readable = []
-                for path in list_parquet(self.results, directory):
-                    table = self._read(path, None)
-                    if table is not None and table.schema.equals(schema):
-                        readable.append((path, table))
-                if len(readable) < min_files:
-                    continue
-                last = posixpath.basename(readable[-1][0]).removesuffix(".parquet")
-                merged = pa.concat_tables([table for _, table in readable])
-                write_parquet_atomic(merged, self.results, directory, f"{last}_compacted")
-                for path, _ in readable:
-                    self.results.fs.delete_file(path)
-                    removed += 1
+                for run in self._runs(directory, schema, max_rows):
+                    if len(run) >= min_files:
+                        removed += self._merge(directory, run)
         finally:
             self.seconds_spent += time.perf_counter() - start
         return removed
+
+    def _runs(self, directory: str, schema: pa.Schema, max_rows: int) -> list[list[tuple[str, pa.Table]]]:
+        """The directory's readable files below the size bound, as runs of consecutive files (in write order) of
+        at most `max_rows` rows together; a full, unreadable or foreign file ends a run."""
+        runs, run, rows = [], [], 0
+        for path in list_parquet(self.results, directory):
+            table = self._read(path, None)
+            if table is None or not table.schema.equals(schema) or table.num_rows >= max_rows:
+                runs.append(run)
+                run, rows = [], 0
+                continue
+            if rows + table.num_rows > max_rows:
+                runs.append(run)
+                run, rows = [], 0
+            run.append((path, table))
+            rows += table.num_rows
+        return [r for r in [*runs, run] if r]
+
+    def _merge(self, directory: str, run: list[tuple[str, pa.Table]]) -> int:
+        last = posixpath.basename(run[-1][0]).removesuffix(".parquet")
+        merged = pa.concat_tables([table for _, table in run])
+        written = write_parquet_atomic(merged, self.results, directory, f"{last}_compacted")
+        back = self._read(written, None)
+        if back is None or back.num_rows != merged.num_rows:  # not verified: keep the inputs, drop the copy
+            log.warning("compaction of %s did not read back whole; its %d input files are kept", written, len(run))
+            self.results.fs.delete_file(written)
+            return 0
+        for path, _ in run:
+            self.results.fs.delete_file(path)
+        return len(run)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import posixpath
 
+import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
 from analysis.load import load_study
 from study.results.sink import ParquetSink
+from wt_base.errors import StudyError
 from wt_base.storage import list_parquet, resolve, write_atomic, write_local_atomic, write_text_atomic
 
 
@@ -67,6 +69,60 @@ def test_compaction_keeps_every_row_and_what_readers_see(tmp_path):
     sink.update_trial("b", status="completed")
     sink.flush()
     assert load_study(str(tmp_path / "study")).trials.set_index("trial_id").loc["b", "status"] == "completed"
+
+
+def _many_flushes(sink, n: int, first: int = 1) -> None:
+    for step in range(first, first + n):
+        sink.add_metric(_metric("a", 1, step * 10))
+        sink.update_trial("a", status="running", steps=step * 10)
+        sink.flush()
+
+
+def test_compaction_bounds_its_files_and_never_merges_a_full_one_again(tmp_path):
+    sink = _sink(tmp_path)
+    _many_flushes(sink, 10)
+    sink.compact(max_rows=4)
+    sizes = [pq.read_metadata(p).num_rows for p in list_parquet(sink.results, "metrics")]
+    assert sizes == [4, 4, 2]
+    full = list_parquet(sink.results, "metrics")[:2]
+    _many_flushes(sink, 2, first=11)  # two more small files: merged with the 2-row file, not with the full ones
+    sink.compact(max_rows=4)
+    files = list_parquet(sink.results, "metrics")
+    assert files[:2] == full and [pq.read_metadata(p).num_rows for p in files] == [4, 4, 4]
+
+
+def test_a_truncated_results_file_loses_only_its_rows_and_is_named(tmp_path):
+    """Before: the sink compacted everything into one file, so truncating it lost every result, unnamed."""
+    sink = _sink(tmp_path)
+    _many_flushes(sink, 12)
+    sink.compact(max_rows=4)
+    damaged = list_parquet(sink.results, "metrics")[1]
+    with open(damaged, "r+b") as f:
+        f.truncate(100)
+    study = load_study(str(tmp_path / "study"))
+    assert sorted(study.metrics["step"]) == [10, 20, 30, 40, 90, 100, 110, 120]  # 4 of 12 lost, the rest read
+    assert len(study.skipped_files) == 1 and study.skipped_files[0].startswith(
+        f"results/metrics/{posixpath.basename(damaged)}"
+    )
+
+
+def test_a_compacted_file_that_does_not_read_back_is_dropped_and_its_inputs_kept(tmp_path, monkeypatch):
+    sink = _sink(tmp_path)
+    _many_flushes(sink, 3)
+    before = list_parquet(sink.results, "metrics")
+    monkeypatch.setattr(sink, "_read", lambda path, columns: None if "_compacted" in path else pq.read_table(path))
+    assert sink.compact() == 0
+    assert list_parquet(sink.results, "metrics") == before
+
+
+def test_no_readable_rows_names_the_damaged_files(tmp_path):
+    sink = _sink(tmp_path)
+    _many_flushes(sink, 1)
+    (path,) = list_parquet(sink.results, "metrics")
+    with open(path, "r+b") as f:
+        f.truncate(50)
+    with pytest.raises(StudyError, match=f"could be read \\(skipped results/metrics/{posixpath.basename(path)}"):
+        load_study(str(tmp_path / "study"))
 
 
 def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(tmp_path):

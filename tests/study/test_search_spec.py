@@ -22,10 +22,11 @@ def search_spec(search: dict | None = None, **changes) -> StudySpec:
     return parse_spec(deep_update(TINY_SPEC, doc))
 
 
-def test_every_preset_but_the_search_one_stays_a_grid():
+def test_every_preset_but_the_search_ones_stays_a_grid():
+    searches = {"lr-search": "tpe", "findings-cpu-bracket": "bracket"}
     for name in preset_names():
         spec = load_preset(name)
-        assert spec.search.algorithm == ("tpe" if name == "lr-search" else "grid"), name
+        assert spec.search.algorithm == searches.get(name, "grid"), name
     assert StudySpec().search.algorithm == "grid" and not StudySpec().search.is_search
 
 
