@@ -143,6 +143,9 @@ def print_plan(plan, capacity, out=None) -> None:
     line = f"{b['trials']} trials x {per_trial}{kind.unit} ({kind.name} budget)"
     if slots.count:
         line += f", {b['concurrency']} at a time -> about {kind.format(b['study_length'])} of training"
+        if b["budget_kind"] == "flops" and res.with_gpus_for(capacity.gpus).gpus:  # FLOPs alone say little
+            hours = b["study_length"] / ASSUMED_FLOP_S / 3600
+            line += f" in the longest slot, about {hours:.3g} h wall clock at {ASSUMED_FLOP_S / 1e12:g} TFLOP/s a trial"
     else:
         line += f": none can start on {capacity.where}"
     if kind.measured and slots.count:

@@ -102,7 +102,8 @@ def print_status(path: str, out=None) -> int:
         name = f"{row.trial_id:<{width}}" + (f"  {row.settings:<{settings_width}}" if settings_width else "")
         print(f"  {name}  {row.status:<9}  [{bar:<20}] {row.used_frac:6.1%}{loss}{error}", file=out)
     if status["best"]:
-        print("Best val_loss so far: " + ", ".join(f"{a} {v:.4f}" for a, v in sorted(status["best"].items())), file=out)
+        best = ", ".join(f"{a} {v:.4f}" for a, v in sorted(status["best"].items()))
+        print(f"Best val_loss so far, over every periodic evaluation (not only final ones): {best}", file=out)
     if status["eta_s"] is not None and sum(counts.get(s, 0) for s in FINISHED_STATUSES) < len(trials):
         print(f"ETA: about {status['eta_s'] / 60:.1f} min of wall clock (if resumed / still running)", file=out)
     for name in status["skipped_files"]:

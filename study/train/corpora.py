@@ -5,7 +5,8 @@ the vocabulary, the content's SHA-256 and `encode` / `decode`, like `data.Corpus
 one page-cache copy of the tokens, so a trial needs only its DataConfig; a MappedCorpus that is pickled anyway
 (through Ray's object store) travels as its folder path and is mapped again on arrival.
 
-`data.corpus` is a name in NAMED_CORPORA (downloaded, checksum-verified), a local UTF-8 text file, or a folder of
+`data.corpus` is a name in NAMED_CORPORA (downloaded, checksum-verified; tinyshakespeare ships with the package, so
+it needs no network), a local UTF-8 text file, or a folder of
 them: its regular, non-hidden files in name order, joined with FOLDER_SEPARATOR between consecutive files. A named
 corpus's URL can be replaced (a mirror, a test server) by the environment variable WT_CORPUS_URL_<NAME>
 (WT_CORPUS_URL_ENWIK8) or by load_corpus(url=...); the SHA-256 it must match stays the pinned one.
@@ -52,10 +53,12 @@ from study.train.prepared import (
     write_folder,
 )
 from wt_base.errors import StudyError
+from wt_base.storage import write_local_atomic
 
 URL_ENV_PREFIX = "WT_CORPUS_URL_"  # WT_CORPUS_URL_ENWIK8=<mirror> replaces enwik8's URL (same pinned SHA-256)
 FOLDER_SEPARATOR = "\n"  # written between consecutive files of a folder corpus
 DEFAULT_VAL_FRACTION = DataConfig().val_fraction
+SHIPPED_DIR = "corpora_data"  # package data of study.train: corpora small enough to ship (NamedCorpus.shipped)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class NamedCorpus:
     split: str  # FIXED_SPLIT or VAL_FRACTION_SPLIT
     n_tokens: int  # tokens of the whole text (what a dry run plans with before anything is downloaded)
     vocab_size: int  # its vocabulary
+    shipped: str = ""  # an xz copy of the download in the package (study/train/corpora_data), used before any download
 
 
 NAMED_CORPORA = {
@@ -84,6 +88,7 @@ NAMED_CORPORA = {
         split=VAL_FRACTION_SPLIT,
         n_tokens=1_115_394,
         vocab_size=65,
+        shipped="tinyshakespeare.txt.xz",  # 364 KB: the smoke study and `wt-study train` run offline
     ),
     # enwik8.zip: 36,445,475 bytes holding `enwik8` (10^8 bytes). mattmahoney.net publishes no checksum; this is
     # the SHA-256 HuggingFace datasets pins for the URL: datasets/enwik8/dataset_infos.json (huggingface/
@@ -271,7 +276,7 @@ def _named_content(name: str, known: NamedCorpus, path: Path, url: str) -> bytes
                 f"the cached {name} at {path} has SHA-256 {digest[:12]}..., expected {known.sha256[:12]}...: "
                 "delete the file to download it again, or pass the path of your own text as data.corpus."
             )
-    else:
+    elif not (known.shipped and _unpack_shipped(name, known, path)):
         download_verified(url, path, known.sha256, name)
     if not known.member:
         return path.read_bytes()
@@ -284,6 +289,27 @@ def _named_content(name: str, known: NamedCorpus, path: Path, url: str) -> bytes
         ) from None
     except zipfile.BadZipFile:
         raise StudyError(f"{path} is not a zip archive: delete it to download it again.") from None
+
+
+def _unpack_shipped(name: str, known: NamedCorpus, path: Path) -> bool:
+    """Put the package's copy of a named corpus at `path` (the cache's download), if it has the pinned SHA-256;
+    False (nothing written) when the package lacks it or it does not verify, so that it is downloaded instead."""
+    import lzma
+    import sys
+    from importlib import resources
+
+    shipped = resources.files("study.train") / SHIPPED_DIR / known.shipped
+    try:
+        content = lzma.decompress(shipped.read_bytes())
+    except (OSError, lzma.LZMAError):
+        return False
+    if hashlib.sha256(content).hexdigest() != known.sha256:
+        return False
+    write_local_atomic(path, lambda f: f.write(content))
+    print(
+        f"{name}: the copy shipped with wt-study ({len(content):,} bytes, SHA-256 verified) -> {path}", file=sys.stderr
+    )
+    return True
 
 
 def _plan_local(cfg: DataConfig) -> _Plan:

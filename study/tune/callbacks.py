@@ -173,7 +173,9 @@ def _error_text(trial) -> str:
 
 
 class ProgressCallback(Callback):
-    """One compact line every `every_s` seconds: trials done / running / pending / failed, best loss per arch."""
+    """One compact line every `every_s` seconds: trials done / running / pending / failed, best loss per arch.
+    The run's last word is the driver's summary from the trial rows (study.tune.runner), not a line of Tune's
+    statuses: after an interruption those would count the interrupted trials as ended."""
 
     def __init__(self, total: int = 0, every_s: float = 10.0, print_fn=print, finished: frozenset = frozenset()):
         self.total = total  # trials in the study (Tune creates them lazily, so its list can be shorter)
@@ -204,9 +206,6 @@ class ProgressCallback(Callback):
         if now - self._last >= self.every_s:
             self._last = now
             self.print_fn(self.line(trials))
-
-    def on_experiment_end(self, trials, **info) -> None:
-        self.print_fn(self.line(trials))
 
     def line(self, trials) -> str:
         counts = {"TERMINATED": 0, "RUNNING": 0, "PENDING": 0, "ERROR": 0, "PAUSED": 0}

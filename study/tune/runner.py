@@ -23,11 +23,37 @@ from wt_base.layout import SPEC_FILE
 from wt_base.schema import FINISHED_STATUSES
 from wt_base.storage import write_text_atomic
 
+# Ray's notices that would tell a wt-study user something wrong or nothing: its restore hint (Tuner.restore, not
+# `wt-study resume`), its Ctrl-C notice (the driver's summary follows) and that token authentication is on by
+# default (it stays on: a Ray port is remote code execution). logger name -> message fragments dropped.
+RAY_NOTICES = {
+    "ray.tune.tune": ("Resume experiment with", "Stop signal received"),
+    "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled for this Ray",),
+}
+
+
+class _DropNotices(logging.Filter):
+    def __init__(self, fragments: tuple):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(f in record.getMessage() for f in self.fragments)
+
+
+def quiet_ray_notices() -> None:
+    """Drop RAY_NOTICES from Ray's loggers (once per process; the filters are the only state)."""
+    for name, fragments in RAY_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotices) for f in logger.filters):
+            logger.addFilter(_DropNotices(fragments))
+
 
 def start_ray(address: str | None, temp_dir: str | None) -> bool:
     """Start Ray in-process (address None) or join a cluster. Returns True when this process started Ray."""
     import ray
 
+    quiet_ray_notices()
     if ray.is_initialized():
         return False
     kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
@@ -70,7 +96,7 @@ def _execute(plan_: Plan, *, restore: bool, print_fn, trainable) -> int:
             tuner = make_tuner(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
             tuner.fit()
     except KeyboardInterrupt:
-        print_fn(f"Interrupted. Finish the study with: wt-study resume {plan_.location.uri}")
+        _summarise(plan_, print_fn)
         return 130
     return _summarise(plan_, print_fn)
 
@@ -130,9 +156,21 @@ def _summarise(plan_: Plan, print_fn) -> int:
         search_done = search.complete()
     unfinished = [s for s in statuses if s not in FINISHED_STATUSES]
     if unfinished or not search_done:
-        print_fn(f"Not finished. Resume with: wt-study resume {plan_.location.uri}")
+        print_fn(_unfinished_words(statuses, unfinished, search_done) + f" with: wt-study resume {plan_.location.uri}")
     print_fn(f"Results: {plan_.location.uri}   Analyze with: wt-study analyze {plan_.location.uri}")
     return 0 if search_done and not [s for s in statuses if s in ("pending", "running")] else 1
+
+
+def _unfinished_words(statuses: list, unfinished: list, search_done: bool) -> str:
+    """Why a study ended unfinished, and what a resume runs, in one sentence (the resume command follows)."""
+    cut = [s for s in unfinished if s in ("pending", "running")]
+    more = " and the trials its search has yet to make" if not search_done else ""
+    if cut or not search_done:
+        return (
+            f"Interrupted: {len(statuses) - len(unfinished)} of {len(statuses)} trials finished; the other "
+            f"{len(unfinished)}{more} run on resume ({unfinished.count('running')} from their last checkpoint). Resume"
+        )
+    return f"Not finished: {len(unfinished)} trials failed; a resume runs them again from their last checkpoint. Resume"
 
 
 def _start(plan_: Plan, address, ray_temp_dir) -> tuple[Plan, bool]:

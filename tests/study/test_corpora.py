@@ -317,3 +317,19 @@ def test_user_mistakes_are_one_sentence(tmp_path, server, monkeypatch):
     (tmp_path / "cache" / "enwik8.zip").write_bytes(b"not the archive")  # a wrong copy placed by hand: kept
     assert "delete the file" in _one_error(DataConfig(corpus="enwik8", cache_dir=cache))
     assert (tmp_path / "cache" / "enwik8.zip").read_bytes() == b"not the archive"
+
+
+def test_tinyshakespeare_comes_from_the_package_with_no_network(tmp_path, monkeypatch, capsys):
+    """A fresh machine without network: the smoke preset's corpus is the verified copy the package ships (the
+    download URL points at a closed loopback port, so any download attempt would fail)."""
+    from study.config.run import DataConfig
+    from study.train.corpora import load_corpus
+
+    monkeypatch.setenv("WT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("WT_CORPUS_URL_TINYSHAKESPEARE", "http://127.0.0.1:9/input.txt")
+    corpus = load_corpus(DataConfig(corpus="tinyshakespeare"))
+    assert len(corpus.train) + len(corpus.val) == 1_115_394 and len(corpus.vocab) == 65
+    assert (
+        "tinyshakespeare: the copy shipped with wt-study (1,115,394 bytes, SHA-256 verified)" in capsys.readouterr().err
+    )
+    assert (tmp_path / "cache" / "tinyshakespeare.txt").stat().st_size == 1_115_394
