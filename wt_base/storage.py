@@ -8,6 +8,7 @@ variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). Imports nothing heavier th
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import posixpath
@@ -124,6 +125,26 @@ def _impatient(fs: pafs.FileSystem, limit_s: float) -> pafs.FileSystem:
         return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=2))
     except (TypeError, ValueError, IndexError, KeyError):  # another pyarrow's options: probe with fs itself
         return fs
+
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the store can take no more: retrying cannot help
+FULL_WORDS = ("No space left on device", "Disk quota exceeded", "Read-only file system")  # as pyarrow words them
+
+
+class StorageFull(StudyError):
+    """The study's storage refused a write for good (full, over quota, read-only): the study stops, resumable."""
+
+
+def storage_full(error: BaseException | str) -> str | None:
+    """The reason when `error` (an exception, its chain, or a trial's error text) says the storage is full,
+    over quota or read-only; else None. pyarrow wraps the errno in its message, so the words count too."""
+    seen = error
+    while isinstance(seen, BaseException):
+        if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    return next((words for words in FULL_WORDS if words in text), None)
 
 
 def store_timeout_s() -> float:

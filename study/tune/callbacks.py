@@ -15,7 +15,7 @@ from ray.tune import Callback
 
 from study.results.sink import METRIC_FIELDS, ParquetSink, utc_now
 from study.tune.rows import end_fields
-from wt_base.storage import resolve
+from wt_base.storage import StorageFull, resolve, storage_full
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class ResultsCallback(Callback):
             try:
                 self.sink.flush()
             except OSError as exc:  # pyarrow's I/O errors are OSErrors
+                full = storage_full(exc)
+                if full:  # no retry can help: stop the study, resumable (study.tune.runner says so)
+                    raise StorageFull(f"{full} at {self.sink.results.uri}") from exc
                 if final:
                     raise
                 log.warning("could not write results (kept in memory, retried at the next flush): %s", exc)
@@ -128,12 +131,21 @@ class ResultsCallback(Callback):
         self._flush(force=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._stop_if_full(trial)
         self.sink.update_trial(_trial_id(trial), status="running", error=_error_text(trial))
         self._flush(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._stop_if_full(trial)
         self.sink.update_trial(_trial_id(trial), status="failed", error=_error_text(trial), finished_at=utc_now())
         self._flush(force=True)
+
+    def _stop_if_full(self, trial) -> None:
+        """A trial that failed because the storage is full (writing its checkpoint) is no trial's fault: its row
+        stays as it was (running), and the study stops, resumable, instead of retrying into the same wall."""
+        full = storage_full(_error_text(trial))
+        if full:
+            raise StorageFull(f"{full} (trial {_trial_id(trial)} could not write its checkpoint)")
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if self.sink.pending:
@@ -215,8 +227,10 @@ class ProgressCallback(Callback):
             t.status == "TERMINATED" and not _reached_its_end(t.last_result or {}) and _trial_id(t) not in self.finished
             for t in trials
         )
-        total = max(self.total, len(trials))
-        counts["PENDING"] += total - len(trials)
+        already = len(self.finished - {_trial_id(t) for t in trials})  # finished before a rebuild: not Tune's
+        counts["TERMINATED"] += already
+        total = max(self.total, len(trials) + already)
+        counts["PENDING"] += total - len(trials) - already
         elapsed = time.monotonic() - self._start
         best = "  ".join(f"{arch} {loss:.3f}" for arch, loss in sorted(self._best.items())) or "-"
         early = f" ({stopped} stopped early)" if stopped else ""

@@ -41,12 +41,27 @@ class _DropNotices(logging.Filter):
         return not any(f in record.getMessage() for f in self.fragments)
 
 
+class _DropFullStorage(logging.Filter):
+    """Tune's traceback of a trial that failed because the storage is full: the driver stops the study and says
+    so in one sentence (study.tune.callbacks.ResultsCallback), so the traceback tells nothing more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from wt_base.storage import storage_full
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not (error is not None and storage_full(error) or storage_full(record.getMessage()))
+
+
 def quiet_ray_notices() -> None:
-    """Drop RAY_NOTICES from Ray's loggers (once per process; the filters are the only state)."""
-    for name, fragments in RAY_NOTICES.items():
+    """Drop RAY_NOTICES from Ray's loggers, and Tune's tracebacks of a full disk (once per process; the filters
+    are the only state)."""
+    filters = {name: _DropNotices(fragments) for name, fragments in RAY_NOTICES.items()}
+    filters["ray.tune.execution.tune_controller"] = _DropFullStorage()
+    filters["ray.tune.execution.experiment_state"] = _DropFullStorage()
+    for name, new in filters.items():
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropNotices) for f in logger.filters):
-            logger.addFilter(_DropNotices(fragments))
+        if not any(type(f) is type(new) for f in logger.filters):
+            logger.addFilter(new)
 
 
 def start_ray(address: str | None, temp_dir: str | None) -> bool:
@@ -88,17 +103,38 @@ def _record_study(plan_: Plan, *, new: bool) -> None:
         write_text_atomic(plan_.location, SPEC_FILE, dump_spec(plan_.spec))
 
 
-def _execute(plan_: Plan, *, restore: bool, print_fn, trainable) -> int:
+def _execute(plan_: Plan, *, restore: bool, print_fn, trainable, rebuilt: bool = False) -> int:
     from study.tune.restore import quiet_trial_reader
 
     try:
         with quiet_trial_reader(), _terminate_as_interrupt():
-            tuner = make_tuner(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
+            tuner = make_tuner(plan_, restore=restore, rebuilt=rebuilt, print_fn=print_fn, trainable=trainable)
             tuner.fit()
     except KeyboardInterrupt:
         _summarise(plan_, print_fn)
         return 130
+    except Exception as exc:  # Tune may wrap what a callback raised
+        full = _storage_full_in(exc)
+        if full is None:
+            raise
+        print_fn(
+            f"Stopped: the study's storage is full or read-only ({full}); every file written before is intact. Free "
+            f"space, then resume with: wt-study resume {plan_.location.uri}"
+        )
+        return 1
     return _summarise(plan_, print_fn)
+
+
+def _storage_full_in(exc: BaseException) -> str | None:
+    """The reason of a StorageFull anywhere in `exc`'s chain (a callback's raise, as Tune passes it on)."""
+    from wt_base.storage import StorageFull
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, StorageFull):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -254,15 +290,34 @@ def _resume(plan_: Plan, statuses: list, address, ray_temp_dir, print_fn, traina
         from ray import tune
 
         restore = tune.Tuner.can_restore(plan_.tune_location.path, storage_filesystem=plan_.tune_location.fs)
+        rebuilt = _set_aside_damaged(plan_, print_fn) if restore else bool(statuses)
+        restore = restore and not rebuilt
         _record_study(plan_, new=False)
         done = sum(s in FINISHED_STATUSES for s in statuses)
         print_fn(f"Resuming study {spec.name}: {done}/{len(statuses)} trials finished -> {location.uri}")
         if plan_.note:
             print_fn(f"Note: {plan_.note}")
         _print_trackers(plan_, print_fn)
-        return _execute(plan_, restore=restore, print_fn=print_fn, trainable=trainable)
+        return _execute(plan_, restore=restore, rebuilt=rebuilt, print_fn=print_fn, trainable=trainable)
     finally:
         _stop_ray(started)
+
+
+def _set_aside_damaged(plan_: Plan, print_fn) -> bool:
+    """True when Tune's experiment state cannot be restored (study.tune.rebuild): its files are set aside and the
+    study is rebuilt from its trial rows and checkpoints."""
+    from study.tune.rebuild import damaged_state, set_aside
+
+    why = damaged_state(plan_.tune_location)
+    if why is None:
+        return False
+    moved = set_aside(plan_.tune_location)
+    print_fn(
+        f"Note: Tune's experiment state is damaged ({why}); set aside as {', '.join(moved) or 'nothing'}. The study "
+        "is rebuilt from its trial rows and checkpoints: finished trials are not run again, the others continue "
+        "from their newest checkpoint."
+    )
+    return True
 
 
 def _describe_trials(plan_: Plan) -> str:

@@ -190,10 +190,16 @@ class SearchState:
         """One line per unit: settings tried, and the chosen one."""
         lines = []
         for state in self._units.values():
-            chosen = "not yet chosen" if not state.decided else _describe(state.chosen)
+            tried = f"{state.unit.name}: {len(state.samples)} settings tried"
+            if not state.decided:
+                told = [s for s in state.samples.values() if s.told and s.value is not None]
+                best = min(told, key=lambda s: s.value, default=None)
+                so_far = f"; best so far {_describe(best.setting)} ({best.value:.4f})" if best else ""
+                lines.append(f"{tried}{so_far}; not yet chosen")
+                continue
             stopped = state.sampler.stopped(state.samples)
-            why = f" (bracket: {STOP_WORDS[stopped]})" if state.decided and stopped else ""
-            lines.append(f"{state.unit.name}: {len(state.samples)} settings tried; chosen {chosen}{why}")
+            why = f" (bracket: {STOP_WORDS[stopped]})" if stopped else ""
+            lines.append(f"{tried}; chosen {_describe(state.chosen)}{why}")
         return lines
 
     # ---- inside ---------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from study.tune.rebuild import REBUILT_KEY  # Ray-free: pyarrow only
+
 STATE_FILE = "state.pt"
 META_FILE = "trial.json"
 
@@ -38,7 +40,7 @@ def trainable(config: dict, corpus, cpus: float = 1.0, gpus: float = 0.0) -> Non
         from study.config.spec import cpu_threads
 
         torch.set_num_threads(cpu_threads(cpus))
-    run_trial(trial, corpus)
+    run_trial(trial, corpus, rebuilt_from=config.get(REBUILT_KEY))
 
 
 def _environment(device) -> dict:
@@ -59,20 +61,46 @@ def _environment(device) -> dict:
     }
 
 
-def run_trial(trial, corpus) -> None:
+def _resumed(checkpoint) -> tuple[dict, int]:
+    """(training state, restarts) from a Tune checkpoint."""
+    from study.train.loop import load_state
+
+    with checkpoint.as_directory() as folder:
+        state = load_state(Path(folder) / STATE_FILE)
+        restarts = json.loads((Path(folder) / META_FILE).read_text())["restarts"] + 1
+    return state, restarts
+
+
+def _from_study(study_uri: str, trial_id: str) -> tuple[dict | None, int]:
+    """A rebuilt study's trial (study.tune.rebuild): the newest of its own checkpoints that loads."""
+    from ray import tune
+
+    from study.tune.rebuild import checkpoints
+    from wt_base.storage import resolve
+
+    study = resolve(study_uri)
+    for path in checkpoints(study, trial_id, META_FILE):
+        try:
+            return _resumed(tune.Checkpoint(path, filesystem=study.fs))
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError):
+            continue  # cut short by the fault that damaged the study: the one before it
+    return None, 0
+
+
+def run_trial(trial, corpus, rebuilt_from: str | None = None) -> None:
     from ray import tune
 
     from study.train.compiled import compile_mode
     from study.train.device import execution_settings, resolve_device
-    from study.train.loop import load_state, save_state, train
+    from study.train.loop import save_state, train
 
     attempt = time.time_ns() // 1000  # identifies this process lifetime of the trial (see study.results.sink)
     checkpoint = tune.get_checkpoint()
     state, restarts = None, 0
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = load_state(Path(folder) / STATE_FILE)
-            restarts = json.loads((Path(folder) / META_FILE).read_text())["restarts"] + 1
+        state, restarts = _resumed(checkpoint)
+    elif rebuilt_from:
+        state, restarts = _from_study(rebuilt_from, trial.trial_id)
     resumed_from_step = int(state["step"]) if state is not None else 0
     device = resolve_device(trial.run.train.device)
     base = {
@@ -90,7 +118,8 @@ def run_trial(trial, corpus) -> None:
             return
         with tempfile.TemporaryDirectory(prefix="wt-ckpt-") as folder:
             save_state(checkpoint_state, Path(folder) / STATE_FILE)
-            (Path(folder) / META_FILE).write_text(json.dumps({"restarts": restarts, "trial_id": trial.trial_id}))
+            meta = {"restarts": restarts, "trial_id": trial.trial_id, "step": int(checkpoint_state["step"])}
+            (Path(folder) / META_FILE).write_text(json.dumps(meta))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     result = train(trial.run, corpus, on_report=on_report, state=state)

@@ -7,14 +7,16 @@ import os
 from study.config.search_space import planned_trials
 from study.config.spec import StudySpec
 from study.tune.plan import Plan
+from study.tune.rebuild import REBUILT_KEY
 from wt_base.budgets import BUDGET_KINDS
 from wt_base.layout import TUNE_DIR
 from wt_base.schema import FINISHED_STATUSES
 
 
-def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
+def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None, rebuilt: bool = False):
     """The Tuner of `plan_`; `trainable` (default: study.tune.trainable.trainable) has its signature, tests pass
-    a wrapper of it."""
+    a wrapper of it. `rebuilt`: a resume without Tune's experiment state (study.tune.rebuild): a fresh Tuner over
+    the stored trials, finished ones ended unrun, the others started from their own newest checkpoint."""
     from ray import tune
 
     from study.tune.callbacks import ProgressCallback, ResultsCallback
@@ -33,7 +35,7 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing, our callback reports
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     total = planned_trials(spec) if spec.search.is_search else len(plan_.trials)
-    rows = _rows(plan_) if restore or spec.search.is_search else []
+    rows = _rows(plan_) if restore or rebuilt or spec.search.is_search else []
     finished = frozenset(row["trial_id"] for row in rows if row.get("status") in FINISHED_STATUSES)
     callbacks = [
         ResultsCallback(
@@ -71,16 +73,19 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None):
         verbose=0,
     )
     names = {"trial_name_creator": _trial_name, "trial_dirname_creator": _trial_name}
+    scheduler = _scheduler(spec)
+    scheduler.skip_finished(finished)  # a rebuilt study's finished trials (none in a new one)
+    extra = {REBUILT_KEY: plan_.location.uri} if rebuilt else {}  # the trials' own checkpoints (study.tune.rebuild)
     if spec.search.is_search:  # trials made as the study runs (study.tune.searcher), concurrency limited there
         search_alg = _search_alg(plan_, rows, restored={})
-        tune_config = tune.TuneConfig(search_alg=search_alg, num_samples=total, scheduler=_scheduler(spec), **names)
-        return tune.Tuner(fn, param_space={}, tune_config=tune_config, run_config=run_config)
-    tune_config = tune.TuneConfig(
-        max_concurrent_trials=spec.max_concurrent or None, scheduler=_scheduler(spec), **names
-    )
+        tune_config = tune.TuneConfig(search_alg=search_alg, num_samples=total, scheduler=scheduler, **names)
+        return tune.Tuner(fn, param_space=extra, tune_config=tune_config, run_config=run_config)
+    tune_config = tune.TuneConfig(max_concurrent_trials=spec.max_concurrent or None, scheduler=scheduler, **names)
+    # a rebuilt study's finished trials are left out: a trial ended unrun would hold its concurrency slot
+    todo = [t.to_dict() for t in plan_.trials if t.trial_id not in finished]
     return tune.Tuner(
         fn,
-        param_space={"trial": tune.grid_search([t.to_dict() for t in plan_.trials])},
+        param_space={"trial": tune.grid_search(todo), **extra},
         tune_config=tune_config,
         run_config=run_config,
     )
