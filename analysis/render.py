@@ -343,8 +343,9 @@ def markdown_to_html(text: str, title: str, images: dict[str, str] | None = None
             if child.type == "image":
                 src = str(child.attrGet("src"))
                 child.attrSet("src", images.get(src, src))
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:13px}"
+    style = (  # a table wider than the page scrolls inside its own box: nothing is off-screen at 1280 px
+        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 8px}"
+        "table{border-collapse:collapse;font-size:13px;display:block;max-width:100%;overflow-x:auto}"
         "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
     )
     return (

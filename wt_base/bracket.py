@@ -3,7 +3,8 @@
 
 A unit (an arm in a cell) first runs its start points. While the best point (the lowest mean final loss over
 the tune seeds, among the points whose every tune seed completed) is the smallest or the largest value tried,
-the next point lies one `factor` beyond that edge. Once the best has a tried point on each side (any tried
+the next point lies one `factor` beyond that edge (a single start point is at both edges: the walk tries below
+it first). Once the best has a tried point on each side (any tried
 point is worse than the best by definition: a higher mean, or no eligible result at all, e.g. a diverged seed),
 the best is *interior*; with `refine`, one point halfway (geometrically) between the best and each neighbour is
 run before it stops (the test seeds then run at the best of all the points). The walk also stops at a bound

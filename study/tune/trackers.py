@@ -72,22 +72,33 @@ def check_tracker_packages(spec, location: Location) -> None:
                 )
 
 
+def _tensorboard_line(spec, root: str) -> str:
+    folder = os.path.join(root, TENSORBOARD_DIR)
+    return f"TensorBoard: {folder}/<trial_id>/ (view: tensorboard --logdir {folder})"
+
+
+def _mlflow_line(spec, root: str) -> str:
+    uri = mlflow_uri(spec, root)
+    return f"MLflow: experiment {spec.name!r} at {uri} (view: mlflow ui --backend-store-uri {uri})"
+
+
+def _wandb_line(spec, root: str) -> str:
+    mode = wandb_mode()
+    note = " (upload later: wandb sync)" if mode == "offline" else ""
+    return f"W&B: project {wandb_project(spec)!r}, mode {mode}, files in {root}/wandb/{note}"
+
+
+DESCRIBED = {"tensorboard": _tensorboard_line, "mlflow": _mlflow_line, "wandb": _wandb_line}  # logger -> its line
+
+
 def describe(spec, location: Location) -> list[str]:
-    """One line per tracker: where it writes and how to look at it."""
+    """One line per tracker: where it writes and how to look at it (a logger with no entry in DESCRIBED is an
+    error, not described as another one)."""
     root = tracker_root(location)
-    lines = []
-    for name in spec.loggers:
-        if name == "tensorboard":
-            folder = os.path.join(root, TENSORBOARD_DIR)
-            lines.append(f"TensorBoard: {folder}/<trial_id>/ (view: tensorboard --logdir {folder})")
-        elif name == "mlflow":
-            uri = mlflow_uri(spec, root)
-            lines.append(f"MLflow: experiment {spec.name!r} at {uri} (view: mlflow ui --backend-store-uri {uri})")
-        else:
-            mode = wandb_mode()
-            note = " (upload later: wandb sync)" if mode == "offline" else ""
-            lines.append(f"W&B: project {wandb_project(spec)!r}, mode {mode}, files in {root}/wandb/{note}")
-    return lines
+    unknown = [name for name in spec.loggers if name not in DESCRIBED]
+    if unknown:
+        raise StudyError(f"loggers: {unknown[0]!r} has no description: expected one of {', '.join(DESCRIBED)}.")
+    return [DESCRIBED[name](spec, root) for name in spec.loggers]
 
 
 def wandb_project(spec) -> str:

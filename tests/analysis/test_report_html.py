@@ -27,7 +27,8 @@ window.addEventListener("load", function () {
   var out = document.createElement("pre");
   out.id = "wt-check";
   out.textContent = "images " + images.length + " loaded " + loaded + " tables " +
-    document.querySelectorAll("table").length + " rows " + document.querySelectorAll("tr").length;
+    document.querySelectorAll("table").length + " rows " + document.querySelectorAll("tr").length +
+    " width " + document.documentElement.scrollWidth + " of " + window.innerWidth;
   document.body.appendChild(out);
 });
 </script>"""
@@ -146,6 +147,7 @@ def test_a_headless_browser_opens_the_page_alone_and_every_image_loads(html_repo
             "--no-first-run",
             f"--user-data-dir={tmp_path / 'profile'}",
             "--virtual-time-budget=10000",
+            "--window-size=1280,900",
             "--dump-dom",
             alone.as_uri(),
         ],
@@ -153,8 +155,12 @@ def test_a_headless_browser_opens_the_page_alone_and_every_image_loads(html_repo
         text=True,
         timeout=180,
     )
-    found = re.search(r'id="wt-check">images (\d+) loaded (\d+) tables (\d+) rows (\d+)<', done.stdout)
+    found = re.search(
+        r'id="wt-check">images (\d+) loaded (\d+) tables (\d+) rows (\d+) width (\d+) of (\d+)<', done.stdout
+    )
     assert found, (done.returncode, done.stderr[-2000:])
-    images, loaded, tables, rows = map(int, found.groups())
+    images, loaded, tables, rows, width, window = map(int, found.groups())
+    # nothing off-screen in a 1280 px window: a wide table scrolls inside its own box, not the page
+    assert window == 1280 and width <= window, (width, window)
     assert images == len(list(html_report.glob("*.png"))) and loaded == images
     assert tables == page.count("<table>") >= 4 and rows == page.count("<tr>")

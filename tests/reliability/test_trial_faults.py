@@ -7,6 +7,7 @@ started for the module.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from study.cli import main
@@ -80,7 +81,7 @@ def test_raise_diverge_and_out_of_memory_are_recorded_and_shown(write_spec, tmp_
     for trial_id, (_, text) in faults.items():
         assert rows.loc[trial_id, "status"] == "failed"
         assert text in rows.loc[trial_id, "error"], rows.loc[trial_id, "error"]
-        assert rows.loc[trial_id, "finished_at"] is not None
+        assert pd.notna(rows.loc[trial_id, "finished_at"])  # a timestamp column: NaT, not None, when missing
     diverged = rows[rows.lr > 1]
     assert len(diverged) == 4 and (diverged.status == "diverged").all()
     assert diverged.error.str.contains("nan|inf", case=False).all(), diverged.error.tolist()

@@ -177,3 +177,31 @@ def test_the_setting_is_stored_as_the_trials_hold_it():
     state = SearchState(spec, {u.key: BracketSampler(spec) for u in units(spec)})
     standard = [t for t in drain(state) if t.arch == "standard"]
     assert [setting_of(spec, t)["lr"] for t in standard] == [1e-3, 1e-3, 2e-3, 2e-3, 4e-3, 4e-3]
+
+
+def test_a_tiny_bracket_study_runs_end_to_end_and_its_report_marks_the_edges(write_spec, tmp_path, ray_tmp, capsys):
+    """On Ray, on the CPU: a start wholly below any sensible lr walks up to its cap (3 points: the study is tiny),
+    each arm's test seed runs at its best point, the search says why it stopped, and the analysis calls the
+    verdict not comparable (both arms ended at the top of what they tried)."""
+    from study.cli import main
+    from tests.reliability.helpers import final_trials
+
+    spec = write_spec(
+        budget={"kind": "steps", "value": 30},
+        eval={"every_s": 0.0, "every_steps": 15, "val_tokens": 512},
+        search={"algorithm": "bracket", "lr": {"start": [1e-4, 2e-4], "max_points": 3}},
+        tune_seeds=[100],
+        seeds=[0],
+    )
+    assert main(["run", str(spec), "--ray-temp-dir", ray_tmp]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(bracket: stopped at its cap on points, the best at the edge)") == 2, out
+    rows = final_trials(tmp_path / "results" / "tiny")
+    assert (rows.status == "completed").all() and len(rows) == 2 * (3 + 1)
+    for arch, group in rows.groupby("arch"):
+        assert sorted(group[group.seed_role == "tune"].lr) == pytest.approx([1e-4, 2e-4, 4e-4]), arch
+        assert group[group.seed_role == "test"].lr.tolist() == pytest.approx([4e-4]), arch
+    assert main(["analyze", str(tmp_path / "results" / "tiny"), "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert "not comparable: worker k=4's lr at the top of the tried range (0.0001-0.0004)" in printed
+    assert (tmp_path / "report" / "tuning.png").exists() and (tmp_path / "report" / "tuning.csv").exists()

@@ -86,7 +86,18 @@ def _one_error(cfg: DataConfig) -> str:
     return message
 
 
-def test_checksum_mismatch_on_download_writes_nothing(tmp_path, monkeypatch):
+@pytest.fixture
+def unshipped(monkeypatch):
+    """TinyShakespeare as a corpus the package does not ship, so that it is downloaded (the download's faults)."""
+    import dataclasses
+
+    from study.train import corpora
+
+    known = corpora.NAMED_CORPORA["tinyshakespeare"]
+    monkeypatch.setitem(corpora.NAMED_CORPORA, "tinyshakespeare", dataclasses.replace(known, shipped=""))
+
+
+def test_checksum_mismatch_on_download_writes_nothing(tmp_path, monkeypatch, unshipped):
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: _Response(b"not shakespeare"))
     cache = tmp_path / "cache"
     message = _one_error(DataConfig(cache_dir=str(cache)))
@@ -102,7 +113,7 @@ def test_checksum_mismatch_of_cached_file_is_reported_and_kept(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tinyshakespeare.txt"]
 
 
-def test_offline_without_cache_says_where_to_put_the_file(tmp_path, monkeypatch):
+def test_offline_without_cache_says_where_to_put_the_file(tmp_path, monkeypatch, unshipped):
     def offline(url, timeout=None):
         raise urllib.error.URLError("no network")
 
