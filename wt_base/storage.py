@@ -135,14 +135,23 @@ class StorageFull(StudyError):
     """The study's storage refused a write for good (full, over quota, read-only): the study stops, resumable."""
 
 
+def caused_by(error: BaseException, kind: type, test=lambda e: True) -> BaseException | None:
+    """The first exception of type `kind` (passing `test`) in `error`'s chain of causes, or None."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, kind) and test(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def storage_full(error: BaseException | str) -> str | None:
     """The reason when `error` (an exception, its chain, or a trial's error text) says the storage is full,
     over quota or read-only; else None. pyarrow wraps the errno in its message, so the words count too."""
-    seen = error
-    while isinstance(seen, BaseException):
-        if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS:
-            return os.strerror(seen.errno)
-        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, BaseException):
+        found = caused_by(error, OSError, lambda e: e.errno in FULL_ERRNOS)
+        if found is not None:
+            return os.strerror(found.errno)
     text = str(error)
     return next((words for words in FULL_WORDS if words in text), None)
 

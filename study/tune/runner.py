@@ -127,14 +127,10 @@ def _execute(plan_: Plan, *, restore: bool, print_fn, trainable, rebuilt: bool =
 
 def _storage_full_in(exc: BaseException) -> str | None:
     """The reason of a StorageFull anywhere in `exc`'s chain (a callback's raise, as Tune passes it on)."""
-    from wt_base.storage import StorageFull
+    from wt_base.storage import StorageFull, caused_by
 
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, StorageFull):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    return None
+    found = caused_by(exc, StorageFull)
+    return None if found is None else str(found)
 
 
 @contextlib.contextmanager
