@@ -39,6 +39,18 @@ class Arch:
     mixer: bool = False  # a causal depthwise conv token mixer (conv_kernel wide) feeds each block's attention
     marker: bool = False  # a learned worker-type embedding is added at the worker rows
     variants: tuple = ()  # Variant labels beyond the plain name
+    # the arm its verdicts compare it with (None: the reference itself); it must be a registry name
+    reference: str | None = REFERENCE
+    # (ModelConfig field, value) pairs this architecture always sets (e.g. (("rope_base", 500.0),)): it differs from
+    # its reference in them, and a comparison matches its trials with the reference's whatever those fields hold
+    settings: tuple = ()
+    # further ModelConfig fields in which its trials may differ from the reference's in one comparison
+    differs: tuple = ()
+
+    @property
+    def differing(self) -> tuple[str, ...]:
+        """The ModelConfig fields, beyond its own, in which this arm may differ from its reference."""
+        return tuple(dict.fromkeys((*(name for name, _ in self.settings), *self.differs)))
 
     def labels(self) -> tuple[Variant, ...]:
         """The spec labels of this architecture: its own name first, then its variants."""
@@ -48,7 +60,7 @@ class Arch:
 ARCHS = {
     arch.name: arch
     for arch in (
-        Arch("standard", "Standard Transformer", "wt_model.standard:StandardTransformer"),
+        Arch("standard", "Standard Transformer", "wt_model.standard:StandardTransformer", reference=None),
         # the ablation: what the worker's token mixer alone buys (every token still runs attention and the FFN)
         Arch(
             "standard-mixer",
@@ -68,6 +80,20 @@ ARCHS = {
             variants=(
                 Variant("worker-random-phase", "WorkerTransformer (random phase)", (("random_worker_phase", True),)),
             ),
+        ),
+        # the published peers (docs/peers.md): shortening by k = worker_interval, and a learned router at capacity 1/k
+        Arch(
+            "hourglass",
+            "Hourglass Transformer",
+            "wt_model.hourglass:HourglassTransformer",
+            own_fields=("worker_interval", "hourglass_outer_layers"),
+        ),
+        Arch(
+            "mod",
+            "Mixture-of-Depths",
+            "wt_model.mod:MixtureOfDepths",
+            own_fields=("worker_interval", "mod_route_every"),
+            variants=(Variant("mod-interleaved", "Mixture-of-Depths (every other block)", (("mod_route_every", 2),)),),
         ),
     )
 }

@@ -38,6 +38,13 @@ class ModelConfig:
     init: str = "torch"  # "torch" (PyTorch's module defaults, as the seed) or "nanogpt" (N(0, 0.02), scaled residuals)
     conv_kernel: int = 3  # worker only: width of the causal depthwise token mixer (the seed uses 3)
     rope_base: float = 10000.0  # RoPE frequency base
+    # hourglass only: full-resolution layers before the shortening and again after the upsampling; the other
+    # n_layer - 2 * hourglass_outer_layers layers run on the sequence shortened by worker_interval (the paper's
+    # (1@1, 2@k, 1@1) at the default n_layer=4)
+    hourglass_outer_layers: int = 1
+    # mod only: every mod_route_every-th block is routed (1: every block, the worker's capacity 1/k in each;
+    # 2: every other block, the rest standard, the paper's best setting)
+    mod_route_every: int = 1
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -94,6 +101,28 @@ class ModelConfig:
             self.rope_base,
             "a number > 1",
         )
+        self._check_peers()
+
+    def _check_peers(self) -> None:
+        """The fields of the peer architectures (wt_model.hourglass, wt_model.mod), checked where they apply."""
+        for name in ("hourglass_outer_layers", "mod_route_every"):
+            value, least = getattr(self, name), 0 if name == "hourglass_outer_layers" else 1
+            _check(_is_int(value) and value >= least, name, value, f"an integer >= {least}")
+        if self.arch == "hourglass":
+            _check(
+                2 * self.hourglass_outer_layers < self.n_layer,
+                "hourglass_outer_layers",
+                self.hourglass_outer_layers,
+                f"at most {(self.n_layer - 1) // 2} with n_layer={self.n_layer} (at least one shortened layer between "
+                "the full-resolution layers on either side; raise n_layer or lower hourglass_outer_layers)",
+            )
+        if self.arch == "mod":
+            _check(
+                self.mod_route_every <= self.n_layer,
+                "mod_route_every",
+                self.mod_route_every,
+                f"at most n_layer={self.n_layer} (a larger value routes no block: the standard model)",
+            )
 
     @property
     def head_dim(self) -> int:
@@ -102,7 +131,12 @@ class ModelConfig:
     @property
     def ffn_width(self) -> int:
         """The FFN hidden width the layers, FLOPs and trial rows use: ffn_hidden, or 4 * n_embd when it is 0."""
-        return self.ffn_hidden or 4 * self.n_embd
+        return self.ffn_hidden or default_ffn_width(self.n_embd)
+
+
+def default_ffn_width(n_embd: int) -> int:
+    """The FFN hidden width when ffn_hidden is 0: 4 * n_embd, the seed's choice."""
+    return 4 * n_embd
 
 
 def _is_int(value: object) -> bool:
@@ -115,12 +149,12 @@ def _check(ok: bool, field: str, value: object, allowed: str) -> None:
 
 
 def label_settings(label: str) -> dict:
-    """The ModelConfig fields a spec label (wt_model.archs.LABELS) sets: its architecture and its variant's
-    settings. A plain name sets the fields its variants change back to their defaults, so "worker" never means
-    a random phase."""
+    """The ModelConfig fields a spec label (wt_model.archs.LABELS) sets: its architecture, the settings its
+    registry entry fixes and its variant's settings. A plain name sets the fields its variants change back to
+    their defaults, so "worker" never means a random phase."""
     arch, variant = archs.of_label(label), archs.LABELS[label][1]
     defaults = ModelConfig()
-    settings = {"arch": arch.name}
+    settings = {"arch": arch.name, **dict(arch.settings)}
     settings.update({name: getattr(defaults, name) for v in arch.variants for name, _ in v.overrides})
     settings.update(variant.overrides)
     return settings

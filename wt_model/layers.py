@@ -23,6 +23,19 @@ from wt_model.fused import causal_depthwise_conv, dropout_attention, rms_norm, r
 RMS_EPS = 1e-6
 
 
+def check_length(cfg: ModelConfig, T: int) -> None:
+    """Refuse a sequence longer than block_size (the RoPE tables and masks stop there)."""
+    if cfg.block_size < T:
+        raise ValueError(f"sequence length {T} exceeds block_size={cfg.block_size}.")
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
+    """Mean cross-entropy of logits (B, N, V) against targets (B, N); None without targets."""
+    if targets is None:
+        return None
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square norm with a learned per-channel weight and no bias."""
 

@@ -8,13 +8,21 @@ attention, exactly as in `WorkerBlock`; every token still runs attention and the
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from wt_model import archs
 from wt_model.config import ModelConfig
 from wt_model.fused import dropout_add
-from wt_model.layers import CausalDepthwiseConv, FeedForward, GatedAttention, RMSNorm, Rotary, init_weights
+from wt_model.layers import (
+    CausalDepthwiseConv,
+    FeedForward,
+    GatedAttention,
+    RMSNorm,
+    Rotary,
+    check_length,
+    init_weights,
+    next_token_loss,
+)
 
 
 class StandardBlock(nn.Module):
@@ -52,14 +60,10 @@ class StandardTransformer(nn.Module):
         """logits (B, T, V) at every position; loss = mean CE over all positions. `worker_offset` is
         accepted for a uniform call signature and ignored (every position is updated)."""
         B, T = idx.shape
-        if self.cfg.block_size < T:
-            raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}.")
+        check_length(self.cfg, T)
         rope = self.rotary.tables(T)
         x = self.tok_emb(idx)  # (B, T, C)
         for block in self.blocks:
             x = block(x, rope)
         logits = self.lm_head(self.norm(x))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
-        return logits, loss
+        return logits, next_token_loss(logits, targets)

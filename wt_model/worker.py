@@ -11,13 +11,22 @@ The LM head runs on worker rows only, and the training loss is the mean CE at wo
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
 from wt_model.config import ModelConfig
 from wt_model.fused import dropout_add
-from wt_model.layers import CausalDepthwiseConv, FeedForward, GatedAttention, PrefixMask, RMSNorm, Rotary, init_weights
+from wt_model.layers import (
+    CausalDepthwiseConv,
+    FeedForward,
+    GatedAttention,
+    PrefixMask,
+    RMSNorm,
+    Rotary,
+    check_length,
+    init_weights,
+    next_token_loss,
+)
 from wt_model.positions import worker_position_list
 
 
@@ -150,11 +159,9 @@ class WorkerTransformer(nn.Module):
         `worker_offset` None is phase 0, except in a training forward with `random_worker_phase`, which takes the
         phase from its caller (`draw_phase`): the phase is a plain int, so each phase is one whole graph."""
         B, T = idx.shape
-        if self.cfg.block_size < T:
-            raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}.")
+        check_length(self.cfg, T)
         phase = self._phase(worker_offset)
         pos = self.worker_positions(T, phase, idx.device)  # (W,)
-        W = pos.numel()
         mask = self.attention_mask(T, phase, pos)
         rope_w, rope_all = self.rotary.tables(pos), self.rotary.tables(T)
 
@@ -166,7 +173,4 @@ class WorkerTransformer(nn.Module):
             x = x.index_copy(1, pos, x_w)
             x_w = block(x, x_w, pos, rope_w, rope_all, mask)
         logits = self.lm_head(self.norm(x_w))  # (B, W, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(B * W, -1), targets.index_select(1, pos).reshape(B * W))
-        return logits, loss
+        return logits, next_token_loss(logits, None if targets is None else targets.index_select(1, pos))
