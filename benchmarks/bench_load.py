@@ -13,6 +13,8 @@ Figures (printed, and returned by `run_load` for tests/reliability/test_load.py)
 - sink_s_per_flush, sink_s_per_trial: ParquetSink.seconds_spent over its files written and over trials.
 - driver RSS (this process runs the driver): at the start, after 20% of the evaluation points, at the end, and
   the growth per evaluation point and per trial after the first 20%.
+- tune_state_bytes_per_trial: the size of Tune's last experiment state file over trials (each save writes all of
+  it: study.tune.tuner.experiment_state_period_s).
 """
 
 from __future__ import annotations
@@ -124,8 +126,20 @@ def _figures(plan, code, wall, sink, samples, rss_start, max_concurrent) -> dict
         "rss_peak_mb": max(s[1] for s in samples) / 2**20,
         "rss_growth_bytes_per_row_after_20pct": (rss_end - early[1]) / later_rows,
         "rss_growth_bytes_per_trial_after_20pct": (rss_end - early[1]) / max(1, 0.8 * n),
+        "tune_state_bytes_per_trial": _state_bytes(plan.tune_location) / n,
         "study_dir": plan.location.path,
     }
+
+
+def _state_bytes(tune) -> int:
+    """Bytes of the newest Tune experiment state file under `tune` (a Location)."""
+    import pyarrow.fs as pafs
+
+    from study.tune.ray_internals import EXPERIMENT_STATE_PREFIX
+
+    infos = tune.fs.get_file_info(pafs.FileSelector(tune.path))
+    states = sorted((i.base_name, i.size) for i in infos if i.base_name.startswith(EXPERIMENT_STATE_PREFIX))
+    return states[-1][1] if states else 0
 
 
 def main() -> None:

@@ -31,7 +31,9 @@ import pytest
 import ray.autoscaler
 import yaml
 from packaging.requirements import Requirement
-from ray.autoscaler._private.util import prepare_config, validate_config
+
+from study.tune.ray_internals import prepare_cluster_config as prepare_config
+from study.tune.ray_internals import validate_cluster_config as validate_config
 
 try:
     import tomllib

@@ -65,6 +65,10 @@ FIELDS = (
 BY_COLUMN = {f.column: f for f in FIELDS}
 AXES = {f.column: f for f in FIELDS if f.axis}  # the spec's grid and sample axes
 SHOWN = tuple(f.column for f in FIELDS if f.shown)
+# The optimisation settings each arm may choose for itself on its tune seeds: the axes a search may sample
+# (study.config.sampling.SEARCHABLE) and the tuned fields of the analysis (analysis.configs.TUNED_FIELDS, which
+# adds the train settings no axis sets)
+TUNED = ("lr", "weight_decay", "warmup_frac", "schedule", "dropout")
 
 # Settings that leave the math of a run unchanged (where and how fast it runs, where it keeps its files): never
 # part of a trial id or of a configuration. The seed is not here: it is part of the id, and the analysis leaves

@@ -33,9 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
     """What is timed: shapes, architectures, attention kernels, compile modes and the model."""
+    from study.config.run import COMPILE_MODES
     from wt_model.archs import ARCHS  # the registry: torch-free
+    from wt_model.config import ATTENTIONS
 
-    parser.add_argument("--seq-lens", type=int, nargs="+", metavar="T", help="sequence lengths (256 1024)")
+    def default(name: str) -> str:
+        value = GRID_DEFAULTS[name]
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    parser.add_argument(
+        "--seq-lens", type=int, nargs="+", metavar="T", help=f"sequence lengths ({default('seq_lens')})"
+    )
     parser.add_argument(
         "--batch-sizes",
         type=int,
@@ -44,22 +52,21 @@ def _add_case_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"batch size per sequence length, or one for all (default: {BATCH_TOKENS} tokens a batch, 16 at T=256 "
         "and 4 at T=1024)",
     )
-    parser.add_argument("--archs", nargs="+", choices=tuple(ARCHS), help="architectures (worker standard)")
-    parser.add_argument("--attentions", nargs="+", choices=["sdpa", "naive", "flex"], help="(sdpa naive)")
+    parser.add_argument("--archs", nargs="+", choices=tuple(ARCHS), help=f"architectures ({default('archs')})")
+    parser.add_argument("--attentions", nargs="+", choices=ATTENTIONS, help=f"({default('attentions')})")
     parser.add_argument(
         "--compile",
         nargs="+",
         default=["off"],
-        choices=["off", "default", "reduce-overhead", "auto"],
+        choices=COMPILE_MODES,
         metavar="MODE",
         help="one or more train.compile modes, each a set of rows: off, default, reduce-overhead (CUDA graphs; "
         "default on a CPU), auto (reduce-overhead on CUDA, off on a CPU). Default: off",
     )
-    parser.add_argument("--dropout", type=float, help="dropout of the timed models (seed: 0.1)")
+    parser.add_argument("--dropout", type=float, help=f"dropout of the timed models ({default('dropout')}, the seed's)")
     parser.add_argument("--no-dropout-row", action="store_true", default=None, help="skip the extra dropout-0 rows")
     for flag in ("n-embd", "n-layer", "n-head", "worker-interval", "vocab-size"):
-        default = GRID_DEFAULTS[flag.replace("-", "_")]
-        parser.add_argument(f"--{flag}", type=int, help=f"({default})")
+        parser.add_argument(f"--{flag}", type=int, help=f"({default(flag.replace('-', '_'))})")
 
 
 def _add_timing_arguments(parser: argparse.ArgumentParser) -> None:

@@ -142,10 +142,11 @@ def print_plan(plan, capacity, out=None) -> None:
     per_trial = " or ".join(f"{v:g}" for v in b["budget_values"])
     line = f"{b['trials']} trials x {per_trial}{kind.unit} ({kind.name} budget)"
     if slots.count:
-        line += f", {b['concurrency']} at a time -> about {kind.format(b['study_length'])} of training"
+        busiest = f"{_amount(b['study_length'])}{kind.unit}"
+        line += f", {b['concurrency']} at a time -> the busiest slot trains for about {busiest}"
         if b["budget_kind"] == "flops" and res.with_gpus_for(capacity.gpus).gpus:  # FLOPs alone say little
             hours = b["study_length"] / ASSUMED_FLOP_S / 3600
-            line += f" in the longest slot, about {hours:.3g} h wall clock at {ASSUMED_FLOP_S / 1e12:g} TFLOP/s a trial"
+            line += f", about {hours:.3g} h wall clock at {ASSUMED_FLOP_S / 1e12:g} TFLOP/s a trial"
     else:
         line += f": none can start on {capacity.where}"
     if kind.measured and slots.count:
@@ -165,7 +166,8 @@ def print_plan(plan, capacity, out=None) -> None:
         )
     else:
         regimes = [trial_regime(t.run, train_tokens) for t in counted]
-        epochs = [r.epochs for r in regimes]
+        reachable = plan.shapes if search.is_search else counted  # a ladder: every size it may reach
+        epochs = [trial_regime(t.run, train_tokens).epochs for t in reachable]
         per_trial = [r.steps * _step_flops(t.run) for r, t in zip(regimes, counted, strict=True)]
         flops = sum(per_trial)
         cap = f" (max_epochs {plan.spec.max_epochs:g})" if plan.spec.max_epochs is not None else ""
@@ -174,10 +176,17 @@ def print_plan(plan, capacity, out=None) -> None:
         if slots.count and res.with_gpus_for(capacity.gpus).gpus:
             hours = longest_slot(per_trial, slots.count) / ASSUMED_FLOP_S / 3600
             wall = f"; {slots.count} at a time, about {hours:.3g} h wall clock at that rate per trial"
+        cpu = ""
+        if slots.count and not res.with_gpus_for(capacity.gpus).gpus:
+            hours = longest_slot(per_trial, slots.count) / ASSUMED_CPU_FLOP_S / 3600
+            cpu = (
+                f" On CPUs, {slots.count} at a time: about {hours:.3g} h wall clock at {ASSUMED_CPU_FLOP_S:.2g} FLOP/s "
+                "a trial (tiny models on one core each, evaluation and start-up included, as measured here)."
+            )
         print(
             f"Data: {min(epochs):.3g} to {max(epochs):.3g} passes over the {train_tokens:,}-token training split"
             f"{cap}; {flops:.3g} training FLOPs in all (about {flops / ASSUMED_FLOP_S / 3600:.3g} GPU-hours at "
-            f"{rate}{wall}).",
+            f"{rate}{wall}).{cpu}",
             file=out,
         )
     print(f"Results would go to {plan.location.uri}", file=out)
@@ -194,14 +203,18 @@ def print_plan(plan, capacity, out=None) -> None:
 
 def _study_budget(spec, shown: list, counted: list, slots: int) -> dict:
     """study.config.space.total_budget of the counted trials; a search's in its two phases, one after the other
-    (an arm's test seeds start once its tune seeds have ended), a bracket's at the most it can run."""
+    (an arm's test seeds start once its tune seeds have ended), a bracket's (and a ladder's) at the most it can
+    run."""
     from study.config.search_space import settings_per_unit
     from study.config.space import total_budget
 
     if not spec.search.is_search:
         return total_budget(spec, counted, slots)
+    from study.config.search_space import most_units, probe_trials
+
     phases = [settings_per_unit(spec)[1] * len(spec.tune_seeds), len(spec.seeds)]  # a bracket: its most
-    tune, test = (total_budget(spec, [t for t in shown for _ in range(n)], slots) for n in phases)
+    most = probe_trials(spec, most_units(spec))  # a ladder: every start size and the most it may add
+    tune, test = (total_budget(spec, [t for t in most for _ in range(n)], slots) for n in phases)
     out = {**tune, "trials": tune["trials"] + test["trials"]}
     out["study_length"] = tune["study_length"] + test["study_length"]
     for key in ("gpu_hours", "cpu_hours"):
@@ -212,13 +225,14 @@ def _study_budget(spec, shown: list, counted: list, slots: int) -> dict:
 
 def _plan_trials(plan) -> tuple[list, list]:
     """The trials the table shows and those the estimate counts: a grid's trials, or for a search study one trial
-    per arm and cell (its settings are chosen as it runs), counted as many times as the unit will run trials."""
+    per arm and cell it starts with (its settings are chosen as it runs), counted as many times as the unit will
+    run trials, and with a ladder the sizes it may add at most, counted alike."""
     if not plan.spec.search.is_search:
         return plan.trials, plan.trials
-    from study.config.search_space import probe_trials, trials_per_unit
+    from study.config.search_space import most_units, probe_trials, trials_per_unit, units
 
-    shown = probe_trials(plan.spec)
-    return shown, [t for t in shown for _ in range(trials_per_unit(plan.spec))]
+    shown, most = probe_trials(plan.spec, units(plan.spec)), probe_trials(plan.spec, most_units(plan.spec))
+    return shown, [t for t in most for _ in range(trials_per_unit(plan.spec))]
 
 
 def search_plan(spec) -> str:
@@ -240,7 +254,7 @@ def search_plan(spec) -> str:
         f"{axes}, each on tune seeds {tune} ({search.samples * len(spec.tune_seeds)} trials), then test seeds {test} "
         f"at the setting with the lowest mean final {search.metric} over the tune seeds ({len(spec.seeds)} trials): "
         f"at most {planned_trials(spec)} trials, the tune seeds' first. The settings are chosen as the study runs; "
-        "the table shows each arm and cell once."
+        f"the table shows each arm and cell once.{_ladder_plan(spec)}"
     )
 
 
@@ -257,7 +271,27 @@ def _bracket_plan(spec) -> str:
         f"then test seeds {', '.join(map(str, spec.seeds))} at the point with the lowest mean final "
         f"{spec.search.metric} over the tune seeds: it starts with {n * first * tune} trials ({first} points per arm "
         f"and cell) and runs at most {planned_trials(spec)} ({most} points each, then {test} test seeds). "
-        "The points are chosen as the study runs; the table shows each arm and cell once."
+        f"The points are chosen as the study runs; the table shows each arm and cell once.{_ladder_plan(spec)}"
+    )
+
+
+def _ladder_plan(spec) -> str:
+    """search.ladder in words ("" without one): how many sizes the profiles start with and may add."""
+    from study.config.search_space import profiles, trials_per_unit
+
+    ladder = spec.search.ladder
+    if ladder is None:
+        return ""
+    found = profiles(spec)
+    first, added = sum(len(p.start) for p in found), sum(p.most_added for p in found)
+    cap = f"at most {ladder.max_sizes} sizes each" if ladder.max_sizes else "up to the ladder's ends"
+    sides = "is the smallest or largest size tried" if ladder.margin == 1 else f"has under {ladder.margin} sizes"
+    sides += "" if ladder.margin == 1 else " tried on a side"
+    return (
+        f" Ladder ({len(ladder.rungs)} rungs of {', '.join(ladder.keys)}): the {len(found)} arms and budgets start "
+        f"with {first} sizes (the table's rows); while one's minimum over sizes (the tune seeds' mean at each size's "
+        f"chosen setting) {sides}, the next rung beyond runs with its own search, {cap}: at most {added} sizes "
+        f"more in all ({added * trials_per_unit(spec)} trials, counted in the most above)."
     )
 
 
@@ -275,6 +309,10 @@ def _print_trackers(plan, out) -> None:
 
 
 ASSUMED_FLOP_S = 100e12  # the dry run's cost of counted budgets: a sustained rate stated in its output
+# ... and on a machine without GPUs: FLOPs per second a one-core trial of a tiny model sustains, evaluation and
+# start-up included, as measured on this project's 2-core machine (scaling-cpu: 1.12e14 FLOPs in 43 min 18 s,
+# 2 at a time, 2.2e10; findings-cpu-bracket: 88 trials of 3e12 in 2 h 03 min, 1.8e10)
+ASSUMED_CPU_FLOP_S = 2e10
 
 
 def longest_slot(costs: list[float], slots: int) -> float:
@@ -286,7 +324,12 @@ def longest_slot(costs: list[float], slots: int) -> float:
     return max(loads)
 
 
-def _step_flops(run) -> float:
-    from wt_model.flops import training_flops_per_token
+def _amount(value: float) -> str:
+    """A budget amount as a person reads it: '60', '1000', '2.73e+14' (3 digits past a million)."""
+    return f"{value:g}" if value < 1e6 else f"{value:.3g}"
 
-    return training_flops_per_token(run.model, run.seq_len) * run.train.batch_size * run.seq_len
+
+def _step_flops(run) -> float:
+    from study.config.regime import step_amounts
+
+    return step_amounts(run.model, run.seq_len, run.train.batch_size)["flops"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-STATE_FILE = "state.pt"
+from wt_base.layout import STATE_FILE
 
 # A run that finishes in about a minute on a laptop CPU (used when neither --config nor --resume is given).
 SMALL_CPU_RUN = {

@@ -28,10 +28,18 @@ class Regime:
     tokens_per_param: float | None  # tokens per non-embedding parameter (Chinchilla's ~20 is compute-optimal)
 
 
+def step_amounts(model, seq_len: int, batch_size: int) -> dict[str, float]:
+    """What one training step uses of each counted budget unit (wt_base.budgets' `per_step` names): one step,
+    batch x seq_len input tokens, and the analytic training FLOPs of those tokens (wt_model.flops). The one place
+    the loop's budget, the regime, the dry run and the benchmark take a step's amounts from."""
+    tokens = batch_size * seq_len
+    return {"step": 1, "tokens": tokens, "flops": training_flops_per_token(model, seq_len) * tokens}
+
+
 def trial_regime(run, train_tokens: int) -> Regime:
     """The regime of run config `run` on a training split of `train_tokens` tokens."""
     m, T, B = run.model, run.seq_len, run.train.batch_size
-    per_step = {"step": 1, "tokens": B * T, "flops": training_flops_per_token(m, T) * B * T}
+    per_step = step_amounts(m, T, B)
     kind = BUDGET_KINDS[run.budget.kind]
     if kind.per_step is None:
         return Regime(None, None, None, None, None, None)

@@ -16,16 +16,14 @@ from dataclasses import dataclass, field
 
 from wt_base import bracket
 from wt_base.errors import StudyError, is_int, require
-from wt_base.fields import AXES
+from wt_base.fields import AXES, TUNED
 from wt_model import archs
 from wt_model.config import INITS
 
 ARCH_LABELS = tuple(archs.LABELS)  # the values of the arch axis (wt_model.archs); the axes: wt_base.fields.AXES
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 SEARCH_ALGORITHMS = ("grid", "random", "tpe", "bracket")  # grid: every trial known up front (axes x draws x seeds)
-# The settings a search may sample: the tuned fields the analysis chooses per arm on the tune seeds
-# (analysis.configs.TUNED_FIELDS that are spec axes; tests/study/test_search_spec.py keeps the two equal).
-SEARCHABLE = ("lr", "weight_decay", "warmup_frac", "schedule", "dropout")
+SEARCHABLE = TUNED  # the settings a search may sample: those each arm chooses for itself (wt_base.fields)
 METRICS = ("val_loss", "val_loss_seed")  # what ASHA and a search may minimise
 # A bracket never walks a setting to or past the value where its field stops being valid (warmup_frac and
 # dropout must stay below 1): its highest point is this, whatever the spec's own `high`.
@@ -130,6 +128,58 @@ class Bracket:
 
 
 @dataclass(frozen=True)
+class Ladder:
+    """search.ladder: the sizes an isoFLOP profile (an arm at one budget) may climb to (wt_base.ladder). The
+    spec's `sizes` are where each profile starts (each one a rung); while its minimum over sizes (the tune seeds'
+    mean at each size's chosen setting) has fewer than `margin` sizes tried on a side, the next rung beyond runs,
+    each with its own search. Checked against the spec's sizes by study.config.search_space.check_ladder."""
+
+    rungs: tuple = ()  # the sizes, smallest first: mappings of the same axes (n_embd, n_layer, n_head, ...)
+    max_sizes: int = 0  # the most sizes a profile runs, its start included; 0: no cap but the ladder's ends
+    margin: int = 1  # sizes tried on each side of the minimum before it counts as interior
+
+    @property
+    def keys(self) -> tuple:
+        """The axes a rung sets."""
+        return tuple(self.rungs[0]) if self.rungs else ()
+
+    def index_of(self, point: dict) -> int | None:
+        """The rung `point` (axis -> value) stands on, or None."""
+        part = {name: point.get(name) for name in self.keys}
+        return next((i for i, rung in enumerate(self.rungs) if rung == part), None)
+
+    def to_dict(self) -> dict:
+        return {"rungs": [dict(r) for r in self.rungs], "max_sizes": self.max_sizes, "margin": self.margin}
+
+    def __post_init__(self) -> None:
+        path = "search.ladder"
+        example = "[{n_embd: 32, n_layer: 1, n_head: 2}, {n_embd: 48, n_layer: 1, n_head: 2}]"
+        if not isinstance(self.rungs, tuple) or len(self.rungs) < 2:
+            raise StudyError(f"{path}.rungs={self.rungs!r} is invalid: expected 2 or more sizes such as {example}.")
+        for i, rung in enumerate(self.rungs):
+            where = f"{path}.rungs[{i}]"
+            if not isinstance(rung, dict) or not rung:
+                raise StudyError(f"{where}={rung!r} is invalid: expected a mapping such as {{n_embd: 32, n_layer: 1}}.")
+            for name, value in rung.items():
+                if name not in AXES or name in ("arch", "budget_value") or name in SEARCHABLE:
+                    allowed = [n for n in AXES if n not in ("arch", "budget_value") and n not in SEARCHABLE]
+                    raise StudyError(
+                        f"{where}.{name} is not an axis a rung can set: expected one of {', '.join(allowed)} "
+                        "(the arm and the budget define the profile; tuned settings are searched per size)."
+                    )
+                check_axis_value(name, value, f"{where}.{name}")
+            if set(rung) != set(self.rungs[0]):
+                raise StudyError(
+                    f"{where} sets {', '.join(sorted(rung))}; rungs[0] sets {', '.join(sorted(self.rungs[0]))}: "
+                    "give every rung the same keys."
+                )
+        if len({tuple(sorted(r.items())) for r in self.rungs}) != len(self.rungs):
+            raise StudyError(f"{path}.rungs repeats a size: list each size once.")
+        require(is_int(self.max_sizes) and self.max_sizes >= 0, f"{path}.max_sizes", self.max_sizes, "an integer >= 0")
+        require(is_int(self.margin) and self.margin >= 1, f"{path}.margin", self.margin, "an integer >= 1")
+
+
+@dataclass(frozen=True)
 class SampleSpec:
     """Random-search axes, drawn `num_samples` times from a generator seeded by `seed` (stable trial ids)."""
 
@@ -170,6 +220,7 @@ class SearchSpec:
     metric: str = "val_loss"  # the final metric whose mean over the tune seeds ranks the settings
     startup_samples: int = 0  # tpe: random settings before TPE proposes; 0: half the samples, rounded up
     axes: dict = field(default_factory=dict)  # axis name -> Distribution (a Bracket with bracket; SEARCHABLE only)
+    ladder: Ladder | None = None  # a scaling ladder each arm and budget climbs until its minimum is interior
 
     def __post_init__(self) -> None:
         require(
@@ -189,6 +240,8 @@ class SearchSpec:
         if self.algorithm == "grid":
             self._check_grid()
             return
+        if self.ladder is not None and not isinstance(self.ladder, Ladder):
+            raise StudyError("search.ladder must be a mapping such as {rungs: [...], max_sizes: 7}.")
         if self.algorithm == "bracket":
             self._check_bracket()
             return
@@ -222,7 +275,7 @@ class SearchSpec:
 
     def _check_searchable(self, name: str) -> None:
         if name not in AXES:
-            keys = f"algorithm, samples, seed, metric, startup_samples or one of {', '.join(SEARCHABLE)}"
+            keys = f"algorithm, samples, seed, metric, startup_samples, ladder or one of {', '.join(SEARCHABLE)}"
             raise StudyError(f"search.{name} is not a known key: expected {keys}.")
         if name not in SEARCHABLE:
             raise StudyError(
@@ -268,6 +321,11 @@ class SearchSpec:
                 f"search.{name} is invalid with algorithm grid: a grid's sampled axes go under sample:; "
                 "expected algorithm random, tpe or bracket for a search."
             )
+        if self.ladder is not None:
+            raise StudyError(
+                "search.ladder is invalid with algorithm grid: a ladder adds sizes as the study runs; expected "
+                "algorithm random, tpe or bracket (a grid's sizes are all under sizes:)."
+            )
 
     @property
     def is_search(self) -> bool:
@@ -288,6 +346,8 @@ class SearchSpec:
     def to_dict(self) -> dict:
         head = {"algorithm": self.algorithm, "samples": self.samples, "seed": self.seed, "metric": self.metric}
         head["startup_samples"] = self.startup_samples
+        if self.ladder is not None:  # only when set, so the study.yaml of a study without one reads as before
+            head["ladder"] = self.ladder.to_dict()
         return {**head, **{name: dist.to_dict() for name, dist in self.axes.items()}}
 
 
@@ -297,7 +357,7 @@ def check_axis_value(name: str, value: object, path: str) -> None:
     if not isinstance(value, kind) or isinstance(value, bool):
         expected = {int: "an integer", float: "a number", str: "a string"}[kind]
         raise StudyError(f"{path} value {value!r} has the wrong type: expected {expected}.")
-    allowed = {"arch": ARCH_LABELS, "init": INITS}.get(name)
+    allowed = {"arch": tuple(archs.LABELS), "init": INITS}.get(name)  # the registry as it stands
     if allowed is not None and value not in allowed:
         raise StudyError(f"{path} value {value!r} is invalid: expected one of {', '.join(allowed)}.")
     if name == "seq_len" and value < 1:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from study.config.space import Trial, draw, grid_points, make_trial, math_key
 from study.config.spec import StudySpec
+from wt_base import ladder as wt_ladder
+from wt_base.errors import StudyError
 from wt_base.fields import AXES, lookup
 from wt_model import archs
 
@@ -35,13 +37,111 @@ class Unit:
 
 def units(spec: StudySpec) -> list[Unit]:
     """The spec's units in grid order, one per distinct grid point (the standard model is not repeated per
-    worker interval, as `expand` does not repeat its trials)."""
+    worker interval, as `expand` does not repeat its trials). With a ladder: the sizes each profile starts with."""
     out: dict[str, Unit] = {}
     for point in grid_points(spec):
-        trial = make_trial(spec, point, 0)
-        key = unit_key(spec, trial)
-        out.setdefault(key, Unit(key=key, label=trial.arch, point=point, name=_unit_name(trial, point)))
+        unit = _unit(spec, point)
+        out.setdefault(unit.key, unit)
     return list(out.values())
+
+
+def _unit(spec: StudySpec, point: dict) -> Unit:
+    trial = make_trial(spec, point, 0)
+    return Unit(key=unit_key(spec, trial), label=trial.arch, point=point, name=_unit_name(trial, point))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """search.ladder: an arm at one budget (a grid point without its size) whose sizes climb the ladder
+    (wt_base.ladder): one unit per rung, of which it starts with `start` and may run those in `reach`."""
+
+    key: str  # its first rung's unit key (stable, and the same for every worker interval of an arm without one)
+    name: str  # readable: "standard, seq_len 128, budget_value 1e+11"
+    rungs: tuple  # a Unit per rung of the ladder
+    start: tuple  # the rungs it starts with (the spec's sizes for it)
+    reach: tuple  # the rungs it may run (wt_base.ladder.reach)
+    most_added: int  # the most sizes it may add to its start
+
+
+def profiles(spec: StudySpec) -> list[Profile]:
+    """The spec's profiles in grid order (none without search.ladder)."""
+    ladder = spec.search.ladder
+    if ladder is None:
+        return []
+    found: dict[str, tuple] = {}  # profile key -> (its grid point without the size, its rung units, start rungs)
+    for unit in units(spec):
+        base = {name: value for name, value in unit.point.items() if name not in ladder.keys}
+        key = _unit(spec, {**base, **ladder.rungs[0]}).key  # the same for every size of one arm and budget
+        if key not in found:
+            found[key] = (base, tuple(_unit(spec, {**base, **rung}) for rung in ladder.rungs), set())
+        found[key][2].add(ladder.index_of(unit.point))
+    out = []
+    for key, (base, rungs, start) in found.items():
+        reach, most = wt_ladder.reach(tuple(sorted(start)), len(rungs), ladder.max_sizes)
+        name = _unit_name(make_trial(spec, {**base, **ladder.rungs[0]}, 0), base)
+        out.append(Profile(key, name, rungs, tuple(sorted(start)), reach, most))
+    return out
+
+
+def all_units(spec: StudySpec) -> list[Unit]:
+    """Every unit the search may run: its start units, then each profile's rungs within its reach."""
+    out = {u.key: u for u in units(spec)}
+    for profile in profiles(spec):
+        for rung in profile.reach:
+            out.setdefault(profile.rungs[rung].key, profile.rungs[rung])
+    return list(out.values())
+
+
+def most_units(spec: StudySpec) -> list[Unit]:
+    """The units of the search's most costly course: its start units and, per profile, the most sizes it may
+    add, taken from the largest rungs within its reach (a size's trials share its profile's budget, so under a
+    steps or tokens budget the larger sizes cost the most)."""
+    out = {u.key: u for u in units(spec)}
+    for profile in profiles(spec):
+        added = [r for r in profile.reach if r not in profile.start]
+        for rung in sorted(added, reverse=True)[: profile.most_added]:
+            out.setdefault(profile.rungs[rung].key, profile.rungs[rung])
+    return list(out.values())
+
+
+def check_ladder(spec: StudySpec) -> None:
+    """search.ladder against the spec: every size a rung, the rungs growing in parameters for every profile, and
+    max_sizes no fewer than any profile's start."""
+    ladder = spec.search.ladder
+    if not spec.sizes:
+        raise StudyError(
+            "search.ladder needs sizes: each arm and budget starts at the sizes listed there (each one a rung), "
+            "such as sizes: [{arch: standard, budget_value: 1.0e+11, n_embd: 32, n_layer: 1, n_head: 2}]."
+        )
+    for i, entry in enumerate(spec.sizes):
+        lacking = [name for name in ladder.keys if name not in entry]
+        if lacking:
+            raise StudyError(
+                f"sizes[{i}] lacks {', '.join(lacking)}, which every rung of search.ladder sets: give each size "
+                "the rungs' keys."
+            )
+        if ladder.index_of(entry) is None:
+            size = ", ".join(f"{name} {entry[name]}" for name in ladder.keys)
+            raise StudyError(f"sizes[{i}] ({size}) is not a rung of search.ladder: expected one of its rungs.")
+    for profile in profiles(spec):
+        counts = [_non_embedding(spec, unit) for unit in profile.rungs]
+        for i in range(1, len(counts)):
+            if counts[i] <= counts[i - 1]:
+                raise StudyError(
+                    f"search.ladder.rungs[{i}] has {counts[i]:,} non-embedding parameters for {profile.name}, "
+                    f"not more than rungs[{i - 1}]'s {counts[i - 1]:,}: list the rungs smallest first."
+                )
+        if ladder.max_sizes and ladder.max_sizes < len(profile.start):
+            raise StudyError(
+                f"search.ladder.max_sizes={ladder.max_sizes} is below the {len(profile.start)} sizes "
+                f"{profile.name} starts with: expected 0 or at least {len(profile.start)}."
+            )
+
+
+def _non_embedding(spec: StudySpec, unit: Unit) -> int:
+    from wt_model.flops import count_params
+
+    return count_params(make_trial(spec, unit.point, 0).run.model).non_embedding
 
 
 def search_trial(spec: StudySpec, unit: Unit, setting: dict, seed: int) -> Trial:
@@ -92,14 +192,17 @@ def trials_per_unit(spec: StudySpec) -> int:
 
 
 def planned_trials(spec: StudySpec) -> int:
-    """How many trials the search will run at most (every unit's trials_per_unit)."""
-    return len(units(spec)) * trials_per_unit(spec)
+    """How many trials the search will run at most (every unit's trials_per_unit; with a ladder, each profile's
+    start and the most sizes it may add)."""
+    return len(most_units(spec)) * trials_per_unit(spec)
 
 
-def probe_trials(spec: StudySpec) -> list[Trial]:
-    """One trial per unit at a stand-in setting (each searched axis at the spec's own value), for what does not
-    depend on the setting: the data checks (sequence length, passes over the data) and the dry run's table."""
-    return [make_trial(spec, unit.point, spec.tune_seeds[0]) for unit in units(spec)]
+def probe_trials(spec: StudySpec, units_: list[Unit] | None = None) -> list[Trial]:
+    """One trial per unit (default: every unit the search may run, all_units) at a stand-in setting (each searched
+    axis at the spec's own value), for what does not depend on the setting: the data checks (sequence length,
+    passes over the data: a ladder's every reachable size is checked before the study starts) and the dry run's
+    table."""
+    return [make_trial(spec, unit.point, spec.tune_seeds[0]) for unit in units_ or all_units(spec)]
 
 
 def random_settings(spec: StudySpec) -> list[dict]:

@@ -108,6 +108,12 @@ def make_trial(spec: StudySpec, point: dict, seed: int) -> Trial:
         axis = AXES[name]
         if name == "arch" or (axis.section == "model" and not archs.applies(axis.name, arch.name)):
             continue
+        if axis.section == "model" and axis.name in dict(arch.settings):
+            fixed = dict(arch.settings)[axis.name]
+            raise StudyError(
+                f"axis {name}={value!r} cannot apply to arch {label!r}, which sets {axis.name}={fixed!r} itself "
+                f"(wt_model.archs): drop {label!r} from the arch axis or the {name} axis."
+            )
         changes[axis.section][axis.name] = axis.kind(value) if axis.kind is not str else value
     for name in archs.ARM_FIELDS:  # fields this architecture does not read keep their defaults
         if not archs.applies(name, arch.name):

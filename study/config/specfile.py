@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from study.config.run import coerce, from_mapping
-from study.config.sampling import Bracket
+from study.config.sampling import Bracket, Ladder
 from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, SearchSpec, StudySpec
 from wt_base.errors import StudyError, is_int, require
 from wt_base.yamlio import dump_yaml, load_yaml, parse_yaml
@@ -54,11 +54,27 @@ def _sample_from_yaml(mapping: object) -> SampleSpec:
 
 
 def _search_from_yaml(mapping: object) -> SearchSpec:
-    """`search:` holds algorithm, samples, seed, metric, startup_samples and one mapping per sampled axis."""
-    keys = ("algorithm", "samples", "seed", "metric", "startup_samples")
+    """`search:` holds algorithm, samples, seed, metric, startup_samples, ladder and one mapping per sampled
+    axis."""
+    keys = ("algorithm", "samples", "seed", "metric", "startup_samples", "ladder")
     walked = isinstance(mapping, dict) and mapping.get("algorithm") == "bracket"
     settings, axes = _sampled_from_yaml("search", mapping, keys, Bracket if walked else Distribution)
+    if "ladder" in settings:
+        settings["ladder"] = _ladder_from_yaml(settings["ladder"])
     return SearchSpec(**settings, axes=axes)
+
+
+def _ladder_from_yaml(raw: object) -> Ladder:
+    """`search.ladder:` rungs (a list of size mappings, as `sizes` entries), max_sizes and margin."""
+    if not isinstance(raw, dict):
+        raise StudyError(f"search.ladder must be a mapping such as {{rungs: [...], max_sizes: 7}}, got {raw!r}.")
+    rungs = raw.get("rungs", ())
+    if isinstance(rungs, list):
+        rungs = tuple(
+            {name: _axis_value_from_yaml(name, v) for name, v in rung.items()} if isinstance(rung, dict) else rung
+            for rung in rungs
+        )
+    return from_mapping(Ladder, {**raw, "rungs": rungs}, "search.ladder")
 
 
 def _sampled_from_yaml(section: str, mapping: object, keys: tuple, kind: type = None) -> tuple[dict, dict]:

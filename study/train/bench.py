@@ -34,11 +34,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from study.config.regime import step_amounts
 from study.train.compiled import compile_model
-from wt_model import ModelConfig, build_model, evaluate_batch
-from wt_model.flops import training_flops_per_sequence
+from wt_model import ModelConfig, archs, build_model, evaluate_batch
 
-CLOCKS = ("wall", "cpu")
 ModelBuilder = Callable[[ModelConfig], nn.Module]
 
 
@@ -187,7 +186,7 @@ def percentile(samples: list[float], q: float) -> float:
 def make_result(case: BenchCase, samples_s: list[float], version: str = "") -> BenchResult:
     """The result of timed samples (seconds per step): median, p10 and p90, throughput at the median."""
     step_s = statistics.median(samples_s)
-    flops = case.batch_size * training_flops_per_sequence(case.cfg, case.seq_len)
+    flops = step_amounts(case.cfg, case.seq_len, case.batch_size)["flops"]
     return BenchResult(
         case=case,
         step_ms=1e3 * step_s,
@@ -305,7 +304,9 @@ def format_table(results: list[BenchResult], peak_tflops: float) -> str:
 
     sized = len({r.case.size for r in results}) > 1  # a model column only where the sizes differ
 
-    reference = {key(r): r.step_ms for r in results if r.case.cfg.arch == "standard" and r.case.cfg.attention == "sdpa"}
+    reference = {
+        key(r): r.step_ms for r in results if r.case.cfg.arch == archs.REFERENCE and r.case.cfg.attention == "sdpa"
+    }
     before = {r.case: r.step_ms for r in results if r.version == "before"}
     header = (
         "arm",

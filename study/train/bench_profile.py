@@ -23,6 +23,7 @@ from study.train.device import device_name
 from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 from wt_base.profile import PROFILE_SCHEMA, PROFILE_SCHEMA_VERSION
+from wt_base.profile_check import check_rows
 from wt_base.schema import conform
 from wt_base.storage import write_local_atomic
 from wt_model import archs
@@ -104,12 +105,10 @@ def profile_row(result: BenchResult, peak_tflops: float, device: torch.device, c
 
 def write_profile(results: list[BenchResult], peak_tflops: float, device: torch.device, clock: str, path) -> int:
     """Write this copy's results as a profile to the Parquet file `path`, atomically, after checking every row as
-    the analysis will read it (analysis.profiles.profile_rows); returns the number of rows."""
-    from analysis.profiles import profile_rows
-
+    the analysis reads it (wt_base.profile_check); returns the number of rows."""
     now = datetime.now(timezone.utc)
     rows = [profile_row(r, peak_tflops, device, clock, now) for r in results if r.version == ""]
-    profile_rows(rows, str(path))  # a bench never writes a profile the analysis would refuse
+    check_rows(rows, str(path))  # a bench never writes a profile the analysis would refuse
     table = conform(rows, PROFILE_SCHEMA)
     write_local_atomic(path, lambda f: pq.write_table(table, f))
     return len(rows)

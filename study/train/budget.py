@@ -14,13 +14,12 @@ from wt_base.errors import StudyError
 class Budget:
     """How much of `cfg` a run has used, and whether one more step may start (see the module docstring)."""
 
-    def __init__(self, cfg: BudgetConfig, tokens_per_step: int, flops_per_step: float):
-        self.cfg, self.tokens_per_step, self.flops_per_step = cfg, tokens_per_step, flops_per_step
+    def __init__(self, cfg: BudgetConfig, amounts: dict[str, float]):
+        """`amounts`: what one step uses of each counted unit (study.config.regime.step_amounts)."""
+        self.cfg, self.tokens_per_step, self.flops_per_step = cfg, int(amounts["tokens"]), amounts["flops"]
         # per-step increment in the budget's unit (None for a measured kind: unknown ahead of time)
         per_step = BUDGET_KINDS[cfg.kind].per_step
-        self.per_step = (
-            None if per_step is None else {"step": 1, "tokens": tokens_per_step, "flops": flops_per_step}[per_step]
-        )
+        self.per_step = None if per_step is None else amounts[per_step]
 
     def used(self, c: Counters) -> float:
         if self.per_step is None:  # the clock: training time, and evaluation time with count_eval_in_budget

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from study.config.regime import step_amounts
 from study.config.run import RunConfig
 from study.train.budget import Budget, lr_at
 from study.train.compiled import CUDA_READ_EVERY, LossWindow, compile_mode, compile_model
@@ -42,7 +43,7 @@ from study.train.state import Counters, capture_rng, cpu_copy, load_state, resto
 from study.train.warmup import warm_up_once
 from wt_base.errors import StudyError
 from wt_model import archs, build_model
-from wt_model.flops import n_workers, training_flops_per_token
+from wt_model.flops import n_workers
 
 STATE_FORMAT = 1
 
@@ -123,9 +124,7 @@ class _Run:
         self.cuda = self.device.type == "cuda"
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
-        tokens_per_step = cfg.train.batch_size * seq_len
-        flops_per_step = training_flops_per_token(cfg.model, seq_len) * tokens_per_step
-        self.budget = Budget(cfg.budget, tokens_per_step, flops_per_step)
+        self.budget = Budget(cfg.budget, step_amounts(cfg.model, seq_len, cfg.train.batch_size))
         if fresh:
             self.budget.check_fits_one_step()
 

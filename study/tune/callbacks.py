@@ -184,22 +184,40 @@ def _error_text(trial) -> str:
     return lines[-1].strip() if lines else "the trial process failed"
 
 
+def best_from_rows(rows: list[dict]) -> dict[str, float]:
+    """arch -> the lowest final val_loss among stored trial rows: where a resumed study's progress line starts."""
+    best: dict[str, float] = {}
+    for row in rows:
+        loss, arch = row.get("val_loss"), row.get("arch")
+        if isinstance(loss, (int, float)) and math.isfinite(loss) and arch is not None:
+            best[arch] = min(float(loss), best.get(arch, math.inf))
+    return best
+
+
 class ProgressCallback(Callback):
     """One compact line every `every_s` seconds: trials done / running / pending / failed, best loss per arch.
     The run's last word is the driver's summary from the trial rows (study.tune.runner), not a line of Tune's
     statuses: after an interruption those would count the interrupted trials as ended."""
 
-    def __init__(self, total: int = 0, every_s: float = 10.0, print_fn=print, finished: frozenset = frozenset()):
+    def __init__(
+        self,
+        total: int = 0,
+        every_s: float = 10.0,
+        print_fn=print,
+        finished: frozenset = frozenset(),
+        best: dict | None = None,
+    ):
         self.total = total  # trials in the study (Tune creates them lazily, so its list can be shorter)
         self.every_s = every_s
         self.print_fn = print_fn
         self.finished = finished  # trials that had finished before a resume (ended unrun: not "stopped early")
         self._start = 0.0
         self._last = 0.0
-        self._best: dict[str, float] = {}
+        # arch -> lowest val_loss seen; a resume starts from the stored trials' (best_from_rows), not from nothing
+        self._best: dict[str, float] = dict(best or {})
 
     def __getstate__(self) -> dict:
-        return {"total": self.total, "every_s": self.every_s, "finished": self.finished}
+        return {"total": self.total, "every_s": self.every_s, "finished": self.finished, "best": self._best}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -238,6 +256,21 @@ class ProgressCallback(Callback):
             f"[{_clock(elapsed)}] {counts['TERMINATED']}/{total} done{early}, {counts['RUNNING']} running, "
             f"{counts['PENDING'] + counts['PAUSED']} pending, {counts['ERROR']} failed | best val_loss: {best}"
         )
+
+
+class TrimFinishedTrials(Callback):
+    """Last in the callback list: once every other callback has seen a finished trial, the driver drops what it
+    kept of the trial that nothing reads again (study.tune.ray_internals.trim_finished_trial; ray-project/ray
+    #64231): its last result but the fields ProgressCallback counts it by, and its metrics' running statistics.
+    Its status, config and checkpoints stay, so a resume knows it finished."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        from study.tune.ray_internals import trim_finished_trial
+
+        trim_finished_trial(trial, keep=END_FIELDS)
+
+
+END_FIELDS = ("is_final", "done_status")  # what `_reached_its_end` reads of a trial's last result
 
 
 def _reached_its_end(result: dict) -> bool:

@@ -54,8 +54,9 @@ def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) ->
     named corpus not yet downloaded is planned with its published size and vocabulary). For a resume, the
     trials are the study's stored list (its trial rows, written when it started), whatever this version's
     expansion of the spec would give: a study is its trial list, so an upgrade never changes what it runs. A
-    search study (search.algorithm random or tpe) has no trial before it runs; its data checks take one trial per
-    arm and cell, which need what every setting of it needs.
+    search study (search.algorithm random, tpe or bracket) has no trial before it runs; its data checks take one
+    trial per arm and cell, which need what every setting of it needs (with search.ladder, every size a profile
+    may reach, so a size the ladder adds later never exceeds max_epochs or the corpus).
     """
     from study.config.regime import check_max_epochs
     from study.config.search_space import probe_trials
@@ -76,7 +77,7 @@ def plan(spec: StudySpec, *, for_resume: bool = False, dry_run: bool = False) ->
     stored = stored_trials(location, spec.name) if for_resume else []
     if stored:
         trials, note = stored, "" if spec.search.is_search else expansion_note(stored, trials)
-    checked = probe_trials(spec) if spec.search.is_search else trials  # one per arm and cell: what data they need
+    checked = probe_trials(spec) if spec.search.is_search else trials  # one per arm and cell (and reachable size)
     for seq_len in sorted({t.run.seq_len for t in checked}):
         check_corpus_fits(corpus, seq_len, what="axes.seq_len")
     if not stored:  # a started study's trials were accepted when it started

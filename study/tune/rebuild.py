@@ -7,25 +7,25 @@ the same trials under the same ids: a trial whose row says it finished is ended 
 its own folder `tune/<trial_id>/` by the trainable (study.tune.trainable), so its used budget carries on. The
 damaged state files are set aside (renamed `*.damaged-<time>`), never deleted.
 
-Tune's state files (Ray 2.60): tuner.pkl, experiment_state-*.json, basic-variant-state-*.json (a grid) and
-search_gen_state-*.json (a search). The test tests/reliability/test_rebuild.py fails if a Ray release renames
-them.
+Tune's state files: tuner.pkl, experiment_state-*.json, basic-variant-state-*.json (a grid) and
+search_gen_state-*.json (a search); their names and formats are study.tune.ray_internals', whose tests fail if a
+Ray release changes them.
 """
 
 from __future__ import annotations
 
 import json
-import pickle  # noqa: S403  (the study's own Tune state, as Tune itself loads it)
 import posixpath
 import time
 
 import pyarrow.fs as pafs
 
+from study.tune.ray_internals import STATE_PREFIXES as STATE_PATTERNS
+from study.tune.ray_internals import TUNER_PICKLE as PICKLED
+from study.tune.ray_internals import state_loader
 from wt_base.layout import TUNE_DIR
 from wt_base.storage import Location
 
-STATE_PATTERNS = ("experiment_state-", "basic-variant-state-", "search_gen_state-")  # Tune's JSON state files
-PICKLED = "tuner.pkl"
 REBUILT_KEY = "rebuilt_from_study"  # in a rebuilt study's Tune config: the study URI its trials resume from
 CHECKPOINT_PREFIX = "checkpoint_"
 
@@ -49,9 +49,7 @@ def damaged_state(tune: Location) -> str | None:
     if "experiment_state-" not in newest:
         return "no experiment_state-*.json"
     for kind, name in newest.items():
-        # the experiment state is JSON; tuner.pkl and the generators' states (despite their names) are pickles,
-        # the study's own files, which Tune unpickles anyway when it restores them (docs/results.md, Security)
-        load = json.loads if kind == "experiment_state-" else pickle.loads
+        load = state_loader(kind)
         try:
             with tune.fs.open_input_stream(posixpath.join(tune.path, name)) as f:
                 load(f.read())

@@ -10,12 +10,13 @@ results to the old place and start its remaining trials there. `rehome` replaces
 for the study's current location and gives Tune a generator that re-homes every trial it creates (a search
 study's is rebuilt from its trials, study.tune.searcher.replayed_state).
 
-Ray's restored TunerInternal runs in the driver (`Tuner._local_tuner`, Ray 2.60, pinned in pyproject.toml); the
-moved-fixture test (tests/upgrade) fails if a Ray release changes that.
+The Tune internals this takes (the restored TunerInternal's config, a trial's storage) are behind
+study.tune.ray_internals, whose tests name the one a Ray release changes; the moved-fixture test (tests/upgrade)
+checks the whole of it.
 
 Pickled names a study's tune/tuner.pkl refers to, and so must keep: study.tune.tuner._trial_name,
-study.tune.callbacks.ResultsCallback and ProgressCallback, study.tune.schedulers.PerArmASHA and StudyFIFO (a
-resume replaces the scheduler with a fresh one, study.tune.tuner), for a search study
+study.tune.callbacks.ResultsCallback, ProgressCallback and TrimFinishedTrials, study.tune.schedulers.PerArmASHA
+and StudyFIFO (a resume replaces the scheduler with a fresh one, study.tune.tuner), for a search study
 study.tune.searcher.StudySearchGenerator and placeholder_generator, and for a study with
 loggers study.tune.tracker_callbacks.TrackerCallback, TensorBoardTracker, MlflowTracker and WandbTracker. The
 trackers are among the fresh callbacks too, so a resumed study logs to the same runs (tracker_callbacks).
@@ -24,11 +25,11 @@ trackers are among the fresh callbacks too, so a resumed study logs to the same 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from study.tune import ray_internals
 from wt_base.layout import TUNE_DIR
 from wt_base.storage import Location
 
@@ -57,12 +58,8 @@ class RehomingVariants(BasicVariantGenerator):
 def rehome_trial(trial, home: tuple) -> None:
     """Move a trial Tune just created to `home` (filesystem, storage path, experiment directory name)."""
     fs, path, experiment = home
-    if (trial.storage.storage_fs_path, trial.storage.experiment_dir_name) != (path, experiment):
-        storage = copy.copy(trial.storage)  # as Tune moves the trials it restores
-        storage.storage_filesystem = fs
-        storage.storage_fs_path = path
-        storage.experiment_dir_name = experiment
-        trial.set_storage(storage)
+    if ray_internals.trial_home(trial)[1:] != (path, experiment):
+        ray_internals.move_trial(trial, fs, path, experiment)
 
 
 def home_of(study: Location) -> tuple:
@@ -73,12 +70,10 @@ def rehome(tuner, callbacks: list, study: Location, max_concurrent: int, search_
     """Fresh `callbacks` and a re-homing trial generator for a Tuner that `Tuner.restore` returned for `study`:
     `search_alg` for a search study (study.tune.searcher.StudySearchGenerator, made with `home_of(study)`), else a
     grid generator."""
-    internal = tuner._local_tuner
-    internal.get_run_config().callbacks = callbacks
+    ray_internals.restored_callbacks(tuner, callbacks)
     if search_alg is None:
         search_alg = RehomingVariants(home_of(study), max_concurrent=max_concurrent)
-    internal._tune_config.search_alg = search_alg
-    internal._tune_config.max_concurrent_trials = None  # the generator limits concurrency (Tune warns otherwise)
+    ray_internals.restored_search_alg(tuner, search_alg)
 
 
 def restored_trials(tune: Location) -> dict:
@@ -98,7 +93,7 @@ def quiet_trial_reader():
     warns for each trial that has no result files in its Tune directory: a resumed study's trials that started
     just before a kill, or that it ended without running (study.tune.schedulers). Their results are the
     study's Parquet rows, which it does not read."""
-    reader = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    reader = logging.getLogger(ray_internals.ANALYSIS_LOGGER)
     level = reader.level
     reader.setLevel(logging.ERROR)
     try:

@@ -17,19 +17,12 @@ import threading
 from study.config.specfile import dump_spec
 from study.tune.checks import check_cluster, check_local_resources, with_resolved_gpus
 from study.tune.plan import Plan, load_saved_spec, plan
-from study.tune.tuner import make_tuner
+from study.tune.ray_internals import CONTROLLER_LOGGER, EXPERIMENT_STATE_LOGGER, RAY_NOTICES, tune_environment
+from study.tune.tuner import experiment_state_period_s, make_tuner, planned_total
 from wt_base.errors import StudyError
 from wt_base.layout import SPEC_FILE
 from wt_base.schema import FINISHED_STATUSES
 from wt_base.storage import write_text_atomic
-
-# Ray's notices that would tell a wt-study user something wrong or nothing: its restore hint (Tuner.restore, not
-# `wt-study resume`), its Ctrl-C notice (the driver's summary follows) and that token authentication is on by
-# default (it stays on: a Ray port is remote code execution). logger name -> message fragments dropped.
-RAY_NOTICES = {
-    "ray.tune.tune": ("Resume experiment with", "Stop signal received"),
-    "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled for this Ray",),
-}
 
 
 class _DropNotices(logging.Filter):
@@ -56,8 +49,8 @@ def quiet_ray_notices() -> None:
     """Drop RAY_NOTICES from Ray's loggers, and Tune's tracebacks of a full disk (once per process; the filters
     are the only state)."""
     filters = {name: _DropNotices(fragments) for name, fragments in RAY_NOTICES.items()}
-    filters["ray.tune.execution.tune_controller"] = _DropFullStorage()
-    filters["ray.tune.execution.experiment_state"] = _DropFullStorage()
+    filters[CONTROLLER_LOGGER] = _DropFullStorage()
+    filters[EXPERIMENT_STATE_LOGGER] = _DropFullStorage()
     for name, new in filters.items():
         logger = logging.getLogger(name)
         if not any(type(f) is type(new) for f in logger.filters):
@@ -106,8 +99,9 @@ def _record_study(plan_: Plan, *, new: bool) -> None:
 def _execute(plan_: Plan, *, restore: bool, print_fn, trainable, rebuilt: bool = False) -> int:
     from study.tune.restore import quiet_trial_reader
 
+    period_s = experiment_state_period_s(plan_.location, planned_total(plan_))
     try:
-        with quiet_trial_reader(), _terminate_as_interrupt():
+        with quiet_trial_reader(), _terminate_as_interrupt(), tune_environment(period_s):
             tuner = make_tuner(plan_, restore=restore, rebuilt=rebuilt, print_fn=print_fn, trainable=trainable)
             tuner.fit()
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ import pickle
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from study.tune.ray_internals import end_unrun
 from wt_model.archs import applies
 
 
@@ -49,9 +50,7 @@ class StudyFIFO(FIFOScheduler):
             trial_id = trial.config["trial"]["trial_id"]
             if trial.status == Trial.PENDING and trial_id in finished:
                 finished.discard(trial_id)
-                # one of the controller methods Tune lets a scheduler call; stop_trial would also tell the
-                # callbacks, and Tune's own progress callback prints a line for each such trial
-                tune_controller._set_trial_status(trial, Trial.TERMINATED)
+                end_unrun(tune_controller, trial)  # not stop_trial: that would tell the callbacks
         return super().choose_trial_to_run(tune_controller)
 
 

@@ -3,8 +3,8 @@
 Each unit (study.config.search_space: an arm in a cell) runs the settings its own sampler (study.tune.samplers)
 proposes one at a time (random draws or TPE: `search.samples` of them; a bracket: as many as its walk takes),
 each on every tune seed; once the sampler has no more and all of them have ended, its test seeds run at the
-unit's *chosen* setting. The chosen setting is the analysis' own rule,
-`analysis.tuning.choose_settings` (called by `chosen_setting`): the lowest mean final `search.metric` over the
+unit's *chosen* setting. The chosen setting is the rule the analysis reports by, wt_base.choice (called by
+`chosen_setting`; analysis.tuning calls it too): the lowest mean final `search.metric` over the
 tune seeds among the settings whose every tune seed completed (a diverged, failed or stopped seed makes a setting
 ineligible); ties go to the smaller setting key. With no eligible setting the unit runs no test seed, and the
 report says "no eligible setting". A sampler is told a setting's result once all its tune seeds have ended: the
@@ -15,8 +15,15 @@ Units take turns: the next setting goes to the unit with the fewest so far, so e
 at any time, and test seeds run as soon as their unit is decided. No setting runs twice in a unit: a sampler
 that proposes one already tried is told it failed (no new evidence) and asked again.
 
+With search.ladder the units of one arm at one budget (a profile, study.config.search_space.Profile) are sizes
+of a ladder: once every size tried is decided, the ladder rule (wt_base.ladder) is given each size's value (the
+mean over the tune seeds at its chosen setting) and may add the next rung beyond the sizes tried, as a new unit
+with its own sampler, until the minimum is interior, at the ladder's end or at max_sizes (the summary says
+which). A new size has no settings yet, so it takes the next turn.
+
 Resume rebuilds the state (`replay`) from the trials the study has, instead of unpickling a saved searcher: a
-finished trial gives its outcome (and its setting counts as tried), a trial Tune restored unfinished is running
+finished trial gives its outcome (and its setting counts as tried; a size the ladder had added is added
+again), a trial Tune restored unfinished is running
 (Tune resumes it from its checkpoint), a trial with a row that Tune's saved trial list lacks (it started in the
 seconds after Tune last saved) is run again under the same id, and a known setting's tune seeds that no trial
 was made for yet (the searcher hands Tune one trial at a time) are queued. So a killed search continues with the
@@ -27,13 +34,25 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from dataclasses import dataclass, field
 
-from study.config.search_space import Unit, search_trial, setting_key, setting_of, unit_key, units
+from study.config.search_space import (
+    Profile,
+    Unit,
+    all_units,
+    profiles,
+    search_trial,
+    setting_key,
+    setting_of,
+    unit_key,
+    units,
+)
 from study.config.space import Trial
 from study.config.spec import StudySpec
+from wt_base import choice
 from wt_base.errors import StudyError
+from wt_base.ladder import STOP_WORDS as LADDER_WORDS
+from wt_base.ladder import LadderStep, next_rungs
 from wt_base.schema import FINISHED_STATUSES
 
 FINISHED = "FINISHED"  # next_trial: the search has handed out every trial it will run
@@ -55,7 +74,7 @@ class Outcome:
 
     @property
     def eligible(self) -> bool:
-        return self.status == "completed" and self.final is not None and math.isfinite(self.final)
+        return choice.eligible(self.status, self.final)
 
     @classmethod
     def from_row(cls, row: dict, metric: str) -> Outcome | None:
@@ -94,6 +113,9 @@ class SearchState:
     def __init__(self, spec: StudySpec, samplers: dict, max_concurrent: int = 0):
         self.spec = spec
         self._units = {u.key: _Unit(u, samplers[u.key]) for u in units(spec)}
+        self._profiles = profiles(spec)  # search.ladder: the arms and budgets whose sizes climb it
+        # the sizes a ladder may add, each with its sampler, until the rule adds them (all_units: every key)
+        self._reserve = {u.key: (u, samplers[u.key]) for u in all_units(spec) if u.key not in self._units}
         self._trials: dict[str, tuple[str, str, int]] = {}  # trial id -> (unit key, setting key, seed)
         self._live: set[str] = set()
         self._queue: list[Trial] = []
@@ -108,6 +130,7 @@ class SearchState:
         if not self._queue:
             for state in self._units.values():
                 self._decide(state)
+            self._climb()
         if not self._queue:
             open_units = [s for s in self._units.values() if s.sampler.more(s.samples)]
             if open_units:
@@ -145,6 +168,8 @@ class SearchState:
         """A trial the study already has: finished (`outcome`), being run by Tune (`running`: restored
         unfinished), or neither (unknown to Tune's saved trial list: it is run again, under the same id)."""
         key = unit_key(self.spec, trial)
+        if key in self._reserve:  # a size the ladder had added before the study stopped
+            self._add(key)
         if key not in self._units:
             raise StudyError(f"trial {trial.trial_id} belongs to no arm and cell of this study's search.")
         state, seed = self._units[key], trial.run.train.seed
@@ -184,7 +209,8 @@ class SearchState:
     def complete(self) -> bool:
         """Every unit decided and every trial handed out has ended (nothing to resume)."""
         units_done = all(s.decided and None not in s.tests.values() for s in self._units.values())
-        return units_done and not self._queue and not self._live
+        climbing = any(self._ladder_step(p).rungs for p in self._profiles)
+        return units_done and not climbing and not self._queue and not self._live
 
     def summary(self) -> list[str]:
         """One line per unit: settings tried, and the chosen one."""
@@ -200,7 +226,21 @@ class SearchState:
             stopped = state.sampler.stopped(state.samples)
             why = f" (bracket: {STOP_WORDS[stopped]})" if stopped else ""
             lines.append(f"{tried}; chosen {_describe(state.chosen)}{why}")
-        return lines
+        return lines + [self._ladder_line(p) for p in self._profiles]
+
+    def _ladder_line(self, profile: Profile) -> str:
+        """A profile's sizes in one line: which rungs ran, where the minimum is and why it stopped climbing."""
+        told, pending = self._ladder_results(profile)
+        ran = sorted({*told, *pending})
+        head = f"{profile.name}: ladder rungs {', '.join(map(str, ran))} of {len(profile.rungs)} tried"
+        eligible = {r: v for r, v in told.items() if v is not None}
+        best = min(eligible, key=lambda r: (eligible[r], r), default=None)
+        at = ""
+        if best is not None:
+            size = ", ".join(f"{n} {profile.rungs[best].point[n]}" for n in self.spec.search.ladder.keys)
+            at = f"; minimum at rung {best} ({size}: {eligible[best]:.4f})"
+        stop = self._ladder_step(profile).stop
+        return f"{head}{at}; ladder: {LADDER_WORDS[stop] if stop else 'climbing'}"
 
     # ---- inside ---------------------------------------------------------------------------------------------
     def _propose(self, state: _Unit) -> None:
@@ -238,10 +278,42 @@ class SearchState:
                 return setting
         raise AssertionError("search.samples is validated against the distinct settings")
 
+    def _add(self, key: str) -> None:
+        unit, sampler = self._reserve.pop(key)
+        self._units[key] = _Unit(unit, sampler)
+
+    def _climb(self) -> None:
+        """Add the sizes the ladder rule asks for (wt_base.ladder), each with its own search."""
+        for profile in self._profiles:
+            for rung in self._ladder_step(profile).rungs:
+                key = profile.rungs[rung].key
+                if key not in self._units:
+                    self._add(key)  # within the profile's reach: the rule adds only a rung next to those tried
+
+    def _ladder_results(self, profile: Profile) -> tuple[dict, set]:
+        """(rung -> the size's value once its search is decided, the rungs still searched)."""
+        told, pending = {}, set()
+        for rung in profile.reach:
+            state = self._units.get(profile.rungs[rung].key)
+            if state is None:
+                continue
+            sample = state.samples.get(setting_key(state.chosen)) if state.chosen is not None else None
+            outcomes = sample.outcomes if sample is not None else {}
+            if not state.decided or (state.chosen is not None and len(outcomes) < len(self.spec.tune_seeds)):
+                pending.add(rung)  # still searched (or, on resume, a tune seed of its chosen setting runs again)
+            else:  # the mean over the tune seeds at the chosen setting (None: none eligible): the profile's point
+                told[rung] = _mean(outcomes.values()) if state.chosen is not None else None
+        return told, pending
+
+    def _ladder_step(self, profile: Profile) -> LadderStep:
+        told, pending = self._ladder_results(profile)
+        ladder = self.spec.search.ladder
+        return next_rungs(told, pending, profile.start, len(profile.rungs), ladder.max_sizes, ladder.margin)
+
     def _tell(self, state: _Unit, sample: _Sample) -> None:
         outcomes = [sample.outcomes[seed] for seed in self.spec.tune_seeds]
         if all(o.eligible for o in outcomes):
-            value, kind = sum(o.final for o in outcomes) / len(outcomes), "complete"
+            value, kind = _mean(outcomes), "complete"
         elif any(o.status in ("failed", "diverged") or (o.status == "completed" and not o.eligible) for o in outcomes):
             value, kind = None, "fail"
         else:
@@ -305,36 +377,20 @@ def rows_progress(spec: StudySpec, rows: list[dict]) -> SearchState:
     """The search as its trial rows alone say it stands (no Ray, no Optuna): for `complete()` and `summary()`."""
     from study.tune.samplers import looking_sampler
 
-    state = SearchState(spec, {u.key: looking_sampler(spec) for u in units(spec)})
+    state = SearchState(spec, {u.key: looking_sampler(spec) for u in all_units(spec)})
     replay_rows(state, rows, restored={})
     return state
 
 
 def chosen_setting(outcomes: dict) -> str | None:
-    """The setting (key) a unit's test seeds run at, by the analysis' rule (analysis.tuning.choose_settings) on
-    the unit's tune seeds: `outcomes` maps each setting key to {tune seed: Outcome}. None: no eligible setting."""
-    import pandas as pd
+    """The setting (key) a unit's test seeds run at, by the rule the analysis reports (wt_base.choice) on the
+    unit's tune seeds: `outcomes` maps each setting key to {tune seed: Outcome}. None: no eligible setting."""
+    return choice.choose({key: _mean(by_seed.values()) for key, by_seed in outcomes.items()})
 
-    from analysis.tuning import choose_settings
 
-    rows = [
-        {
-            "cell_key": "unit",
-            "arm_key": "unit",
-            "arm": "unit",
-            "arch": "unit",
-            "config_id": key,
-            "tuned": key,
-            "seed_role": "tune",
-            "seed": seed,
-            "status": outcome.status,
-            "final_loss": outcome.final if outcome.eligible else math.nan,
-        }
-        for key, by_seed in outcomes.items()
-        for seed, outcome in by_seed.items()
-    ]
-    chosen = choose_settings(pd.DataFrame(rows))["config_id"].iloc[0]
-    return None if pd.isna(chosen) else chosen
+def _mean(outcomes) -> float | None:
+    """A setting's mean final metric over its tune seeds' outcomes (None: not eligible), by wt_base.choice."""
+    return choice.setting_mean((o.status, o.final) for o in outcomes)
 
 
 def _describe(setting: dict | None) -> str:

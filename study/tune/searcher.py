@@ -18,9 +18,14 @@ them orphaned; the rows are written as trials start and end, so they are the rec
 from __future__ import annotations
 
 from ray.tune.search import Searcher, SearchGenerator
-from ray.tune.utils.util import _atomic_save, _load_newest_checkpoint
 
-from study.config.search_space import units
+from study.config.search_space import all_units
+from study.tune.ray_internals import (
+    load_newest_generator_state,
+    save_generator_state,
+    set_generator_experiment,
+    set_generator_total,
+)
 from study.tune.rows import end_fields
 from study.tune.samplers import BracketSampler, CountedSampler, RandomSampler
 from study.tune.search_state import FINISHED, Outcome, SearchState, replay_rows
@@ -73,7 +78,8 @@ def new_state(spec) -> SearchState:
         raise StudyError(
             f"search.algorithm={spec.search.algorithm!r} has no sampler: expected one of {', '.join(SAMPLERS)}."
         )
-    return SearchState(spec, {u.key: sampler(spec) for u in units(spec)}, max_concurrent=spec.max_concurrent)
+    samplers = {u.key: sampler(spec) for u in all_units(spec)}  # a ladder's every reachable size among them
+    return SearchState(spec, samplers, max_concurrent=spec.max_concurrent)
 
 
 def replayed_state(spec, rows: list[dict], restored: dict) -> tuple[SearchState, dict]:
@@ -139,7 +145,7 @@ class StudySearchGenerator(SearchGenerator):
 
     def __init__(self, searcher: StudySearch, total: int, home: tuple | None = None):
         super().__init__(searcher)
-        self._total_samples = total  # Tune sets it from num_samples on a new run; a resume keeps this one
+        set_generator_total(self, total)  # Tune sets it from num_samples on a new run; a resume keeps this one
         self._home = home
 
     def __reduce__(self):
@@ -149,13 +155,14 @@ class StudySearchGenerator(SearchGenerator):
 
     def save_to_dir(self, dirpath: str, session_str: str) -> None:
         name = self.CKPT_FILE_TMPL.format(session_str)
-        _atomic_save(state=self.get_state(), checkpoint_dir=dirpath, file_name=name, tmp_file_name=f"tmp-{name}")
+        save_generator_state(self.get_state(), dirpath, name)
 
     def restore_from_dir(self, dirpath: str) -> None:
-        state = _load_newest_checkpoint(dirpath, self.CKPT_FILE_TMPL.format("*"))
+        state = load_newest_generator_state(dirpath, self.CKPT_FILE_TMPL.format("*"))
         if state is None:
             raise RuntimeError(f"no search generator state in {dirpath}")
-        self._experiment = state["experiment"]  # the counters restart: the searcher says when it is finished
+        # the counters restart: the searcher says when it is finished
+        set_generator_experiment(self, state["experiment"])
 
     def create_trial_if_possible(self, experiment_spec: dict):
         from study.tune.restore import rehome_trial

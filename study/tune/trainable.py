@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from study.tune.rebuild import REBUILT_KEY  # Ray-free: pyarrow only
+from wt_base.layout import STATE_FILE
 
-STATE_FILE = "state.pt"
 META_FILE = "trial.json"
 
 

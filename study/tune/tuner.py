@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import os
-
 from study.config.search_space import planned_trials
 from study.config.spec import StudySpec
+from study.tune import ray_internals
 from study.tune.plan import Plan
 from study.tune.rebuild import REBUILT_KEY
 from wt_base.budgets import BUDGET_KINDS
 from wt_base.layout import TUNE_DIR
 from wt_base.schema import FINISHED_STATUSES
+from wt_base.storage import Location
+
+# How often Tune saves its experiment state (TUNE_GLOBAL_CHECKPOINT_S), by store and study size: see
+# `experiment_state_period_s` and docs/performance.md (Experiment state).
+STATE_PERIOD_S = {"local": 5.0, "object store": 30.0}  # the shortest period on each kind of store
+STATE_TRIALS_PER_S = {"local": 100.0, "object store": 20.0}  # trials in the study per second of period above it
+STATE_PERIOD_MAX_S = 300.0
 
 
 def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None, rebuilt: bool = False):
@@ -19,7 +25,7 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None, rebuilt:
     the stored trials, finished ones ended unrun, the others started from their own newest checkpoint."""
     from ray import tune
 
-    from study.tune.callbacks import ProgressCallback, ResultsCallback
+    from study.tune.callbacks import ProgressCallback, ResultsCallback, TrimFinishedTrials, best_from_rows
     from study.tune.tracker_callbacks import make_trackers
 
     if trainable is None:
@@ -30,19 +36,16 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None, rebuilt:
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
     tune_loc = plan_.tune_location
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # keep Tune's own experiment state fresh
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # checkpoint-only reports have no loss
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing, our callback reports
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    total = planned_trials(spec) if spec.search.is_search else len(plan_.trials)
+    total = planned_total(plan_)
     rows = _rows(plan_) if restore or rebuilt or spec.search.is_search else []
     finished = frozenset(row["trial_id"] for row in rows if row.get("status") in FINISHED_STATUSES)
     callbacks = [
         ResultsCallback(
             plan_.location.uri, spec.name, spec=spec.to_dict(), token_unit=getattr(plan_.corpus, "unit", None)
         ),
-        ProgressCallback(total=total, print_fn=print_fn, finished=finished),
+        ProgressCallback(total=total, print_fn=print_fn, finished=finished, best=best_from_rows(rows)),
         *make_trackers(spec, plan_.location),  # loggers: TensorBoard, MLflow, W&B (study.tune.trackers)
+        TrimFinishedTrials(),  # last: the others have seen the finished trial
     ]
     if restore:
         from study.tune.restore import rehome, restored_trials
@@ -61,7 +64,7 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None, rebuilt:
         # whose row says it finished, which Tune's saved trial list may still call unfinished
         scheduler = _scheduler(spec)
         scheduler.skip_finished(finished)
-        tuner._local_tuner._tune_config.scheduler = scheduler
+        ray_internals.restored_scheduler(tuner, scheduler)
         return tuner
     run_config = tune.RunConfig(
         name=TUNE_DIR,
@@ -89,6 +92,25 @@ def make_tuner(plan_: Plan, *, restore: bool, print_fn, trainable=None, rebuilt:
         tune_config=tune_config,
         run_config=run_config,
     )
+
+
+def experiment_state_period_s(location: Location, trials: int) -> float:
+    """Seconds between saves of Tune's experiment state for a study of `trials` trials stored at `location`.
+
+    Each save writes every trial's state (about 20 KB a finished trial, trimmed by TrimFinishedTrials) as one
+    file, uploaded whole to an object store, so the period grows with the study: on a local disk 5 s, or one
+    second per 100 trials; on an object store 30 s, or one second per 20 trials; at most 300 s. Resuming loses
+    nothing by it: a trial's row says whether it finished (a finished trial Tune still calls unfinished is ended
+    unrun, study.tune.schedulers), and Tune saves the state whenever a trial has checkpointed CheckpointConfig
+    .num_to_keep times since the last save, so an interrupted trial resumes from one of its last 3 checkpoints
+    whatever the period. An explicit TUNE_GLOBAL_CHECKPOINT_S in the environment wins."""
+    kind = "local" if location.is_local else "object store"
+    return min(STATE_PERIOD_MAX_S, max(STATE_PERIOD_S[kind], trials / STATE_TRIALS_PER_S[kind]))
+
+
+def planned_total(plan_: Plan) -> int:
+    """Trials the study runs: its grid's, or as many as its search may make."""
+    return planned_trials(plan_.spec) if plan_.spec.search.is_search else len(plan_.trials)
 
 
 def _rows(plan_: Plan) -> list[dict]:

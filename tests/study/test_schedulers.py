@@ -154,5 +154,24 @@ def test_progress_line_counts_stopped_trials_as_done():
     assert "2/3 done (1 stopped early), 1 running" in line
 
 
+def test_a_resumed_studys_progress_line_starts_from_its_stored_best():
+    """Before, a resume printed "best val_loss: -" and then only what its own trials reached (worse than the
+    stored trials' losses, which the line then hid)."""
+    from study.tune.callbacks import best_from_rows
+
+    rows = [
+        {"arch": "standard", "val_loss": 1.78, "status": "completed"},
+        {"arch": "standard", "val_loss": None, "status": "running"},
+        {"arch": "worker", "val_loss": 1.74, "status": "completed"},
+        {"arch": "worker", "val_loss": float("nan"), "status": "diverged"},
+    ]
+    assert best_from_rows(rows) == {"standard": 1.78, "worker": 1.74}
+    line = ProgressCallback(total=3, best=best_from_rows(rows)).line(fake_trials(1))
+    assert "best val_loss: standard 1.780  worker 1.740" in line
+    restored = ProgressCallback.__new__(ProgressCallback)
+    restored.__setstate__(ProgressCallback(best={"worker": 2.0}).__getstate__())  # Tune pickles its callbacks
+    assert "worker 2.000" in restored.line(fake_trials(1))
+
+
 def _metric(step: int, loss: float) -> dict:
     return {"step": step, "attempt": 1, "resumed_from_step": 0, "val_loss": loss, "val_loss_seed": loss}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from study.config.sampling import SEARCHABLE
 from study.config.search_space import planned_trials, probe_trials, random_settings, units
 from study.config.spec import StudySpec
 from study.config.specfile import dump_spec, load_preset, parse_spec, preset_names
@@ -23,7 +22,8 @@ def search_spec(search: dict | None = None, **changes) -> StudySpec:
 
 
 def test_every_preset_but_the_search_ones_stays_a_grid():
-    searches = {"lr-search": "tpe", "findings-cpu-bracket": "bracket"}
+    searches = {"lr-search": "tpe", "findings-cpu-bracket": "bracket", "scaling-cpu-bracket": "bracket"}
+    searches["peers-cpu"] = "bracket"
     for name in preset_names():
         spec = load_preset(name)
         assert spec.search.algorithm == searches.get(name, "grid"), name
@@ -51,13 +51,6 @@ def test_random_draws_are_distinct_reproducible_and_the_same_for_every_arm():
     settings = random_settings(spec)
     assert settings == random_settings(spec) and len({str(s) for s in settings}) == 4
     assert all(1e-4 <= s["lr"] <= 1e-2 and s["schedule"] in ("constant", "cosine") for s in settings)
-
-
-def test_the_searchable_settings_are_the_ones_the_analysis_tunes():
-    from analysis.configs import TUNED_FIELDS
-    from wt_base.fields import AXES
-
-    assert set(SEARCHABLE) == {f for f in TUNED_FIELDS if f in AXES}
 
 
 BAD = [

@@ -13,6 +13,7 @@ import pytest
 
 from study.config.search_space import units
 from study.config.specfile import parse_spec
+from study.tune.ray_internals import optuna_study
 from tests.study.conftest import TINY_SPEC, deep_update
 
 pytest.importorskip("optuna", reason="the tpe search needs Optuna (pip install 'wt-study[search]')")
@@ -65,7 +66,7 @@ def test_tpe_sampler_takes_told_and_replayed_points():
     sampler.tell_replayed({"lr": 3e-3}, 2.0, "complete")
     sampler.tell_replayed({"lr": 5e-3}, None, "pruned")
     sampler.tell_replayed({"lr": 7e-3}, None, "fail")
-    states = [t.state.name for t in sampler._optuna._ot_study.trials]
+    states = [t.state.name for t in optuna_study(sampler._optuna).trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"] and 1e-4 <= first["lr"] <= 1e-2
 
 
