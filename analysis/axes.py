@@ -9,6 +9,13 @@ evaluation points of its periodic curve (stats.curve_points). Paired by seed whe
 Welch otherwise, nothing with fewer (analysis.inference). So "learns more per step" (equal steps) and "runs more
 steps per second" (equal time) are read side by side.
 
+Projected time on a profiled machine is the one axis whose x is itself uncertain: there x* is the longest
+projected time every compared seed reaches at its fastest step time (analysis.retime.covered_budget), and the
+difference and its interval are the projected verdict's (analysis.timing_verdict: a bootstrap over seeds and step
+times, the projections' one rule), so they carry the step-time uncertainty; no p-value there. A comparison in which
+an arm lost a test seed (diverged, failed: analysis.outcomes) is flagged in `lost` on every axis: its differences
+are the survivors', and no better or worse should be read from them.
+
 Supervised targets (positions the training loss is taken at: every position of a standard model, the worker
 rows of a worker model) are the metrics column `targets`; studies written before it get them from the trial's
 settings (batch size x the workers of a sequence, wt_model.positions), except with a random worker phase, whose
@@ -22,7 +29,10 @@ import pandas as pd
 
 from analysis import inference, stats
 from analysis.configs import STANDARD
+from analysis.outcomes import flag_words, outcome_counts
+from analysis.retime import covered_budget
 from analysis.stats import CELL_COLUMNS
+from analysis.timing_verdict import projected_verdict
 from wt_model import archs
 from wt_model.positions import worker_position_list
 
@@ -37,7 +47,8 @@ MEASURED_AXES = {
 PROJECTED = "projected_time_s"  # analysis.retime's clock
 N_GRID = 60  # grid points per configuration and axis in the axes plot
 AXIS_COLUMNS = ["cell_key", "arm", "axis", "axis_label", "x", "test", "n_arm", "n_reference", "n_pairs", "diff"]
-AXIS_COLUMNS += ["diff_ci_low", "diff_ci_high", "p_value"]
+AXIS_COLUMNS += ["diff_ci_low", "diff_ci_high", "p_value", "lost"]
+N_BOOT = 2000  # bootstrap replicates of a projected-time difference
 
 
 def with_targets(points: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
@@ -74,26 +85,58 @@ def axis_table(
     points: pd.DataFrame, final: pd.DataFrame, chosen: pd.DataFrame, metric: str = "val_loss", projected=None
 ) -> pd.DataFrame:
     """One row per comparison and axis (AXIS_COLUMNS): x (the x*), the test, seed counts, the difference (arm
-    minus standard) and its interval. `projected` (analysis.retime.Retiming.curves) adds an axis per machine:
-    "projected_time_s on <machine>"."""
+    minus standard), its interval and `lost` (the arms' lost seeds in words, '' when none). `projected`
+    (analysis.retime.Retiming.curves) adds an axis per machine: "projected_time_s on <machine>" (module
+    docstring: the projected verdict at the covered time)."""
     runs = _runs(with_targets(points, final), final, metric, list(MEASURED_AXES))
     axes = dict(MEASURED_AXES)
+    machines = {}
     if projected is not None and len(projected):
         for machine, group in projected.groupby("machine", sort=False):
             axis = f"{PROJECTED} on {machine}"
-            axes[axis] = f"time on {machine}, projected (s)"
-            runs.update(_runs(group.rename(columns={PROJECTED: axis}), final, metric, [axis]))
-    test = final[final["seed_role"].eq("test") & final["status"].eq("completed")]
-    seeds = test.groupby("config_id")[["trial_id", "seed"]].apply(
+            axes[axis], machines[axis] = f"time on {machine}, projected (s)", group
+    test = final[final["seed_role"].eq("test")]
+    done = test[test["status"].eq("completed")]
+    seeds = done.groupby("config_id")[["trial_id", "seed"]].apply(
         lambda g: list(zip(g["seed"], g["trial_id"], strict=True))
     )
+    outcomes = {c: outcome_counts(g["status"]) for c, g in test.groupby("config_id", sort=False)}
+    arch_of = final.drop_duplicates("config_id").set_index("config_id")["arch"]
     rows = []
-    for cell_key, arm, arm_id, ref_id in compared_pairs(chosen):
-        for axis, label in axes.items():
-            row = {"cell_key": cell_key, "arm": arm, "axis": axis, "axis_label": label}
-            row.update(_compare_at(runs, axis, seeds.get(arm_id, []), seeds.get(ref_id, [])))
+    for i, (cell_key, arm, arm_id, ref_id) in enumerate(compared_pairs(chosen)):
+        sides = [(arm, outcomes[c]) for c in (arm_id,) if c in outcomes]
+        sides += [(STANDARD, outcomes[c]) for c in (ref_id,) if c in outcomes]
+        lost = flag_words(sides, unfinished=False)
+        arm_seeds, ref_seeds = seeds.get(arm_id, []), seeds.get(ref_id, [])
+        for j, (axis, label) in enumerate(axes.items()):
+            row = {"cell_key": cell_key, "arm": arm, "axis": axis, "axis_label": label, "lost": lost}
+            if axis in machines:
+                trial_ids = {t for _, t in arm_seeds + ref_seeds}
+                rng = np.random.default_rng([i, j])
+                row.update(_projected_at(machines[axis], trial_ids, metric, arch_of[ref_id], rng))
+            else:
+                row.update(_compare_at(runs, axis, arm_seeds, ref_seeds))
             rows.append(row)
     return pd.DataFrame(rows).reindex(columns=AXIS_COLUMNS)
+
+
+def _projected_at(curves: pd.DataFrame, trial_ids: set, metric: str, reference: str, rng) -> dict:
+    """The projected verdict of one comparison on one machine at the longest time all its seeds cover."""
+    group = curves[curves["trial_id"].isin(trial_ids)]
+    budget = covered_budget(group, metric) if group["config_id"].nunique() == 2 else np.nan  # both arms here
+    if not (np.isfinite(budget) and budget > 0):
+        return _empty()
+    (v,) = projected_verdict(group, budget, metric, reference=reference, cell=[], n_boot=N_BOOT, rng=rng).to_dict(
+        "records"
+    )
+    test = "none" if v["test"] == "none" else f"bootstrap {v['test']}"
+    keep = ("n_arm", "n_reference", "n_pairs", "diff", "diff_ci_low", "diff_ci_high")
+    return dict(_empty(), x=budget, test=test, **{k: v[k] for k in keep})
+
+
+def _empty() -> dict:
+    out = {"x": np.nan, "test": "none", "n_arm": 0, "n_reference": 0, "n_pairs": 0, "diff": np.nan}
+    return dict(out, diff_ci_low=np.nan, diff_ci_high=np.nan, p_value=np.nan)
 
 
 def _runs(points: pd.DataFrame, final: pd.DataFrame, metric: str, axes: list[str]) -> dict:
@@ -115,8 +158,7 @@ def _runs(points: pd.DataFrame, final: pd.DataFrame, metric: str, axes: list[str
 
 def _compare_at(runs: dict, axis: str, arm: list, ref: list) -> dict:
     """The difference at the largest x every seed of both arms reached."""
-    empty = {"x": np.nan, "test": "none", "n_arm": 0, "n_reference": 0, "n_pairs": 0, "diff": np.nan}
-    empty.update(diff_ci_low=np.nan, diff_ci_high=np.nan, p_value=np.nan)
+    empty = _empty()
     sides = [[(s, runs[(axis, t)]) for s, t in side if (axis, t) in runs] for side in (arm, ref)]
     if not all(sides) or len(sides[0]) < len(arm) or len(sides[1]) < len(ref):
         return empty  # some seed has no curve on this axis (targets unknown, shape not profiled)
@@ -156,7 +198,7 @@ def axis_curves(points: pd.DataFrame, final: pd.DataFrame, chosen: pd.DataFrame,
 
 def axis_display(table: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
     """The axis table for reading: one row per comparison (the cell columns that vary, the arm), one column per
-    axis with "diff [low, high] at x" ("—" where the axis has no value)."""
+    axis with "diff [low, high] at x" ("—" where the axis has no value), and "seeds lost" where an arm lost some."""
     if table.empty:
         return pd.DataFrame()
     cells = chosen.drop_duplicates("cell_key").set_index("cell_key")
@@ -166,6 +208,8 @@ def axis_display(table: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
         row = {c: cells.loc[cell_key, c] for c in varying}
         row["arm"] = arm
         row.update({r["axis_label"]: _cell_text(r) for _, r in group.iterrows()})
+        if table["lost"].fillna("").astype(bool).any():
+            row["seeds lost"] = group["lost"].iloc[0] or "none"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -102,19 +102,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"Study {study.name}{partial}: {len(study.trials)} trials, {len(study.metrics)} evaluation points.")
     for skipped in study.skipped_files:
         print(f"skipped unreadable file {skipped}")
-    print(f"\nVerdicts (worker minus standard, final {args.metric}; every column in the report and verdicts.csv):")
-    table = verdict_table(analysis)
-    print(md_table(table[[c for c in table.columns if c not in TERMINAL_LEAVES_OUT]]))
+    print(f"\nVerdicts (each arm minus its reference, final {args.metric} in nats; every column in the report):")
+    print(md_table(verdict_table(analysis)))
     print(f"{verdict_counts(analysis.verdicts)}.")
     if analysis.retiming is not None:
         print_retiming(analysis.retiming)
     print(f"\nReport: {report}")
     return 0
-
-
-# verdict-table columns the terminal leaves to the report (the table stays readable in 120 columns or so)
-TERMINAL_LEAVES_OUT = {"tuning", "epochs (w)", "epochs (std)", "target epochs (w)", "target epochs (std)", "test", "p"}
-TERMINAL_LEAVES_OUT |= {"p rank (Holm)", "p equiv. (Holm)", "p beyond margin (Holm)", "smallest margin shown"}
 
 
 def timing_profiles(args: argparse.Namespace):

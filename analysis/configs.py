@@ -16,6 +16,7 @@ Trials columns and config_json agree where both exist; a column wins when set, c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -23,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from wt_base.budgets import BUDGET_KINDS
-from wt_base.fields import EXECUTION_PATHS, FIELDS
+from wt_base.fields import EXECUTION_PATHS, FIELDS, TUNED
 from wt_model import archs
+from wt_model.config import ModelConfig
 
 # trials column -> its path in config_json (the axis table, wt_base.fields)
 COLUMN_PATHS = {f.column: tuple(f.path.split(".")) for f in FIELDS}
@@ -33,11 +35,13 @@ IGNORED_PATHS = {("trial_id",), ("run", "train", "seed"), *(tuple(path.split("."
 STANDARD = archs.REFERENCE  # the architecture every other one is compared against
 # trials columns of how a trial ran that change what its budget buys (study.train.device.execution_settings)
 EXECUTION_COLUMNS = ("device_name", "dtype", "compile_mode", "threads", "attention_backend")
-ARM_FIELDS = ["arch", "model.arch", *archs.ARM_FIELDS]  # what tells arms apart (null where an arch has none)
-TUNED_FIELDS = ["lr", "weight_decay", "warmup_frac", "schedule", "dropout", "train.beta1", "train.beta2"]
-TUNED_FIELDS += ["train.grad_clip"]
+TUNED_FIELDS = [*TUNED, "train.beta1", "train.beta2", "train.grad_clip"]  # wt_base.fields.TUNED and no axis's
 SIZE_FIELDS = ["n_embd", "n_layer", "n_head", "ffn_hidden"]  # what a scaling series varies
 _PATH_FIELDS = {path: column for column, path in COLUMN_PATHS.items()}
+# what tells arms apart (null where an arch has none): the label and each arch's own fields, by their field names
+ARM_FIELDS = ["arch", "model.arch", *(_PATH_FIELDS.get(("run", "model", n), f"model.{n}") for n in archs.ARM_FIELDS)]
+# ModelConfig's defaults: a trial stored before a field existed ran at its default (wt_model.config is torch-free)
+MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 
 
 def config_fields(trials: pd.DataFrame) -> pd.DataFrame:
@@ -55,6 +59,9 @@ def config_fields(trials: pd.DataFrame) -> pd.DataFrame:
         for column, values in columns.items():
             if not _missing(values[i]) or column not in row:
                 row[column] = None if _missing(values[i]) else values[i]
+        if extra:  # a model field newer than the trial's version: it ran at the default, as a newer trial does
+            for name, default in MODEL_DEFAULTS.items():
+                row.setdefault(model_column(name), default)
         row.update(dict.fromkeys(_not_read_by(row.get("arch"))))
         rows.append(row)
     fields = pd.DataFrame(rows, index=trials.index)
@@ -88,7 +95,7 @@ def _not_read_by(label) -> list[str]:
     """The arm fields the architecture of spec label `label` does not read (none for an unknown label)."""
     if label not in archs.LABELS:
         return []
-    return [name for name in archs.ARM_FIELDS if not archs.applies(name, archs.of_label(label).name)]
+    return [model_column(n) for n in archs.ARM_FIELDS if not archs.applies(n, archs.of_label(label).name)]
 
 
 def _json_column(trials: pd.DataFrame) -> list:
@@ -139,13 +146,48 @@ def keys_of(fields: pd.DataFrame, names: list[str]) -> pd.Series:
     return pd.Series(keys, index=fields.index, dtype=object)
 
 
+def reference_of(label) -> str | None:
+    """The spec label of the arm whose verdicts compare `label` with it (wt_model.archs: the entry's `reference`);
+    None for a reference itself. A label the registry no longer knows (an older study) is compared with the
+    standard model, as every arm was before arms named their reference."""
+    if label in archs.LABELS:
+        return archs.of_label(label).reference
+    return None if label == STANDARD else STANDARD
+
+
+def model_column(name: str) -> str:
+    """The configuration-field name (config_fields' column) of ModelConfig field `name`."""
+    return _PATH_FIELDS.get(("run", "model", name), f"model.{name}")
+
+
+def differing_fields(fields: pd.DataFrame) -> list[str]:
+    """The configuration fields in which an arm present may differ from its reference (its registry entry's
+    `settings` and `differs`), where that reference's own rows hold one value of the field: they tell arms apart,
+    so the arm and its reference share a cell. Where the reference varies the field (a ladder of FFN widths for
+    every arm), the field stays a cell field: the arm's rows could not say which reference is theirs."""
+    if "arch" not in fields.columns:
+        return []
+    out = []
+    for label in fields["arch"].dropna().unique():
+        reference = reference_of(label)
+        if label not in archs.LABELS or reference is None:
+            continue
+        own = fields["arch"].eq(reference)
+        for column in map(model_column, archs.of_label(label).differing):
+            if column in fields.columns and column not in out and fields.loc[own, column].map(canonical).nunique() <= 1:
+                out.append(column)
+    return out
+
+
 def split_fields(fields: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     """(cell, arm, tuned) field names present in `fields`.
 
     The budget value joins the arm fields when each architecture has its own budget (spec `budget_by_arch`):
-    every arch label then has one budget value and the labels differ. Otherwise it is a cell field.
+    every arch label then has one budget value and the labels differ. Otherwise it is a cell field. So do the
+    fields an arm differs in from its reference (differing_fields).
     """
     arm = [f for f in ARM_FIELDS if f in fields.columns]
+    arm += [f for f in differing_fields(fields) if f not in arm]
     tuned = [f for f in TUNED_FIELDS if f in fields.columns]
     if {"arch", "budget_value"} <= set(fields.columns):
         per_arch = fields.groupby("arch", dropna=False)["budget_value"].nunique(dropna=False)

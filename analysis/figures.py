@@ -4,7 +4,10 @@ from an `analysis.report.Analysis`. The plots themselves are in analysis.plots a
 from __future__ import annotations
 
 from analysis.axes import MEASURED_AXES
+from analysis.configs import TUNED_FIELDS, varying
 from analysis.isoflop_plots import frontier_figure, isoflop_figure
+from analysis.pareto import arm_labels
+from analysis.plot_base import loss_label, tick_label
 from analysis.plots import curves_plot, interval_plot, pareto_plot, scaling_plot, throughput_plot
 from analysis.plots_axes import axes_plot, timing_plot
 from analysis.plots_tuning import tuning_plot
@@ -55,55 +58,91 @@ def _axis_labels(a) -> dict:
     return labels | {m: f"projected time on {m} (s)" for m in machines}
 
 
+def _tuned_word(a) -> str:
+    """The tuned settings that vary in the study ("lr", "lr and weight_decay"; "" for none), for the Pareto
+    legend's "standard, its chosen lr"."""
+    return " and ".join(varying(a.final, TUNED_FIELDS))
+
+
+def _with_arms(a, curves):
+    """Per-trial curves with each trial's arm label, as the fronts name arms (pareto.arm_labels)."""
+    arms = a.final[["trial_id", "arm_key"]].assign(arm=a.final["arm_key"].map(arm_labels(a.final)))
+    return curves.merge(arms[["trial_id", "arm"]], on="trial_id", how="inner")
+
+
+def _curves_title(a, chosen) -> str:
+    """The curves plot's title: the interval it draws, or why it draws none (one test seed)."""
+    seeds = a.seed_curves.loc[a.seed_curves["config_id"].isin(chosen["config_id"]), "n_seeds"]
+    most = int(seeds.max()) if len(seeds) else 0
+    if most < 2:
+        seeds = "1 test seed" if most == 1 else "no finished test seed"
+        return f"{a.metric} vs train time, chosen settings ({seeds}: no interval)"
+    fewest = int(seeds.min())
+    counts = f"{most}" if fewest == most else f"{fewest}–{most}"
+    return f"{a.metric} vs train time, chosen settings' mean and 95% CI over {counts} test seeds"
+
+
 def figures(a) -> dict:
     """File name -> Figure for every plot in PLOTS that `left_out` keeps, from an `analysis.report.Analysis`."""
     name, m = a.study.name, a.metric
     budgets = a.final[["budget_kind", "budget_value"]].drop_duplicates()
-    budget = "budget " + ", ".join(f"{v:g} {k}" for k, v in budgets.itertuples(index=False))
+    budget = "budget " + ", ".join(f"{tick_label(v)} {k}" for k, v in budgets.itertuples(index=False))
     chosen = a.summary[a.summary["config_id"].isin(a.chosen["config_id"].dropna())]
     fronts = a.fronts.rename(columns={"cost": "x"})
     time_fronts, flop_fronts = (fronts[fronts["front"] == f] for f in ("loss vs train time", "loss vs FLOPs"))
     skip = left_out(a)
     drawn = {
         "pareto_time.png": lambda: pareto_plot(
-            a.curves["train_time_s"],
+            _with_arms(a, a.curves["train_time_s"]),
             time_fronts.rename(columns={"x": "train_time_s"}),
             "train_time_s",
             "train time (s)",
-            f"best {m} so far",
+            loss_label(f"best {m} so far"),
             f"{name}: Pareto fronts of seed means, {m} vs train time ({budget})",
+            tuned=_tuned_word(a),
         ),
         "pareto_flops.png": lambda: pareto_plot(
-            a.curves["flops"],
+            _with_arms(a, a.curves["flops"]),
             flop_fronts.rename(columns={"x": "flops"}),
             "flops",
             "training FLOPs",
-            f"best {m} so far",
+            loss_label(f"best {m} so far"),
             f"{name}: Pareto fronts of seed means, {m} vs FLOPs ({budget})",
+            tuned=_tuned_word(a),
         ),
         "curves.png": lambda: curves_plot(
             a.seed_curves,
             a.final.drop_duplicates("config_id"),
             set(chosen["config_id"]),
             "train_time_s",
-            m,
-            f"{name}: {m} vs train time, mean and 95% CI over test seeds ({budget})",
+            loss_label(m),
+            f"{name}: {_curves_title(a, chosen)} ({budget})",
         ),
         "scaling_params.png": lambda: scaling_plot(
-            chosen, a.fits, f"final {m}", f"{name}: final {m} vs parameters ({budget})"
+            chosen, a.fits, loss_label(f"final {m}"), f"{name}: final {m} vs parameters ({budget})"
         ),
         "isoflop.png": lambda: isoflop_figure(a.isoflop["frame"], a.isoflop["profiles"]),
         "frontier.png": lambda: frontier_figure(a.isoflop["profiles"], a.isoflop["fits"]),
         "throughput.png": lambda: throughput_plot(a.throughput, f"{name}: training throughput"),
-        "interval.png": lambda: interval_plot(chosen, a.speedups, f"final {m}", f"{name}: worker interval ({budget})"),
+        "interval.png": lambda: interval_plot(
+            chosen, a.speedups, loss_label(f"final {m}"), f"{name}: worker interval ({budget})"
+        ),
         "axes.png": lambda: axes_plot(
-            a.axis_curves, a.chosen, _axis_labels(a), m, f"{name}: {m} along every axis, chosen settings' seed means"
+            a.axis_curves,
+            a.chosen,
+            _axis_labels(a),
+            loss_label(m),
+            f"{name}: {m} along every axis, chosen settings' seed means",
         ),
         "tuning.png": lambda: tuning_plot(
             a.tuning, a.tuning_seeds, m, f"{name}: final {m} against each arm's tuned setting, per cell"
         ),
         "timing.png": lambda: timing_plot(
-            a.retiming.means, a.chosen, a.retiming.machines, m, f"{name}: {m} vs projected training time per machine"
+            a.retiming.means,
+            a.chosen,
+            a.retiming.machines,
+            loss_label(m),
+            f"{name}: {m} vs projected training time per machine",
         ),
     }
     return {file: make() for file, make in drawn.items() if file not in skip}

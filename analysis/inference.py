@@ -1,8 +1,10 @@
 """Tests behind the verdicts: paired or Welch t-tests, equivalence (TOST) and its converse (a difference larger
-than the margin), the smallest margin a cell certifies, detectable effects, a rank test that counts a diverged
-seed as the worst outcome, Holm (pure).
+than the margin), the smallest margin a cell certifies, detectable effects, a paired sign-flip permutation test
+that counts a lost seed as the worst outcome, Holm (pure).
 
-All at one level: ALPHA for tests, 1 - ALPHA for intervals. Differences are worker minus standard final loss.
+All at one level: ALPHA for tests, 1 - ALPHA for intervals. Differences are arm minus reference final loss. The
+smallest certifiable margin and the MDE are stated at ALPHA / n_tests (Bonferroni over a table of n_tests rows:
+Holm's first step, the most any row of the table needs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from scipy.optimize import brentq
 ALPHA = 0.05  # significance level of every test; intervals are at 1 - ALPHA
 POWER = 0.8  # power at which the minimum detectable effect is stated
 VARIANCE_FLOOR = 1e-9  # a standard error below this (relative to the difference) is rounding, not spread
+EXACT_MAX_PAIRS = 16  # up to 2^16 sign patterns the sign-flip test enumerates them all; beyond, Monte Carlo
+MONTE_CARLO_DRAWS = 2**16  # random sign patterns beyond EXACT_MAX_PAIRS (seeded: one answer per cell)
+MONTE_CARLO_SEED = 0
 
 
 def welch(worker: np.ndarray, standard: np.ndarray, alpha: float = ALPHA) -> dict:
@@ -59,15 +64,19 @@ def tost(diff: float, se: float, df: float, margin: float) -> float:
 
 
 def non_equivalence(diff: float, se: float, df: float, margin: float) -> float:
-    """p-value of the one-sided test that the true difference lies beyond the margin on the observed side
-    (H0: |difference| <= margin): p < alpha means the (1 - 2 alpha) interval lies wholly outside (-margin,
-    margin), "differs by more than the margin". TOST's p = 1 only says equivalence was not shown; this says the
-    converse, when it can. NaN without variance."""
+    """p-value of the test that the true difference lies beyond the margin, |difference| > margin (H0:
+    |difference| <= margin): TOST's converse. TOST's p = 1 only says equivalence was not shown; this says the
+    converse, when it can. NaN without variance.
+
+    Both sides are fixed in advance: the union of the one-sided tests "difference > +margin" and "difference <
+    -margin", each at alpha / 2, so p = min(1, 2 min(p_above, p_below)), and p < alpha means the (1 - alpha)
+    interval lies wholly beyond the margin on one side. Its size at |difference| = margin is at most alpha.
+    (Testing only the side the data fell on, at alpha, has size up to 2 alpha as margin / se -> 0.)"""
     if not (se > 0 and np.isfinite(se) and df > 0):
         return np.nan
-    if diff >= 0:
-        return float(stats.t.sf((diff - margin) / se, df))  # H0: difference <= +margin
-    return float(stats.t.cdf((diff + margin) / se, df))  # H0: difference >= -margin
+    p_above = stats.t.sf((diff - margin) / se, df)  # H0: difference <= +margin
+    p_below = stats.t.cdf((diff + margin) / se, df)  # H0: difference >= -margin
+    return float(min(1.0, 2.0 * min(p_above, p_below)))
 
 
 def certifiable_margin(diff: float, se: float, df: float, alpha: float = ALPHA) -> float:
@@ -88,24 +97,61 @@ def detectable_effect(se: float, df: float, alpha: float = ALPHA, power: float =
     approx = float(crit + stats.t.ppf(power, df))  # in units of se
 
     def shortfall(delta: float) -> float:
-        return stats.nct.sf(crit, df, delta) + stats.nct.cdf(-crit, df, delta) - power
+        # the far tail P(T < -crit) as P(T' > crit) under -delta: scipy's nct.cdf gives NaN where it is tiny
+        return stats.nct.sf(crit, df, delta) + stats.nct.sf(crit, df, -delta) - power
 
     low, high = shortfall(approx / 2), shortfall(2 * approx)
-    if not (np.isfinite(low) and np.isfinite(high) and low < 0 < high):  # scipy's nct fails at df ~ 1
+    if not (np.isfinite(low) and np.isfinite(high) and low < 0 < high):  # a guard: no case known to reach it
         return approx * se
     return float(brentq(shortfall, approx / 2, 2 * approx) * se)
 
 
-def rank_test(worker: np.ndarray, standard: np.ndarray) -> float:
-    """Two-sided Mann-Whitney U p-value of the arms' losses where a seed that diverged or failed counts as the
-    worst outcome (+inf, tied with the other such seeds): an arm that loses seeds cannot win on its survivors.
-    NaN with fewer than 2 seeds in an arm."""
-    worker, standard = np.asarray(worker, float), np.asarray(standard, float)
-    if len(worker) < 2 or len(standard) < 2:
-        return np.nan
-    if np.all(np.concatenate([worker, standard]) == worker[0]):
-        return 1.0
-    return float(stats.mannwhitneyu(worker, standard, alternative="two-sided").pvalue)
+def sign_flip(arm, ref) -> dict:
+    """Two-sided exact sign-flip permutation test of the per-seed differences arm[i] - ref[i] (the same seed:
+    the same data order), for losses where a lost seed (diverged or failed) is +inf and one not finished NaN.
+
+    Under H0 the two losses of a seed are exchangeable, so each difference's sign is a fair coin; p is the share
+    of sign patterns whose |sum of differences| is at least the observed one: all 2^n of them for n pairs up to
+    EXACT_MAX_PAIRS, MONTE_CARLO_DRAWS seeded random ones beyond ((1 + hits) / (1 + draws)).
+
+    Lost seeds count as the worst outcome of their arm: a pair where one side lost gets a difference larger than
+    all the finite ones together, against the side that lost (+ when the arm lost, - when the reference did), so
+    no win on the survivors can outweigh a lost seed; a pair where both lost is a tie (difference 0); a pair
+    with a NaN side is left out. Returns p_signflip (NaN under 2 pairs) and p_signflip_min, the smallest p the
+    test can give with these pairs, 2 / 2^n (exact; 1 / (1 + draws) by Monte Carlo): 0.25 with 3 seeds, 0.0625
+    with 5, so below 6 seeds it never reaches alpha = 0.05. On a Holm-adjusted table of m rows a row can pass
+    only if p_signflip_min < alpha, and its extreme outcome passes whatever the other rows show only if
+    p_signflip_min < alpha / m."""
+    arm, ref = np.asarray(arm, float), np.asarray(ref, float)
+    keep = ~(np.isnan(arm) | np.isnan(ref))
+    arm, ref = arm[keep], ref[keep]
+    n = len(arm)
+    if n < 2:
+        return {"p_signflip": np.nan, "p_signflip_min": np.nan}
+    lost_arm, lost_ref = np.isposinf(arm), np.isposinf(ref)
+    lost = lost_arm ^ lost_ref  # exactly one side lost: a difference beyond all finite ones, against it
+    finite = ~(lost_arm | lost_ref)
+    toward = np.where(lost_arm, 1.0, -1.0)[lost]
+    d = arm[finite] - ref[finite]
+    # |sum| with the lost pairs at +-BIG (BIG > 2 sum|d|) orders patterns by |net lost count| first, then by the
+    # finite sum on the net lost side (or |finite sum| when the lost pairs cancel): compared in that order,
+    # exactly, instead of through a large number
+    tie = 1e-9 * float(np.abs(d).sum())
+
+    def extreme(signs: np.ndarray) -> np.ndarray:
+        net, rest = signs[:, lost] @ toward, signs[:, finite] @ d
+        side = np.where(net != 0, np.sign(net) * rest, np.abs(rest))
+        return (np.abs(net) > abs(net_obs)) | ((np.abs(net) == abs(net_obs)) & (side >= side_obs - tie))
+
+    net_obs, rest_obs = float(toward.sum()), float(d.sum())
+    side_obs = np.sign(net_obs) * rest_obs if net_obs != 0 else abs(rest_obs)
+    if n <= EXACT_MAX_PAIRS:
+        patterns = np.arange(2**n)[:, None] >> np.arange(n) & 1  # every sign pattern, one per row
+        p = float(extreme(1.0 - 2.0 * patterns).mean())
+        return {"p_signflip": p, "p_signflip_min": 2.0 / 2**n}
+    rng = np.random.default_rng(MONTE_CARLO_SEED)
+    hits = sum(int(extreme(rng.choice([-1.0, 1.0], size=(4096, n))).sum()) for _ in range(MONTE_CARLO_DRAWS // 4096))
+    return {"p_signflip": (1.0 + hits) / (1.0 + MONTE_CARLO_DRAWS), "p_signflip_min": 1.0 / (1.0 + MONTE_CARLO_DRAWS)}
 
 
 def holm(p_values) -> np.ndarray:
@@ -125,12 +171,16 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def compare(worker: pd.DataFrame, standard: pd.DataFrame, margin: float, alpha: float = ALPHA) -> dict:
-    """Worker vs standard test seeds (frames with seed, final_loss): paired over the seeds both completed when
+def compare(
+    worker: pd.DataFrame, standard: pd.DataFrame, margin: float, alpha: float = ALPHA, n_tests: int = 1
+) -> dict:
+    """Arm vs reference test seeds (frames with seed, final_loss): paired over the seeds both completed when
     there are at least 2 such pairs, Welch otherwise (2+ seeds per arm), nothing with fewer.
 
-    Returns test, n_pairs, diff, se, df, its interval, p_value, p_equiv (TOST at `margin`), p_noneq (a
-    difference beyond the margin), min_margin (the smallest margin TOST certifies) and mde (at 80% power).
+    Returns test, n_pairs, diff, se, df, its (1 - alpha) interval, p_value, p_equiv (TOST at `margin`), p_noneq
+    (a difference beyond the margin), and at alpha / n_tests (Bonferroni over the `n_tests` rows of the table the
+    p-values are Holm-adjusted across: the level Holm's first step asks, so each suffices for any row)
+    min_margin (the smallest margin TOST certifies) and mde (at 80% power).
     """
     w = _by_seed(worker)
     s = _by_seed(standard)
@@ -146,8 +196,10 @@ def compare(worker: pd.DataFrame, standard: pd.DataFrame, margin: float, alpha: 
         out.update(welch(w_loss, s_loss, alpha))
     out["p_equiv"] = tost(out["diff"], out["se"], out["df"], margin)
     out["p_noneq"] = non_equivalence(out["diff"], out["se"], out["df"], margin)
-    out["min_margin"] = certifiable_margin(out["diff"], out["se"], out["df"], alpha)
-    out["mde"] = detectable_effect(out["se"], out["df"], alpha)
+    if not (isinstance(n_tests, (int, np.integer)) and n_tests >= 1):
+        raise ValueError(f"n_tests is {n_tests!r}: expected the number of rows the table tests, an integer >= 1.")
+    out["min_margin"] = certifiable_margin(out["diff"], out["se"], out["df"], alpha / n_tests)
+    out["mde"] = detectable_effect(out["se"], out["df"], alpha / n_tests)
     return out
 
 

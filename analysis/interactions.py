@@ -11,7 +11,9 @@ settings analysis.tuning chose. A study crosses two kinds of setting with the ar
     DiD = (k2,c2 − k2,c1) − (k1,c2 − k1,c1).
 Per-seed DiDs over the seeds whose four trials all completed when there are at least 2 (a paired t-test: the
 seeds share data order), else Welch's: se² = Σ s²ᵢ/nᵢ over the four groups, Welch–Satterthwaite df.
-p-values are Holm-adjusted across the table.
+p-values are Holm-adjusted across the table. A row in which any of the four groups lost a test seed (diverged,
+failed) or has one unfinished is flagged as the verdicts flag a cell (analysis.outcomes: `lost` says which group
+lost which seeds) and draws no interaction, or its absence, from the survivors; its numbers are the survivors'.
 """
 
 from __future__ import annotations
@@ -27,29 +29,21 @@ from scipy import stats
 from analysis import inference
 from analysis.configs import STANDARD
 from analysis.inference import ALPHA
+from analysis.outcomes import flag_words, outcome_counts
 
 GROUPS = ("a_ref", "a_alt", "b_ref", "b_alt")  # (level of field, level of by): a/b of field, ref/alt of by
 INTERACTION_COLUMNS = ["factor", "field", "level_a", "level_b", "by", "by_ref", "by_alt", "arm", "context"]
 INTERACTION_COLUMNS += ["cell_key_a", "cell_key_b", "test", "n_seeds", *(f"mean_{g}" for g in GROUPS)]
 INTERACTION_COLUMNS += ["gap_a", "gap_b", "did", "se", "df", "did_ci_low", "did_ci_high", "p_value", "p_holm"]
-INTERACTION_COLUMNS += ["words"]
+INTERACTION_COLUMNS += ["n_lost", "lost", "words"]
 NOT_CROSSED = ("arch", "model.arch")  # arm fields that name the architecture itself
-
-
-def crossed_factors(final: pd.DataFrame) -> list[str]:
-    """The factors a study crosses with the architecture (stats.final_values, test seeds): cell fields such as
-    "init" whose every compared level has the standard model and a common worker arm in cells that differ in
-    that field only, then pairs of arm fields such as "conv_kernel x worker_interval" that the worker arms of
-    one cell cross on a 2x2 grid or larger. A field with one value, or an arm field alone, is not crossed."""
-    test = final[final["seed_role"].eq("test")]
-    quads = _quads(test.drop_duplicates(["cell_key", "arm_key"]))
-    return list(dict.fromkeys(q["factor"] for q in quads))
 
 
 def interaction_table(final: pd.DataFrame, chosen: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """One row per (factor, levels, arm, context): the DiD of mean test-seed final loss, se, df, its (1 - alpha)
     interval, raw and Holm-adjusted p-values, seeds used, the four group means (over the seeds the test used),
-    both gaps and a sentence. Columns: INTERACTION_COLUMNS.
+    both gaps, the groups' lost or unfinished test seeds (n_lost, `lost` in words) and a sentence. Columns:
+    INTERACTION_COLUMNS.
 
     `final` from stats.final_values, `chosen` from tuning.choose_settings (each arm at its chosen setting).
     For a cell field, by is "arch", by_ref "standard" and by_alt the worker arm; for two arm fields, field and
@@ -57,14 +51,26 @@ def interaction_table(final: pd.DataFrame, chosen: pd.DataFrame, alpha: float = 
     """
     test = final[final["seed_role"].eq("test")]
     losses = {c: _by_seed(g) for c, g in test.groupby("config_id", sort=False)}
+    outcomes = {c: outcome_counts(g["status"]) for c, g in test.groupby("config_id", sort=False)}
     rows = []
     for quad in _quads(chosen.dropna(subset=["config_id"])):
         groups = [losses.get(quad["configs"][g], {}) for g in GROUPS]
-        rows.append({**{k: v for k, v in quad.items() if k != "configs"}, **did_test(groups, alpha)})
+        row = {**{k: v for k, v in quad.items() if k != "configs"}, **did_test(groups, alpha)}
+        sides = [(_group_name(quad, g), outcomes[quad["configs"][g]]) for g in GROUPS if quad["configs"][g] in outcomes]
+        row.update(n_lost=sum(c["diverged"] + c["failed"] + c["unfinished"] for _, c in sides), lost=flag_words(sides))
+        rows.append(row)
     out = pd.DataFrame(rows).reindex(columns=INTERACTION_COLUMNS)
     out["p_holm"] = inference.holm(out["p_value"])
     out["words"] = [interaction_words(r, alpha) for _, r in out.iterrows()]
-    return out.astype({"n_seeds": "int64"})
+    return out.astype({"n_seeds": "int64", "n_lost": "int64"})
+
+
+def _group_name(quad: dict, group: str) -> str:
+    """'worker k=4 at init torch' (a cell field) or 'worker at worker_interval 2, conv_kernel 5' (two arm fields)."""
+    level = quad["level_a"] if group.startswith("a_") else quad["level_b"]
+    by = quad["by_ref"] if group.endswith("_ref") else quad["by_alt"]
+    where = f"{quad['field']} {level}"
+    return f"{by} at {where}" if quad["by"] == "arch" else f"{quad['arm']} at {where}, {by}"
 
 
 def _quads(arms: pd.DataFrame) -> list[dict]:
@@ -177,7 +183,10 @@ def _welch4(values: list[np.ndarray], alpha: float) -> dict:
 def interaction_words(row, alpha: float = ALPHA) -> str:
     """'interaction: worker k=4 − standard is 0.05 lower at init torch than at init nanogpt (CI [+0.03, +0.07]):
     worker k=4 fares better against standard there', 'no interaction shown (CI [...])', or why nothing was
-    tested. The sentence's interval is of the amount it names (how much lower), so it reads the same way round."""
+    tested. The sentence's interval is of the amount it names (how much lower), so it reads the same way round.
+    A row whose groups lost seeds says so and nothing else: no claim from the survivors."""
+    if row.get("lost"):
+        return f"{row['lost']}: no claim from the survivors"
     if row["test"] == "none":
         return "insufficient seeds"
     if not np.isfinite(row["p_value"]):

@@ -5,19 +5,26 @@ Input: one row per test-seed trial at its chosen setting (lr tuned per size): ar
 n_params (int, N: the caller chooses non-embedding or total parameters; optima and the exponent a are in those
 terms), seed (int), final_loss (float; NaN = diverged or failed: counted per size, never fitted).
 
-Profile: per (arm, budget) every finite seed is one point of a least-squares parabola in u = log10 N (size means
-weighted by seed counts). Seed noise is taken as equal across a profile's sizes: 1/s^2 weights from 3 seeds rest
-on 2 df each (no finite mean) and add noise. The parabola is the true profile's second-order expansion; under
-Chinchilla's L = E + A N^-alpha + B (C/6N)^-beta its minimum shifts by ~(alpha - beta) h^2 / 10 in ln N for sizes
-over +-h: ~1% in N over one decade, ~4% over two, the same at every budget sampled alike (a is unaffected).
+Profile: per (arm, budget) a least-squares parabola in u = log10 N through every finite run, with one offset per
+seed (summing to zero) where seeds repeat across sizes: a seed shares its data order at every size, so its
+offset is common to its runs and is no evidence about the shape. The sizes are the design, held fixed. The
+parabola's error is the residual mean square about it (lack of fit and seed-to-seed scatter pooled) unless the
+pure-error F test of its shape has p < POOL_ALPHA: then the sizes scatter about the curve by more than seeds do
+(lr tuned per size leaves each size its own offset) and the lack-of-fit mean square alone, on k - 3 df, is the
+error (a "sometimes pool" rule; isoflop_fit.POOL_ALPHA says why 0.05). The curvature's interval is the t
+interval on that error's df; the minimum's location -c1 / (2 c2) gets Fieller's interval, exact for a ratio of
+normal estimates, bounded exactly when the curvature's interval excludes 0. The parabola is the true profile's
+second-order expansion: under Chinchilla's L = E + A N^-alpha + B (C/6N)^-beta its minimum shifts by ~(alpha -
+beta) h^2 / 10 in ln N for sizes over +-h centred on the optimum, more on a ladder off its centre
+(docs/analysis.md, "Power of the isoFLOP rule", measured by analysis.isoflop_power).
 
-Bootstrap (two-stage case/cluster, percentile intervals): each replicate draws the k sizes with replacement (a
-size may appear twice or not at all) and, inside every drawn size, its finite seeds with replacement, and refits.
-Replicates with under 3 distinct sizes are dropped (n_boot_ok counts the rest); one opening downward has no
-minimum: log n_opt is +-inf (towards falling loss), loss_opt -inf, so it widens the interval. Draws are seeded
-by (seed, budget): arms at one budget with the same sizes-by-seeds layout get the same size ranks and seed
-labels, so their replicates are paired. Both stages carry seed noise and resampled designs lose sizes, so the
-intervals are conservative (tests/analysis/test_isoflop.py: ~0.99 coverage, ~3x a known-variance width).
+Replicates (for loss_opt's interval, the frontier fits and the arms' differences): the parabola's coefficients
+drawn from their sampling distribution (each run's noise Gaussian at the error SD through the same fit, scaled
+by sqrt(df / chi2_df) for the error's own uncertainty: a multivariate t), plus, for loss_opt, the seeds' mean
+offset (between-seed variance by moments, t on S - 1 df). One opening downward has no minimum: log n_opt is
++-inf (towards falling loss), loss_opt -inf. Draws are seeded by (seed, budget); an arm whose runs match the
+reference's (same size ranks and seed labels) gets noise correlated as the two arms' residuals are (shared seeds,
+shared data), so frontier_difference's intervals are paired.
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ from scipy import stats
 
 from analysis.configs import STANDARD
 from analysis.inference import ALPHA
+from analysis.isoflop_fit import MIN_SIZES, POOL_ALPHA, Runs, fit_profile, vertex
 from analysis.stats import CONFIDENCE
 
+__all__ = ["MIN_SIZES", "POOL_ALPHA", "frontier_difference", "frontier_fits", "isoflop_profiles"]
 COLUMNS = ("arm", "budget_flops", "n_params", "seed", "final_loss")
-MIN_SIZES = 5  # sizes an identified profile needs (a parabola needs 3; 5 leave 2 df to check its shape)
 MIN_BUDGETS = 3  # identified budgets an identified frontier needs (a line needs 2; 3 leave 1 df to check it)
 MIN_DECADES = 1.0  # span of log10 C an identified frontier needs
 MAX_EXPONENT_WIDTH = 0.2  # widest interval of a that still tells Chinchilla's 0.50 from Kaplan's 0.73
@@ -47,72 +55,23 @@ def _check(frame: pd.DataFrame) -> None:
             raise ValueError(f"{column} must be positive in every row (got {frame[column].min()})")
 
 
-def _fit(u: np.ndarray, means: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted least-squares (c0, c1, c2) of means = c0 + c1 u + c2 u^2 along the last axis (batched).
-
-    Fitted in u minus its weighted mean (conditioning) and returned for u itself; needs 3 distinct u per row.
-    """
-    centre = (weights * u).sum(-1, keepdims=True) / weights.sum(-1, keepdims=True)
-    v = u - centre
-    s = [(weights * v**p).sum(-1) for p in range(5)]
-    t = np.stack([(weights * v**p * means).sum(-1) for p in range(3)], -1)
-    m = np.stack([np.stack(s[i : i + 3], -1) for i in range(3)], -2)
-    c0, c1, c2 = np.moveaxis(np.linalg.solve(m, t[..., None])[..., 0], -1, 0)
-    m0 = centre[..., 0]
-    return np.stack([c0 - c1 * m0 + c2 * m0**2, c1 - 2 * c2 * m0, c2], -1)
-
-
-def _vertex(coef: np.ndarray, u_mid: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(log10 n_opt, loss_opt, curvature d2L/du2) of parabolas; where one opens downward (or is a line),
-    log10 n_opt is +inf or -inf by its slope at the sampled centre u_mid, and loss_opt is -inf."""
-    c0, c1, c2 = np.moveaxis(coef, -1, 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        up = c2 > 0
-        u_opt = np.where(up, -c1 / (2 * c2), np.where(c1 + 2 * c2 * u_mid < 0, np.inf, -np.inf))
-        loss = np.where(up, c0 - c1**2 / (4 * c2), -np.inf)
-    bad = np.isnan(c2)
-    return np.where(bad, np.nan, u_opt), np.where(bad, np.nan, loss), 2 * c2
-
-
-def _arrays(group: pd.DataFrame):
-    """Sizes ascending: log10 N, finite losses (k, s) in seed order (NaN padding), finite counts, seed labels,
-    and the sizes' diverged counts as text."""
-    u, rows, seeds, notes = [], [], [], []
-    for n_params, size in group.sort_values(["n_params", "seed"]).groupby("n_params", sort=True):
-        ok = size["final_loss"].notna()
-        if (~ok).any():
-            notes.append(f"N={n_params:.3g}: {int((~ok).sum())} of {len(size)}")
-        if ok.any():
-            u.append(np.log10(float(n_params)))
-            rows.append(size.loc[ok, "final_loss"].to_numpy(float))
-            seeds.append(tuple(int(s) for s in size.loc[ok, "seed"]))
-    n = np.array([len(r) for r in rows], dtype=int)
-    y = np.full((len(rows), max(n, default=0)), np.nan)
-    for i, r in enumerate(rows):
-        y[i, : len(r)] = r
-    return np.array(u), y, n, tuple(seeds), "; ".join(notes)
-
-
-def _draws(seed: int, budget: float, n_boot: int, k: int, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uniforms for the size and seed stages, a function of (seed, budget, shape) only (pairs arms)."""
-    key = int(np.float64(budget).view(np.int64))
-    sizes = np.random.default_rng([seed, key, 0]).random((n_boot, k))
-    return sizes, np.random.default_rng([seed, key, 1]).random((n_boot, k, s))
-
-
-def _bootstrap(u, y, n, sizes, seeds) -> tuple[np.ndarray, ...]:
-    """(log10 n_opt, loss_opt, curvature) per replicate of the two-stage bootstrap; NaN where < 3 sizes."""
-    pick = (sizes * len(u)).astype(int)  # (B, k) drawn sizes
-    count = n[pick]
-    draw = (seeds * count[..., None]).astype(int)  # (B, k, s) drawn seeds inside each drawn size
-    taken = np.arange(y.shape[1]) < count[..., None]
-    means = np.where(taken, y[pick[..., None], draw], 0.0).sum(-1) / count
-    distinct = 1 + (np.diff(np.sort(pick, axis=1), axis=1) != 0).sum(1)
-    ok = distinct >= 3
-    coef = np.full((len(pick), 3), np.nan)
-    if ok.any():
-        coef[ok] = _fit(u[pick[ok]], means[ok], count[ok].astype(float))
-    return _vertex(coef, float(u.mean()))
+def _runs(group: pd.DataFrame) -> tuple[Runs, tuple, str]:
+    """The finite runs sorted by size then seed, the seeds per size, and the sizes' diverged counts as text."""
+    notes = []
+    for n_params, size in group.groupby("n_params", sort=True):
+        bad = int(size["final_loss"].isna().sum())
+        if bad:
+            notes.append(f"N={n_params:.3g}: {bad} of {len(size)}")
+    ok = group[group["final_loss"].notna()].sort_values(["n_params", "seed"])
+    sizes = np.sort(ok["n_params"].unique().astype(float))
+    runs = Runs(
+        u=np.log10(sizes),
+        size=np.searchsorted(sizes, ok["n_params"].to_numpy(float)),
+        seed=ok["seed"].to_numpy(int),
+        y=ok["final_loss"].to_numpy(float),
+    )
+    seeds = tuple(tuple(int(s) for s in g["seed"]) for _, g in ok.groupby("n_params", sort=True))
+    return runs, seeds, "; ".join(notes)
 
 
 def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -125,86 +84,104 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _lack_of_fit(u, y, n, coef) -> dict:
-    """Residual SD about the parabola and the pure-error F test (lack-of-fit SS vs seed-to-seed SS)."""
-    fitted = np.polyval(coef[::-1], u)
-    means = np.nanmean(y, axis=1)
-    ss_pure = float(np.nansum((y - means[:, None]) ** 2))
-    ss_lack = float((n * (means - fitted) ** 2).sum())
-    df_lack, df_pure = len(u) - 3, int(n.sum()) - len(u)
-    out = dict(resid_sd=np.sqrt((ss_pure + ss_lack) / (n.sum() - 3)) if n.sum() > 3 else np.nan, lof_df=df_lack)
-    out.update(pure_error_sd=np.sqrt(ss_pure / df_pure) if df_pure > 0 else np.nan, pure_error_df=df_pure)
-    out.update(lof_f=np.nan, lof_p=np.nan)
-    if df_lack > 0 and df_pure > 0 and ss_pure > 0:
-        out["lof_f"] = (ss_lack / df_lack) / (ss_pure / df_pure)
-        out["lof_p"] = float(stats.f.sf(out["lof_f"], df_lack, df_pure))
-    return out
-
-
-def _profile_reasons(row: dict, u_opt: float, b_lo: float, b_hi: float, confidence: float) -> list[str]:
-    """Why a profile's optimum is not identified (empty when it is); u_opt, b_lo, b_hi: log10 n_opt, interval."""
-    if row["n_sizes"] < MIN_SIZES:
-        return [f"{row['n_sizes']} sizes with a finite loss (needs {MIN_SIZES})"]
-    u_lo, u_hi = row["log10_n_min"], row["log10_n_max"]
-    if not row["curvature"] > 0:
-        return ["the parabola opens downward: no minimum"]
-    reasons = []
-    if not row["curvature_low"] > 0:
-        reasons.append(f"flat: the curvature's {confidence:.0%} interval reaches {row['curvature_low']:.3g}")
-    if not u_lo <= u_opt <= u_hi:
-        reasons.append(f"edge minimum: N={row['n_opt']:.3g} lies outside the sampled {10**u_lo:.3g}-{10**u_hi:.3g}")
-    if not b_hi - b_lo <= u_hi - u_lo:
-        reasons.append(f"the n_opt interval spans {b_hi - b_lo:.2f} decades, wider than the {u_hi - u_lo:.2f} sampled")
-    return reasons
-
-
-def _profile(group: pd.DataFrame, budget: float, n_boot: int, seed: int, confidence: float) -> dict:
-    u, y, n, seeds, diverged = _arrays(group)
+def _profile(group: pd.DataFrame, confidence: float) -> tuple[dict, dict | None]:
+    """One profile's row (without its replicates) and the fit behind it (None with under 3 sizes)."""
+    runs, seeds, diverged = _runs(group)
     n_bad = int(group["final_loss"].isna().sum())
-    row = dict(n_sizes=len(u), n_points=int(n.sum()), n_diverged=n_bad, diverged=diverged, seeds_per_size=seeds)
-    row.update(log10_n_min=u.min() if len(u) else np.nan, log10_n_max=u.max() if len(u) else np.nan, n_boot_ok=0)
+    row = dict(n_sizes=len(runs.u), n_points=len(runs.y), n_diverged=n_bad, diverged=diverged, seeds_per_size=seeds)
+    row.update(log10_n_min=runs.u.min() if len(runs.u) else np.nan, log10_n_max=runs.u.max() if len(runs.u) else np.nan)
     note = f"; {n_bad} of {len(group)} runs diverged or failed ({diverged})" if n_bad else ""
-    if len(u) < 3:
-        return dict(row, identified=False, reason=f"not identified: {len(u)} sizes with a finite loss (needs 3)" + note)
-    coef = _fit(u, np.nanmean(y, axis=1), n.astype(float))
-    u_opt, loss, curvature = _vertex(coef, float(u.mean()))
-    boot_u, boot_loss, boot_curv = _bootstrap(u, y, n, *_draws(seed, budget, n_boot, len(u), y.shape[1]))
-    with np.errstate(over="ignore"):
-        row.update(n_opt=10 ** float(u_opt), loss_opt=float(loss), curvature=float(curvature))
-        row["n_opt_low"], row["n_opt_high"] = 10.0 ** np.array(_interval(boot_u, confidence))
-    row["parabola"] = tuple(float(c) for c in coef)
-    for name, values in (("loss_opt", boot_loss), ("curvature", boot_curv)):
-        row[f"{name}_low"], row[f"{name}_high"] = _interval(values, confidence)
-    row.update(_lack_of_fit(u, y, n, coef), n_boot_ok=int((~np.isnan(boot_u)).sum()))
-    reasons = _profile_reasons(row, float(u_opt), *_interval(boot_u, confidence), confidence)
+    if len(runs.u) < 3:
+        reason = f"not identified: {len(runs.u)} sizes with a finite loss (needs 3)" + note
+        return dict(row, identified=False, reason=reason, n_boot_ok=0), None
+    fit = fit_profile(runs, confidence)
+    row.update({k: v for k, v in fit.items() if not k.startswith("_")})
+    reasons = fit["_reasons"]
     note += f"; lack of fit (p={row['lof_p']:.2g}): the shape is not a parabola" if row["lof_p"] < ALPHA else ""
     reason = "not identified: " + "; ".join(reasons) if reasons else "identified"
-    return dict(row, identified=not reasons, reason=reason + note, boot_log10_n_opt=boot_u, boot_loss_opt=boot_loss)
+    return dict(row, identified=not reasons, reason=reason + note), fit
+
+
+def _replicates(fit: dict, z, w, u_error, u_level) -> tuple[np.ndarray, np.ndarray]:
+    """(log10 n_opt, loss_opt) per replicate from standard normals z (B, n) and w (B,), uniforms (B,)."""
+    df, level_df = fit["error_df"], fit["_level_df"]
+    scale = fit["error_sd"] * np.sqrt(df / stats.chi2.ppf(u_error, df))
+    coef = fit["_coef"] + scale[:, None] * (z @ fit["_hat"].T)
+    u_opt, loss, _ = vertex(coef, fit["_u_mid"])
+    if fit["_level_sd"] > 0:
+        loss = loss + fit["_level_sd"] * w * np.sqrt(level_df / stats.chi2.ppf(u_level, level_df))
+    return u_opt, loss
+
+
+def _budget_draws(fits: dict, layouts: dict, reference: str, budget: float, n_boot: int, seed: int) -> dict:
+    """arm -> (log10 n_opt, loss_opt) replicates at one budget; arms laid out as the reference get noise
+    correlated with its own by the correlation of their matched runs' residuals (seed offsets included)."""
+    key = int(np.float64(budget).view(np.int64))
+    tiny = np.finfo(float).tiny
+    common = np.random.default_rng([seed, key, 0])
+    ref = fits.get(reference)
+    n_ref = len(ref["_unblocked"]) if ref is not None else 0
+    z_ref, w_ref = common.standard_normal((n_boot, n_ref)), common.standard_normal(n_boot)
+    shared = np.maximum(common.random((2, n_boot)), tiny)
+    out = {}
+    for j, (arm, fit) in enumerate(sorted(fits.items())):
+        own = np.random.default_rng([seed, key, 1 + j])
+        z, w = own.standard_normal((n_boot, len(fit["_unblocked"]))), own.standard_normal(n_boot)
+        uniforms = np.maximum(own.random((2, n_boot)), tiny)
+        if ref is not None and layouts[arm] == layouts[reference]:
+            a, r = fit["_unblocked"], ref["_unblocked"]
+            rho = float(np.clip(a @ r / np.sqrt((a @ a) * (r @ r)), -1, 1)) if (a @ a) * (r @ r) > 0 else 0.0
+            z, w = rho * z_ref + np.sqrt(1 - rho**2) * z, rho * w_ref + np.sqrt(1 - rho**2) * w
+            uniforms = shared
+        out[arm] = _replicates(fit, z, w, *uniforms)
+    return out
 
 
 PROFILE_COLUMNS = ["arm", "budget_flops", "identified", "reason", "n_sizes", "n_points", "n_diverged", "diverged"]
 PROFILE_COLUMNS += [f"{v}{s}" for v in ("n_opt", "loss_opt", "curvature") for s in ("", "_low", "_high")]
 PROFILE_COLUMNS += ["log10_n_min", "log10_n_max", "resid_sd", "pure_error_sd", "lof_f", "lof_df", "pure_error_df"]
-PROFILE_COLUMNS += ["lof_p", "n_boot_ok", "parabola", "seeds_per_size", "boot_log10_n_opt", "boot_loss_opt"]
+PROFILE_COLUMNS += ["lof_p", "error_term", "error_sd", "error_df", "curvature_t", "n_opt_outside_decades"]
+PROFILE_COLUMNS += ["seed_blocks", "n_boot_ok", "parabola", "seeds_per_size", "boot_log10_n_opt", "boot_loss_opt"]
 
 
-def isoflop_profiles(frame: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, confidence=CONFIDENCE) -> pd.DataFrame:
+def isoflop_profiles(
+    frame: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, confidence=CONFIDENCE, reference: str = STANDARD
+) -> pd.DataFrame:
     """One row per (arm, budget_flops): the parabola in log10 N, its optimum and whether it is identified.
 
-    n_opt / loss_opt: the parabola's minimum and its value, with bootstrap intervals (module docstring);
-    curvature: d2L/d(log10 N)^2 in nats per decade^2; parabola: (c0, c1, c2) of L = c0 + c1 u + c2 u^2,
-    u = log10 N; resid_sd: seed points about the parabola; pure_error_sd and lof_f / lof_p: the pure-error F test
-    of the parabola's shape (lack-of-fit on lof_df, pure error on pure_error_df degrees of freedom; NaN without
-    replicate seeds or with fewer than 4 sizes); n_diverged / diverged: NaN losses, in total and per size.
-    identified is False (reason says why) with fewer than MIN_SIZES sizes, a parabola opening downward or
-    flat (curvature interval reaching 0), a minimum outside the sampled sizes, or an n_opt interval wider than
-    them. boot_log10_n_opt / boot_loss_opt hold the replicates for frontier_fits and frontier_difference.
+    n_opt / loss_opt: the parabola's minimum and its value; n_opt's interval is Fieller's, loss_opt's from the
+    replicates (module docstring); curvature: d2L/d(log10 N)^2 in nats per decade^2 with its t interval
+    (curvature_t on error_df df); parabola: (c0, c1, c2) of L = c0 + c1 u + c2 u^2, u = log10 N, for the average
+    seed; error_term "pooled" or "size scatter" (POOL_ALPHA) with error_sd; resid_sd: runs about the parabola and
+    the seed offsets (seed_blocks: whether there are any); pure_error_sd and lof_f / lof_p: the pure-error F test
+    of the parabola's shape (lack of fit on lof_df, pure error on pure_error_df degrees of freedom; NaN without
+    replicate seeds or with fewer than 4 sizes); n_diverged / diverged: NaN losses, in total and per size;
+    n_opt_outside_decades: how far the minimum lies above (+) or below (-) the sampled sizes (0 inside).
+    identified is False (reason says why, with the numbers) with fewer than MIN_SIZES sizes, no residual df, a
+    parabola opening downward or flat (curvature interval reaching 0), a minimum outside the sampled sizes, or
+    an n_opt interval wider than them. boot_log10_n_opt / boot_loss_opt hold n_boot replicates (none with
+    n_boot=0: the identified rule does not use them) for frontier_fits and frontier_difference; `reference` is
+    the arm whose replicates the others are paired with.
     """
     _check(frame)
     rows = []
-    for (arm, budget), group in frame.groupby(["arm", "budget_flops"], sort=True):
-        rows.append(dict(arm=arm, budget_flops=float(budget), **_profile(group, budget, n_boot, seed, confidence)))
-    return pd.DataFrame(rows).reindex(columns=PROFILE_COLUMNS)
+    for budget, at in frame.groupby("budget_flops", sort=True):
+        fits, layouts, part = {}, {}, []
+        for arm, group in at.groupby("arm", sort=True):
+            row, fit = _profile(group, confidence)
+            part.append(dict(arm=arm, budget_flops=float(budget), **row))
+            if fit is not None:
+                fits[arm], layouts[arm] = fit, row["seeds_per_size"]
+        draws = _budget_draws(fits, layouts, reference, budget, n_boot, seed) if n_boot > 0 else {}
+        for row in part:
+            nothing = np.full(n_boot, np.nan)
+            u, loss = draws.get(row["arm"], (nothing, nothing))
+            row.update(boot_log10_n_opt=u, boot_loss_opt=loss, n_boot_ok=int((~np.isnan(u)).sum()))
+            if "loss_opt" in row:
+                row["loss_opt_low"], row["loss_opt_high"] = _interval(loss, confidence)
+        rows += part
+    out = pd.DataFrame(rows).sort_values(["arm", "budget_flops"], kind="stable").reset_index(drop=True)
+    return out.reindex(columns=PROFILE_COLUMNS)
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +303,8 @@ def frontier_difference(profiles: pd.DataFrame, reference: str = STANDARD, confi
             statement = f"at C={row['budget_flops']:.3g} FLOPs there is no {reference} profile"
             rows.append(dict(out, words="not identified", statement=statement))
             continue
-        boot = np.atleast_1d(np.asarray(row["boot_loss_opt"], float) - np.asarray(other["boot_loss_opt"], float))
+        with np.errstate(invalid="ignore"):  # both -inf (no minimum in either replicate): NaN, dropped
+            boot = np.atleast_1d(np.asarray(row["boot_loss_opt"], float) - np.asarray(other["boot_loss_opt"], float))
         out.update(reference_loss_opt=other["loss_opt"], diff=row["loss_opt"] - other["loss_opt"])
         out.update(paired=row["seeds_per_size"] == other["seeds_per_size"], n_boot_ok=int((~np.isnan(boot)).sum()))
         out["diff_low"], out["diff_high"] = _interval(boot, confidence)
@@ -340,3 +318,44 @@ def frontier_difference(profiles: pd.DataFrame, reference: str = STANDARD, confi
         rows.append(out)
     columns = ["arm", "reference", "budget_flops", "words", "diff", "diff_low", "diff_high", "loss_opt"]
     return pd.DataFrame(rows).reindex(columns=columns + ["reference_loss_opt", "paired", "n_boot_ok", "statement"])
+
+
+COMPARISON_COLUMNS = ["approach", "arm", "reference", "exponent", "reference_exponent", "exponent_ratio"]
+COMPARISON_COLUMNS += ["exponent_ratio_low", "exponent_ratio_high", "c_max", "loss_opt_ratio", "loss_opt_ratio_low"]
+COMPARISON_COLUMNS += ["loss_opt_ratio_high", "reason"]
+
+
+def frontier_comparison(profiles: pd.DataFrame, fits: pd.DataFrame, reference: str = STANDARD, confidence=CONFIDENCE):
+    """One row per arm other than `reference` (approach 2): the ratio of the N_opt exponents a (arm / reference)
+    over the budgets both arms have identified, and of L_opt at the largest of them, with intervals from the
+    profiles' paired replicates; where either frontier is not identified, reason says why (frontier_fits' words)."""
+    rows = []
+    fit_of = fits.set_index("arm")
+    ref = profiles[profiles["arm"].eq(reference) & profiles["identified"].astype(bool)].set_index("budget_flops")
+    for arm, group in profiles[~profiles["arm"].eq(reference)].groupby("arm", sort=True):
+        out = dict(approach=2, arm=arm, reference=reference)
+        used = group[group["identified"].astype(bool)].set_index("budget_flops")
+        common = sorted(set(used.index) & set(ref.index))
+        failed = [f"{name}: {fit_of.loc[name, 'reason']}" for name in (arm, reference)
+                  if name in fit_of.index and not fit_of.loc[name, "identified"]]  # fmt: skip
+        if len(common) < 2 or failed:
+            why = failed or [f"{len(common)} budgets identified in both arms (needs 2)"]
+            rows.append(dict(out, reason="not identified: " + "; ".join(why)))
+            continue
+        x = np.log10(np.array(common))
+        slopes = {}
+        for name, frame in ((arm, used), (reference, ref)):
+            point = _line(x, np.log10(frame.loc[common, "n_opt"].to_numpy(float)))[0]
+            boot = np.column_stack(frame.loc[common, "boot_log10_n_opt"].to_list())
+            slopes[name] = (point, _line(x, np.where(np.isfinite(boot), boot, np.nan))[0])
+        top = common[-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio_a = slopes[arm][1] / slopes[reference][1]
+            ratio_l = np.asarray(used.loc[top, "boot_loss_opt"]) / np.asarray(ref.loc[top, "boot_loss_opt"])
+        out.update(exponent=slopes[arm][0], reference_exponent=slopes[reference][0], c_max=top)
+        out.update(exponent_ratio=slopes[arm][0] / slopes[reference][0])
+        out["exponent_ratio_low"], out["exponent_ratio_high"] = _interval(ratio_a, confidence)
+        out["loss_opt_ratio"] = used.loc[top, "loss_opt"] / ref.loc[top, "loss_opt"]
+        out["loss_opt_ratio_low"], out["loss_opt_ratio_high"] = _interval(ratio_l, confidence)
+        rows.append(dict(out, reason=f"identified at {len(common)} common budgets"))
+    return pd.DataFrame(rows).reindex(columns=COMPARISON_COLUMNS)

@@ -1,47 +1,27 @@
 """IsoFLOP figures: profiles per budget and the compute-optimal frontier (pure: frames in, Figures out).
 
 Figures are plain `matplotlib.figure.Figure` objects on the Agg canvas; pyplot (its global figure registry and
-backend selection) is never touched and nothing is saved or shown. Log axes carry at most MAX_TICKS labelled
-ticks (decades, else 1-2-5 steps, else rounded values inside the data), so labels never crowd.
+backend selection) is never touched and nothing is saved or shown. Log axes carry few labelled ticks
+(plot_base.log_axis), and each panel's legend sits under it, outside the data.
 """
 
 from __future__ import annotations
-
-import math
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-from analysis.plot_base import arm_order, legend, new_figure, palette
-
-MAX_TICKS = 5
-
-
-def _label(value: float, _pos=None) -> str:
-    """3 significant digits, exponents without padding: 2.5, 3e7, 1e18."""
-    mantissa, _, exponent = f"{value:.3g}".partition("e")
-    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
-
-
-def _log_ticks(axis, values) -> None:
-    """At most MAX_TICKS labelled ticks inside the finite positive `values` of a log axis; minor ones unlabelled."""
-    values = np.asarray(values, float)
-    values = values[np.isfinite(values) & (values > 0)]
-    if not len(values):
-        return
-    low, high = values.min(), values.max()
-    exponents = range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
-    ticks = [10.0**e for e in exponents if low <= 10.0**e <= high]
-    if len(ticks) < 2:
-        ticks = [m * 10.0**e for e in exponents for m in (1, 2, 5) if low <= m * 10.0**e <= high]
-    if len(ticks) < 2:  # under a factor 2.5: evenly spaced round values
-        ticks = [t for t in MaxNLocator(MAX_TICKS - 1).tick_values(low, high) if low <= t <= high] or [low, high]
-    axis.set_major_locator(FixedLocator(ticks[:: -(-len(ticks) // MAX_TICKS)]))
-    axis.set_major_formatter(FuncFormatter(_label))
-    axis.set_minor_formatter(NullFormatter())
+from analysis.plot_base import (
+    arm_order,
+    bits_axis,
+    log_axis,
+    new_figure,
+    palette,
+    panel_legend,
+    row_ends,
+    tick_label,
+)
 
 
 def _budget_colours(budgets) -> dict:
@@ -62,7 +42,7 @@ def _profile_panel(ax, points: pd.DataFrame, profiles: pd.DataFrame, colours: di
         colour, data = colours[p["budget_flops"]], points[points["budget_flops"].eq(p["budget_flops"])]
         ax.scatter(data["n_params"], data["final_loss"], s=8, color=colour, alpha=0.35, lw=0)
         means = data.groupby("n_params")["final_loss"].mean()
-        label = f"C={_label(p['budget_flops'])}" + (f", {p['n_diverged']} diverged" if p["n_diverged"] else "")
+        label = f"C={tick_label(p['budget_flops'])}" + (f", {p['n_diverged']} diverged" if p["n_diverged"] else "")
         label += "" if p["identified"] else ", not identified"
         ax.plot(means.index, means.to_numpy(), "o", color=colour, ms=4, label=label)
         xs += list(means.index)
@@ -88,9 +68,11 @@ def isoflop_figure(frame: pd.DataFrame, profiles: pd.DataFrame) -> Figure:
     for ax, arm in zip(axes, arms, strict=True):
         xs = _profile_panel(ax, frame[frame["arm"].eq(arm)], profiles[profiles["arm"].eq(arm)], colours)
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis, xs)
+        log_axis(ax.xaxis, xs)
         ax.set(xlabel="parameters N", ylabel="final loss (nats)", title=f"{arm}: isoFLOP profiles")
-        legend(ax)
+        panel_legend(ax)
+    for ax in row_ends(axes):
+        bits_axis(ax)
     return fig
 
 
@@ -134,8 +116,8 @@ def frontier_figure(profiles: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         ys = _frontier_panel(ax, profiles, fits, name, colours)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _log_ticks(ax.xaxis, profiles["budget_flops"])
-        _log_ticks(ax.yaxis, ys)
+        log_axis(ax.xaxis, profiles["budget_flops"])
+        log_axis(ax.yaxis, ys)
         ax.set(xlabel="compute C (FLOPs)", ylabel=ylabel, title=f"{ylabel.split()[0]} vs compute")
-        legend(ax, loc="best")
+        panel_legend(ax)
     return fig

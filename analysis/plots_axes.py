@@ -4,6 +4,8 @@ Figure out; nothing here reads or writes files)."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -14,10 +16,12 @@ from analysis.plot_base import (
     CELL_FIELDS,
     LINE_STYLES,
     arm_order,
-    legend,
+    bits_axis,
+    figure_legend,
     new_figure,
     note,
     palette,
+    row_ends,
     segments,
     set_suptitle,
     thin_lines,
@@ -30,6 +34,7 @@ def panel_curves_plot(
     """One panel per (panel value, x label) of `panels`: each configuration's mean loss (`means`: panel, config_id,
     x, n, n_seeds, mean) where every one of its seeds covers x, colour per arm, and a line style per cell when
     there are few cells (every line of an arm in one style, with one legend entry per arm, when there are many).
+    One legend under the grid; a panel that shows fewer configurations than the others says so in its title.
 
     `configs` holds the configurations shown (config_id, arm and the cell settings: tuning.choose_settings rows).
     """
@@ -42,25 +47,34 @@ def panel_curves_plot(
     few = len(set(names.values())) <= len(LINE_STYLES)
     styles = dict(zip(sorted(set(names.values())), LINE_STYLES, strict=False)) if few else {}
     arm_of = configs.set_index("config_id")["arm"]
+    shown = means[means["n"].eq(means["n_seeds"]) & np.isfinite(means["mean"])]
+    cells = shown.drop_duplicates("config_id")["config_id"].map(arm_of).value_counts()  # per arm, in any panel
+    seeds = shown.groupby("config_id")["n_seeds"].max()
     for ax, (panel, xlabel) in zip(axes, panels, strict=True):
-        data = means[means["panel"].eq(panel) & means["n"].eq(means["n_seeds"]) & np.isfinite(means["mean"])]
+        data = shown[shown["panel"].eq(panel)]
         if data.empty:
             note(ax, "nothing to draw: no profiled shape, or no x every seed covers")
         for arm in arm_order(arm_of[data["config_id"].unique()]) if len(data) else []:
             lines = data[data["config_id"].map(arm_of).eq(arm)]
             if not few:  # many cells: one collection per arm, one legend entry
                 thin_lines(ax, segments(lines, "config_id", "x", "mean"), colors[arm], 1.0, 0.8)
-                ax.plot([], [], color=colors[arm], lw=1.0, label=f"{arm} ({lines['config_id'].nunique()} cells)")
+                ax.plot([], [], color=colors[arm], lw=1.0, label=f"{arm} ({cells[arm]} cells)")
                 continue
             for config_id, line in lines.sort_values("x").groupby("config_id", sort=True):
                 name = names.get(config_id, "")
-                label = f"{arm}{', ' + name if name else ''} ({int(line['n_seeds'].iloc[0])} seeds)"
+                n = int(seeds[config_id])
+                label = f"{arm}{', ' + name if name else ''} ({n} seed{'s' * (n != 1)})"
                 ax.plot(line["x"], line["mean"], color=colors[arm], ls=styles.get(name, "-"), lw=1.8, label=label)
+        missing = int(cells.sum()) - data["config_id"].nunique()
+        if missing and len(data):
+            ax.set_title(f"{missing} of {int(cells.sum())} configurations have no point here", fontsize=8)
         ax.autoscale_view()
-        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.set(xlabel=textwrap.fill(xlabel, 48), ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))  # large counts: an offset, never overlap
-        legend(ax, 6)
+    for ax in row_ends(axes):
+        bits_axis(ax)
+    figure_legend(fig, axes)
     set_suptitle(fig, title)
     return fig
 

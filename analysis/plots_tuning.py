@@ -4,20 +4,45 @@ the edge of what was tried (analysis.brackets). Frames in, a Figure out."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.plot_base import arm_order, log_axis, new_figure, palette, set_suptitle
+from analysis.configs import set_apart
+from analysis.plot_base import (
+    arm_order,
+    bits_axis,
+    figure_legend,
+    log_axis,
+    loss_label,
+    new_figure,
+    palette,
+    row_ends,
+    set_suptitle,
+)
 
+TITLE_FIELDS = ("seq_len", "n_embd", "n_layer", "budget_value")  # what every panel title states
 EDGE_WORDS = {"bottom": "at the bottom of its range", "top": "at the top of its range"}
 
 
 def _panel_title(cell: pd.DataFrame) -> str:
     first = cell.iloc[0]
-    parts = [f"{n} {int(first[n])}" for n in ("seq_len", "n_embd", "n_layer") if pd.notna(first[n])]
+    parts = [f"{n} {int(first[n])}" for n in TITLE_FIELDS[:3] if pd.notna(first[n])]
     if cell["budget_value"].notna().any():
         parts.append(f"budget {float(first['budget_value']):g}")
     return ", ".join(parts)
+
+
+def _panel_titles(panels: list) -> list[str]:
+    """Each panel's title; where two would read the same, with the cell settings that tell them apart (from the
+    cell key, configs.keys_of: attention, init, ...)."""
+    titles = [_panel_title(cell) for _, cell in panels]
+    if len(set(titles)) == len(titles):
+        return titles
+    cells = pd.DataFrame([json.loads(cell_key) for (cell_key, _), _ in panels])
+    apart = set_apart(cells, [c for c in cells.columns if c not in TITLE_FIELDS])
+    return [f"{title}, {more}" if more else title for title, more in zip(titles, apart, strict=True)]
 
 
 def tuning_plot(points: pd.DataFrame, seeds: pd.DataFrame, metric: str, title: str) -> Figure:
@@ -25,7 +50,7 @@ def tuning_plot(points: pd.DataFrame, seeds: pd.DataFrame, metric: str, title: s
     panels = list(points.groupby(["cell_key", "field"], sort=False))
     fig, axes = new_figure(len(panels), width=5.0, height=3.8)
     colours = palette(points["arm"])
-    for ax, ((cell_key, field), cell) in zip(axes, panels, strict=True):
+    for ax, ((cell_key, field), cell), head in zip(axes, panels, _panel_titles(panels), strict=True):
         edges = []
         for arm in arm_order(cell["arm"]):
             mine = cell[cell["arm"].eq(arm)].sort_values("value")
@@ -40,23 +65,12 @@ def tuning_plot(points: pd.DataFrame, seeds: pd.DataFrame, metric: str, title: s
             if position in EDGE_WORDS:
                 edges.append(f"{arm} {EDGE_WORDS[position]}")
         ax.set_xscale("log")
-        log_axis(ax.xaxis)
+        log_axis(ax.xaxis, cell["value"])
         ax.set_xlabel(field)
-        ax.set_ylabel(f"final {metric} (nats)")
-        ax.set_title(_panel_title(cell) + ("\n" + "; ".join(edges) if edges else ""), fontsize=9)
-    handles = {}
-    for ax in axes:  # every arm once, whichever panel it first appears in
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
-    labels = arm_order(handles)
-    extra = "dots: the choosing seeds; line: their mean; star: the chosen value"
-    fig.legend(
-        [handles[k] for k in labels],
-        labels,
-        loc="outside lower center",
-        ncols=max(1, len(labels)),
-        fontsize=8,
-        title=extra,
-    )
+        ax.set_ylabel(loss_label(f"final {metric}"))
+        ax.set_title(head + ("\n" + "; ".join(edges) if edges else ""), fontsize=9)
+    for ax in row_ends(axes):
+        bits_axis(ax)
+    figure_legend(fig, axes, title="dots: the choosing seeds; line: their mean; star: the chosen value")
     set_suptitle(fig, title)
     return fig

@@ -80,8 +80,9 @@ def covers(a) -> str:
         "evaluation; trials stopped early by a scheduler, diverged or failed are counted, never averaged in. "
         "Curves use the periodic evaluations only (one validation set).",
         tuning_statement(a.chosen, t),
-        "- **Comparisons**: each worker variant against the standard model of its cell (same seq_len, size, init, "
-        "attention, batch, budget, data and evaluation); a paired t-test on per-seed differences where both "
+        "- **Comparisons**: each arm against its reference (the standard model unless its registry entry names "
+        "another) in its cell (same seq_len, size, init, attention, batch, budget, data and evaluation; only the "
+        "fields the arm is declared to differ in may differ); a paired t-test on per-seed differences where both "
         "arms have the seeds (same data order), Welch's otherwise; "
         f"{level} intervals; p-values Holm-adjusted across the {len(a.verdicts)} verdicts at α={ALPHA:g}; "
         "equivalence by two one-sided tests against the cell's margin.",
@@ -127,9 +128,9 @@ def regime_section(a) -> str:
         "supervised only at its worker rows, so at equal FLOPs it reads more tokens than the standard model but "
         "may be supervised on fewer targets): "
         + "; ".join(
-            f"{r['arm']} {_epochs(r['worker_epochs'])} ({_epochs(r['worker_target_epochs'])}) vs standard "
-            f"{_epochs(r['standard_epochs'])} ({_epochs(r['standard_target_epochs'])})"
-            for _, r in v.drop_duplicates(["arm", "worker_epochs"]).iterrows()
+            f"{r['arm']} {_epochs(r['arm_epochs'])} ({_epochs(r['arm_target_epochs'])}) vs {r['reference']} "
+            f"{_epochs(r['ref_epochs'])} ({_epochs(r['ref_target_epochs'])})"
+            for _, r in v.drop_duplicates(["arm", "arm_epochs"]).iterrows()
         )
         + ". The train − val gap is shown against its value at the first evaluation (summary table): its sign "
         "reflects the two texts as much as the model, and overfitting shows as the gap falling over training."
@@ -159,6 +160,9 @@ def execution_mix(final: pd.DataFrame) -> str:
     )
 
 
+APPROACH3_SHOWN = ["arm", "n_runs", "E", "alpha", "beta", "a3", "a3_low", "a3_high", "n_distinct_resamples"]
+
+
 def isoflop_text(a) -> str:
     """The isoFLOP section's words and tables (analysis.isoflop), or why the study has none."""
     if "why_not" in a.isoflop:
@@ -177,16 +181,22 @@ def isoflop_text(a) -> str:
     return "\n\n".join(
         [
             "Per arm and FLOP budget, a parabola in log N through the test seeds' final losses at each size's chosen "
-            "setting (Chinchilla's approach 2): the compute-optimal size N_opt and its loss, with bootstrap "
-            "intervals that resample sizes and seeds, a lack-of-fit test where seeds repeat, and *not identified* "
-            "where the data cannot pin the optimum (fewer than 5 sizes, a minimum at the edge of the sizes, a flat "
-            "or downward parabola). N is the non-embedding parameter count.",
+            "setting (Chinchilla's approach 2), one offset per seed: the compute-optimal size N_opt (Fieller "
+            "interval) and its loss, a lack-of-fit test where seeds repeat, and *not identified* where the data "
+            "cannot pin the optimum (fewer than 5 sizes, a minimum outside the sizes, a flat or downward parabola: "
+            "the reason gives the numbers). N is the non-embedding parameter count.",
             md_table(profiles),
             "Across budgets: N_opt = G·C^a per arm (identified profiles only; not identified with fewer than 3 "
             "budgets or less than a decade of them):",
             md_table(fits),
             "The two arms' frontiers side by side, at each budget:",
             statements,
+            "Cross-check, Chinchilla's approach 3: L(N, D) = E + A/N^alpha + B/D^beta per arm (Huber loss on log "
+            "loss, every run; intervals from seed resamples) and the N_opt exponent a3 it implies "
+            "(isoflop_approach3.csv, the runs in isoflop_runs.csv); each arm against the reference by both "
+            "approaches (isoflop_comparison.csv):",
+            md_table(iso["approach3"].reindex(columns=APPROACH3_SHOWN)),
+            md_table(iso["comparison"].drop(columns=["reference_exponent"], errors="ignore")),
         ]
     )
 
@@ -259,6 +269,12 @@ def render(a, target_loss: float | None) -> str:
         return f"_({stem} left out: {skipped[name]}.)_" if name in skipped else f"![{stem}]({name})"
 
     sections = [f"# Study `{s.name}`{status}"]
+    sections += [
+        f"**{verdict_counts(a.verdicts)}.** Each arm minus its reference, final {a.metric} in nats (negative: the "
+        f"arm is better), with its {level} interval (unadjusted; the verdict uses Holm-adjusted tests); every "
+        "column in [the verdict details](#verdicts-in-detail) and verdicts.csv.",
+        md_table(tables.verdict_glance(a.verdicts)),
+    ]
     mix = execution_mix(a.final)
     if mix:
         sections.append(mix)
@@ -266,16 +282,20 @@ def render(a, target_loss: float | None) -> str:
     sections += [
         "## What this covers",
         covers(a),
-        "## Verdicts: each arm minus the standard model, final " + a.metric,
+        "## Verdicts in detail",
+        f"Each arm minus its reference, final {a.metric}.",
         f"Negative differences mean the arm reached a lower loss. CI: the {level} interval of the test (paired or "
         "Welch), **unadjusted** (the verdicts use the Holm-adjusted p-values beside it, so an interval that just "
         f"excludes 0 can sit beside a verdict that does not claim a difference). p: raw; p (Holm): adjusted across "
-        f"the table, the one the verdict uses at α={ALPHA:g}. p rank: a Mann-Whitney test in which a diverged or "
-        "failed seed counts as the worst outcome. p equiv.: two one-sided tests that |difference| < the margin; p "
-        "beyond margin: the converse, that the difference lies beyond the margin (both Holm-adjusted). A high p "
-        "equiv. means equivalence was *not shown*, not that the arms differ. Smallest margin shown: the margin "
-        "these seeds would certify as equivalent. MDE: the smallest true difference the cell's test would detect "
-        f"with {POWER:.0%} power at α={ALPHA:g} (noncentral t), given its seeds and their spread. Seeds: completed "
+        f"the table, the one the verdict uses at α={ALPHA:g}. p sign-flip: an exact paired permutation test over "
+        "the seeds in which a diverged or failed seed counts as the worst outcome; smallest p sign-flip: the "
+        "lowest p it can give with that many seeds (2/2^n: 0.25 with 3), so where it is not below α the test "
+        "cannot decide. p equiv.: two one-sided tests that |difference| < the margin; p beyond margin: the "
+        "converse, that |difference| > the margin (both Holm-adjusted). A high p equiv. means equivalence was *not "
+        "shown*, not that the arms differ. Smallest margin shown: the margin these seeds would certify as "
+        f"equivalent at α/m, m = {len(a.verdicts)} rows (Bonferroni: what Holm's first step asks, enough for any "
+        "row). MDE: the smallest true difference the cell's test would detect "
+        f"with {POWER:.0%} power at α/m (noncentral t), given its seeds and their spread. Seeds: completed "
         "of the chosen setting's test seeds; a cell where an arm lost or did not finish a seed gets no "
         "better/worse verdict from its survivors.",
         f"**{verdict_counts(a.verdicts)}.**",
@@ -302,7 +322,11 @@ def render(a, target_loss: float | None) -> str:
         "configurations chosen for it on tune seeds (one per cell), so an arm with more settings does not win by "
         "taking a minimum over them; the front over all configurations is descriptive, with its count. Every "
         "configuration on a front:",
-        md_table(tables.front_table(a.fronts, a.final, a.summary)),
+        md_table(tables.front_table(a.fronts, a.summary)),
+        "Points on its arm's front: how many of the front's steps the configuration holds among its arm's chosen "
+        "configurations; on the lowest of all: among every configuration of the panel. The configurations, each "
+        "once:",
+        md_table(tables.front_key(a.fronts, a.summary, a.final).drop(columns="config_id")),
         "## Learning curves",
         image("curves.png"),
         "## Scaling",
@@ -331,6 +355,13 @@ def render(a, target_loss: float | None) -> str:
     return "\n\n".join(part for part in sections if part) + "\n"
 
 
+def heading_id(text: str) -> str:
+    """A heading's anchor as GitHub writes it ("Verdicts in detail" -> "verdicts-in-detail"), so links in the
+    report work in report.md on GitHub and in report.html alike."""
+    kept = "".join(c for c in text.lower() if c.isalnum() or c in " -_")
+    return kept.strip().replace(" ", "-")
+
+
 def markdown_to_html(text: str, title: str, images: dict[str, str] | None = None) -> str:
     """The report as one HTML page (CommonMark and GFM tables, by markdown-it-py; raw HTML in the text is shown
     as text). `images` maps an image's file name to what its src becomes (report.py: the PNG as a data URI, so
@@ -338,6 +369,9 @@ def markdown_to_html(text: str, title: str, images: dict[str, str] | None = None
     images = images or {}
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(text)
+    for token, inline in zip(tokens, tokens[1:], strict=False):  # headings get ids, so the text can link to them
+        if token.type == "heading_open":
+            token.attrSet("id", heading_id(inline.content))
     for token in tokens:
         for child in token.children or ():
             if child.type == "image":

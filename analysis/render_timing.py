@@ -28,7 +28,10 @@ def axes_section(a, image) -> str:
         )
         + ". On each axis the difference is taken at the largest x every seed of both arms reached (shown after "
         "'at'), each seed's loss interpolated linearly between its periodic evaluations; paired by seed where "
-        "both arms have 2 or more seeds, Welch otherwise; 95% intervals, unadjusted. A gap at equal steps is how "
+        "both arms have 2 or more seeds, Welch otherwise; 95% intervals, unadjusted. The projected-time rows use "
+        "the projected verdicts' bootstrap instead, which also draws each shape's step time over its profile's "
+        "range (analysis.timing.step_time_draws), and have no p-value. A lost seed (diverged, failed) makes a row "
+        "say so rather than compare the survivors. A gap at equal steps is how "
         "much more the arm learns per step; the gap at equal time adds how many more steps it runs per second."
     )
     table = axis_display(a.axes, a.chosen)
@@ -89,7 +92,8 @@ def _pooled_text(row) -> str:
         return ""
     return (
         f". A shape's median step time moved by up to {100 * (row['moved'] - 1):.0f}% between its pooled profiles "
-        "(the machine's own drift: projected times can be that far off); verdicts draw step times over that range."
+        "(the machine's own drift: projected times can be that far off); verdicts, speedups and the axes table's "
+        "projected rows draw step times over that range."
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import (
+    approach3,
     axes,
     brackets,
     caveats,
@@ -63,7 +64,7 @@ class Analysis:
     regime: pd.DataFrame  # regime.stopped_improving per trial
     regime_warnings: list  # sentences: compared configurations whose val loss had stopped improving
     interactions: pd.DataFrame  # interactions.interaction_table: differences-in-differences of crossed factors
-    isoflop: dict  # frame, profiles, fits, differences (analysis.isoflop), or {"why_not": ...} without FLOP budgets
+    isoflop: dict  # frame (per run), profiles, fits, differences, approach3, comparison, or {"why_not": ...}
     caveats: list  # every warning of the report (regime, step speeds, grid edges), printed first
     targets: pd.DataFrame  # targets.default_targets: per trial, the loss its cell must reach
     axes: pd.DataFrame  # axes.axis_table: each comparison at equal steps, tokens, targets, FLOPs and time
@@ -98,7 +99,8 @@ def analyze(
         means = stats.seed_curves(c, final, "best_loss", x, common=True)
         front = pareto.config_fronts(means, final, x, chosen["config_id"].dropna())
         fronts.append(front.rename(columns={x: "cost"}).assign(front=name))
-    targets = default_targets(final, chosen, curves["train_time_s"], target_loss)
+    own_unit = pareto.budget_curves(points, final, metric)  # a tune-seed target at 80% of the budget's own unit
+    targets = default_targets(final, chosen, own_unit, target_loss, x=pareto.BUDGET_USED)
     reach = time_to_target(curves["train_time_s"], targets)
     summary = stats.config_summary(final).merge(target_summary(reach, final, chosen), on="config_id", how="left")
     throughput = scaling.throughput_summary(final)
@@ -144,17 +146,21 @@ def _isoflop(final: pd.DataFrame, chosen: pd.DataFrame) -> dict:
     if why_not:
         return {"why_not": why_not}
     profiles = isoflop.isoflop_profiles(frame)
+    fits = isoflop.frontier_fits(profiles)
+    surfaces, comparison = approach3.cross_check(frame, profiles, fits)  # Chinchilla's approach 3 beside approach 2
     return {
         "frame": frame,
         "profiles": profiles,
-        "fits": isoflop.frontier_fits(profiles),
+        "fits": fits,
         "differences": isoflop.frontier_difference(profiles),
+        "approach3": surfaces,
+        "comparison": comparison,
     }
 
 
 def verdict_table(a: Analysis) -> pd.DataFrame:
-    """The verdict table as the report and the terminal show it."""
-    return tables.verdict_table(a.verdicts)
+    """The verdicts as the terminal shows them: in words with their intervals (the report's first table)."""
+    return tables.verdict_glance(a.verdicts)
 
 
 def write_report(a: Analysis, out_dir, fmt_: str = "md", target_loss: float | None = None) -> Path:
@@ -191,6 +197,9 @@ def _write_files(a: Analysis, out: Path, fmt_: str, target_loss: float | None) -
         a.isoflop["profiles"].drop(columns=drop, errors="ignore").to_csv(out / "isoflop_profiles.csv", index=False)
         a.isoflop["fits"].to_csv(out / "isoflop_fits.csv", index=False)
         a.isoflop["differences"].to_csv(out / "isoflop_differences.csv", index=False)
+        a.isoflop["frame"].to_csv(out / "isoflop_runs.csv", index=False)  # one row per run: the data behind both
+        a.isoflop["approach3"].to_csv(out / "isoflop_approach3.csv", index=False)
+        a.isoflop["comparison"].to_csv(out / "isoflop_comparison.csv", index=False)
     a.axes.to_csv(out / "axes.csv", index=False)
     a.tuning.to_csv(out / "tuning.csv", index=False)
     if a.retiming is not None:

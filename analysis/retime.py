@@ -5,7 +5,8 @@ How much a model learns per step does not depend on the machine, and how long a 
 depend on what the model has learned (analysis.timing has the time model). Per machine this gives:
   - the chosen configurations' seed-mean curves against projected training time (the report's timing plot);
   - the projected time to the report's targets (analysis.targets.default_targets), with the censored median over
-    test seeds and the speedup over the cell's chosen standard configuration (analysis.targets.target_summary);
+    test seeds and the speedup over the cell's chosen standard configuration (analysis.targets.target_summary),
+    its interval over seeds and step times (analysis.timing.step_time_draws);
   - the projected verdict at a wall-clock budget (analysis.timing_verdict.projected_verdict): the budget given, or
     per cell the longest training time every compared trial covers at its fastest (run range low) step time, so no
     seed drops out of the interval's replicates;
@@ -21,9 +22,18 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
+from analysis.configs import keys_of
+from analysis.profiles import SHAPE_KEY
 from analysis.stats import CELL_COLUMNS
 from analysis.targets import target_summary
-from analysis.timing import curve_of, match_profiles, project_curves, projected_time_to_target, time_at_step
+from analysis.timing import (
+    SPREAD_COLUMNS,
+    curve_of,
+    match_profiles,
+    project_curves,
+    projected_time_to_target,
+    time_at_step,
+)
 from analysis.timing_verdict import projected_verdict
 
 COVERED_NOTE = "the longest all its trials cover"
@@ -111,15 +121,18 @@ def projected_reach(
     curves: pd.DataFrame, targets: pd.DataFrame, final: pd.DataFrame, chosen: pd.DataFrame, metric: str, seed: int
 ) -> pd.DataFrame:
     """Per machine and chosen configuration: the projected time to the cell's target over test seeds (censored
-    median), seed counts and the speedup over the cell's chosen standard configuration with its interval."""
+    median, a lost seed never reaching it), seed counts and the speedup over the cell's chosen standard
+    configuration with its interval over seeds and step times."""
     frames = []
     sources = targets.drop_duplicates("trial_id")[["trial_id", "target_source"]]
     labels = final.drop_duplicates("config_id").set_index("config_id")["arm"]
     for machine, group in curves.groupby("machine", sort=False):
         reach = projected_time_to_target(group, targets, metric)
-        reach = reach[["trial_id", "target", "projected_time_to_target_s"]].rename(
-            columns={"projected_time_to_target_s": X}
-        )
+        # the training steps' part of each time scales with the replicates' step times (targets.speedup_interval)
+        reach = reach.assign(scaled_s=reach["crossing_step"] * reach["step_time_s_median"],
+                             shape_key=keys_of(reach, SHAPE_KEY))  # fmt: skip
+        reach = reach[["trial_id", "target", "projected_time_to_target_s", *SPREAD_COLUMNS, "scaled_s", "shape_key"]]
+        reach = reach.rename(columns={"projected_time_to_target_s": X})
         summary = target_summary(reach.merge(sources, on="trial_id", how="left"), final, chosen, x=X, seed=seed)
         summary = summary[summary["config_id"].isin(set(chosen["config_id"].dropna()))]
         frames.append(summary.assign(machine=machine, arm=summary["config_id"].map(labels)))

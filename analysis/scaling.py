@@ -146,19 +146,30 @@ def speedup_vs_interval(throughput: pd.DataFrame) -> pd.DataFrame:
 
 
 def isoflop_frame(final: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
-    """The input of analysis.isoflop: one row per test seed of each arm's chosen setting in every cell of a FLOPs
-    budget (arm, budget_flops, n_params (non-embedding, as Chinchilla counts N), seed, final_loss; NaN for a seed
-    that diverged or failed, which the profiles count). Empty unless the study has FLOPs budgets."""
+    """The per-run table behind analysis.isoflop and analysis.approach3: one row per test seed of each arm's chosen
+    setting in every cell of a FLOPs budget: arm, budget_flops, n_params (non-embedding, as Chinchilla counts N),
+    n_params_total, tokens (D: input tokens trained on), flops (C spent: flops_per_token x tokens, the project's
+    FLOPs as wt_model.flops counts them), flops_per_token, seed, final_loss (NaN for a seed that diverged or failed,
+    which the profiles count), status, trial_id. Empty unless the study has FLOPs budgets."""
     test = final[final["seed_role"].eq("test") & final["budget_kind"].eq("flops")]
     test = test[test["config_id"].isin(chosen["config_id"].dropna()) & ~test["status"].isin(["running", "pending"])]
     n = test["n_params_non_embedding"] if "n_params_non_embedding" in test else test["n_params"]
+    missing = pd.Series(np.nan, index=test.index)
+    tokens = test["tokens"].astype(float) if "tokens" in test else missing
+    per_token = test["flops_per_token"].astype(float) if "flops_per_token" in test else missing
     return pd.DataFrame(
         {
             "arm": test["arm"],
             "budget_flops": test["budget_value"].astype(float),
             "n_params": n.fillna(test["n_params"]).astype(float),
+            "n_params_total": test["n_params"].astype(float),
+            "tokens": tokens,
+            "flops": per_token * tokens,
+            "flops_per_token": per_token,
             "seed": test["seed"],
             "final_loss": test["final_loss"].astype(float),
+            "status": test["status"],
+            "trial_id": test["trial_id"],
         }
     ).reset_index(drop=True)
 

@@ -49,7 +49,7 @@ def varying(frame: pd.DataFrame, keys: list[str]) -> list[str]:
 
 def config_label(row) -> str:
     """A configuration in words, init and tuned settings included."""
-    k = "" if row["arch"] == STANDARD else f" k={fmt(row['worker_interval'])}"
+    k = "" if pd.isna(row.get("worker_interval")) else f" k={fmt(row['worker_interval'])}"  # only an arch with one
     tuned = f", {row['tuned']}" if isinstance(row.get("tuned"), str) and row["tuned"] else ""
     return (
         f"{row['arch']}{k}, {row['attention']}, init {row['init']}, seq_len {fmt(row['seq_len'])}, "
@@ -67,52 +67,73 @@ def _p(value) -> str:
     return f"{value:.2g}" if pd.notna(value) else "—"
 
 
+def verdict_glance(v: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts in words with their intervals, for the report's first screen: the cell columns that vary, the
+    arm, its reference, the difference in final loss with its unadjusted interval, and the verdict."""
+    keys = varying(v, [*CELL_COLUMNS, "cell_extra"]) if len(v) > 1 else []
+    out = v[keys].rename(columns={"cell_extra": "cell"})
+    out["arm"], out["reference"] = v["arm"], v["reference"]
+    out["arm − ref [CI]"] = [_interval(r) for _, r in v.iterrows()]
+    out["verdict"] = v["verdict"]
+    return out
+
+
+def _interval(row) -> str:
+    """'-0.040 [-0.067, -0.012]' in nats; '—' where the cell has no test."""
+    if pd.isna(row["diff"]):
+        return "—"
+    low, high = row["diff_ci_low"], row["diff_ci_high"]
+    ci = "" if pd.isna(low) or pd.isna(high) else f" [{low:+.3f}, {high:+.3f}]"
+    return f"{row['diff']:+.3f}{ci}"
+
+
 def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
     """The verdict frame (analysis.verdicts) for reading: cell columns that vary (init always), both arms'
     settings and seeds, the test, raw and Holm p-values, equivalence, detectable effect and the verdict."""
     keys = [k for k in (varying(v, CELL_COLUMNS) if len(v) > 1 else ["seq_len"]) if k != "init"] + ["init"]
     if _text(v["cell_extra"]).ne("").any():
         keys.append("cell_extra")
-    cols = keys + ["arm"]
-    if _text(v["worker_tuned"]).ne("").any() or _text(v["standard_tuned"]).ne("").any():
-        cols += ["worker_tuned", "standard_tuned"]
+    cols = keys + ["arm", "reference"]
+    if _text(v["arm_tuned"]).ne("").any() or _text(v["ref_tuned"]).ne("").any():
+        cols += ["arm_tuned", "ref_tuned"]
     cols += ["tuning"]
-    if (v["standard_budget_value"].astype(float) != v["budget_value"].astype(float)).any():
-        cols += ["budget_value", "standard_budget_value"]
+    if (v["ref_budget_value"].astype(float) != v["budget_value"].astype(float)).any():
+        cols += ["budget_value", "ref_budget_value"]
     out = v.copy()
-    for side in ("worker", "standard"):  # "5/5", or "3/5 (2 diverged)": completed of the test seeds, and why not
+    for side in ("arm", "ref"):  # "5/5", or "3/5 (2 diverged)": completed of the test seeds, and why not
         out[f"{side}_n"] = [_seed_count(r, side) for _, r in v.iterrows()]
-    cols += ["worker_n", "standard_n", "worker_epochs", "standard_epochs", "worker_target_epochs"]
-    cols += ["standard_target_epochs", "test", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm"]
-    cols += ["p_rank_holm", "p_equiv_holm", "p_noneq_holm", "min_margin", "mde", "verdict"]
+    cols += ["arm_n", "ref_n", "arm_epochs", "ref_epochs", "arm_target_epochs"]
+    cols += ["ref_target_epochs", "test", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm"]
+    cols += ["p_signflip_holm", "p_signflip_min", "p_equiv_holm", "p_noneq_holm", "min_margin", "mde", "verdict"]
     out = out[list(dict.fromkeys(cols))]
-    for column in ("p_value", "p_holm", "p_rank_holm", "p_equiv_holm", "p_noneq_holm"):
+    for column in ("p_value", "p_holm", "p_signflip_holm", "p_signflip_min", "p_equiv_holm", "p_noneq_holm"):
         out[column] = [_p(p) for p in out[column]]
-    for column in ("worker_epochs", "standard_epochs", "worker_target_epochs", "standard_target_epochs"):
+    for column in ("arm_epochs", "ref_epochs", "arm_target_epochs", "ref_target_epochs"):
         out[column] = [f"{e:.3g}" if pd.notna(e) else "—" for e in out[column]]
     return out.rename(
         columns={
             "cell_extra": "cell",
-            "worker_tuned": "tuned (w)",
-            "standard_tuned": "tuned (std)",
-            "budget_value": "budget (w)",
-            "standard_budget_value": "budget (std)",
-            "worker_n": "seeds (w)",
-            "standard_n": "seeds (std)",
-            "worker_epochs": "epochs (w)",
-            "standard_epochs": "epochs (std)",
-            "worker_target_epochs": "target epochs (w)",
-            "standard_target_epochs": "target epochs (std)",
-            "diff": "arm − std",
+            "arm_tuned": "tuned (arm)",
+            "ref_tuned": "tuned (ref)",
+            "budget_value": "budget (arm)",
+            "ref_budget_value": "budget (ref)",
+            "arm_n": "seeds (arm)",
+            "ref_n": "seeds (ref)",
+            "arm_epochs": "epochs (arm)",
+            "ref_epochs": "epochs (ref)",
+            "arm_target_epochs": "target epochs (arm)",
+            "ref_target_epochs": "target epochs (ref)",
+            "diff": "arm − ref",
             "diff_ci_low": "CI low (unadj.)",
             "diff_ci_high": "CI high (unadj.)",
             "p_value": "p",
             "p_holm": "p (Holm)",
-            "p_rank_holm": "p rank (Holm)",
+            "p_signflip_holm": "p sign-flip (Holm)",
+            "p_signflip_min": "smallest p sign-flip",
             "p_equiv_holm": "p equiv. (Holm)",
             "p_noneq_holm": "p beyond margin (Holm)",
-            "min_margin": "smallest margin shown",
-            "mde": "MDE (80%)",
+            "min_margin": "smallest margin shown (α/m)",
+            "mde": "MDE (80%, α/m)",
         }
     )
 
@@ -198,24 +219,39 @@ def best_per_arch(summary: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def front_table(fronts: pd.DataFrame, final: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Every configuration on a front, with its test-seed trials."""
-    keys = ["front", "seq_len", "attention", "scope", "config_id"]
-    f = fronts.groupby(keys, sort=True).agg(
-        points=("cost", "count"), best_loss=("best_loss", "min"), n_configs=("n_configs", "first")
-    )
-    f = f.reset_index()
-    f["scope"] = [
-        f"all {n} configurations (descriptive)" if s == "all" else f"{s}, chosen ({n})"
-        for s, n in zip(f["scope"], f["n_configs"], strict=True)
-    ]
-    configs = summary.set_index("config_id")
-    test = final[final["seed_role"].eq("test")]
-    trials = test.groupby("config_id")["trial_id"].agg(lambda ids: ", ".join(sorted(ids)))
-    f["configuration"] = [config_label(configs.loc[c]) for c in f["config_id"]]
-    f["trials"] = f["config_id"].map(trials)
-    f = f[["front", "seq_len", "attention", "scope", "configuration", "trials", "points", "best_loss"]]
-    return f.rename(columns={"points": "points on front", "best_loss": "lowest seed-mean loss"})
+def front_table(fronts: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Every configuration on a front, once per front and panel: its key (front_key), its arm, how many points it
+    has on its arm's front (over the arm's chosen configurations) and on the lowest of all configurations."""
+    keys = ["front", "seq_len", "attention", "config_id"]
+    f = fronts.assign(on=np.where(fronts["scope"].eq("all"), "all", "arm"))
+    points = f.pivot_table(index=keys, columns="on", values="cost", aggfunc="count", fill_value=0)
+    points = points.reindex(columns=["arm", "all"], fill_value=0).reset_index()
+    best = f.groupby(keys, sort=True)["best_loss"].min().reset_index(drop=True)
+    labels = front_key(fronts, summary).set_index("config_id")
+    out = points[[k for k in keys if k != "config_id"]].copy()
+    if out["attention"].nunique() == 1:
+        out = out.drop(columns="attention")
+    out["configuration"] = points["config_id"].map(labels["key"]).to_numpy()
+    out["arm"] = points["config_id"].map(labels["arm"]).to_numpy()
+    out["points on its arm's front"] = points["arm"].to_numpy()
+    out["points on the lowest of all"] = points["all"].to_numpy()
+    out["lowest seed-mean loss (nats)"] = best.to_numpy()
+    return out
+
+
+def front_key(fronts: pd.DataFrame, summary: pd.DataFrame, final: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The configurations on any front, each once: a short key ("C1") the front table uses, its arm, its whole
+    configuration in words and (with `final`) its test-seed trials."""
+    ids = sorted(fronts["config_id"].dropna().unique())
+    configs = summary.drop_duplicates("config_id").set_index("config_id")
+    out = pd.DataFrame({"key": [f"C{n}" for n in range(1, len(ids) + 1)], "config_id": ids})
+    out["arm"] = [configs.loc[c, "arm"] for c in ids]
+    out["configuration"] = [config_label(configs.loc[c]) for c in ids]
+    if final is not None:
+        test = final[final["seed_role"].eq("test")]
+        trials = test.groupby("config_id")["trial_id"].agg(lambda t: ", ".join(sorted(t)))
+        out["test trials"] = out["config_id"].map(trials)
+    return out
 
 
 def cell_summary_table(summary: pd.DataFrame) -> pd.DataFrame:

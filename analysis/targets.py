@@ -3,21 +3,29 @@
 The target of a cell comes, in this order, from --target-loss ("given"), a pre-registered target ("spec"), the
 tuning seeds of the cell's chosen standard configuration ("tune seeds"), or, when that configuration has no
 usable tuning seed, its test seeds ("test seeds (no tune seeds)", the older rule, flagged because the seeds that
-judge then also set the bar). Crossing times are interpolated between evaluations; a seed the scheduler stopped,
-or one that diverged or failed, is counted apart and never as "never reached".
+judge then also set the bar). Crossing times are interpolated between evaluations. A lost seed (diverged or
+failed) never reached the target, whatever it reached before it was lost (analysis.outcomes: the verdicts' rule);
+a seed the scheduler stopped or that is still running is counted apart, never as "never reached".
+
+A projected time to target (analysis.retime) is steps times a profiled step time; its speedup interval draws each
+shape's step time in every replicate by the projections' one rule (analysis.timing.step_time_draws).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from analysis.configs import STANDARD
 from analysis.inference import ALPHA
+from analysis.outcomes import LOST, is_lost, lost_as_never
+from analysis.timing import SPREAD_COLUMNS, step_time_draws
 
 TARGET_SOURCES = ("given", "spec", "tune seeds", "test seeds (no tune seeds)")
 REACH_STATUSES = ("reached", "not reached", "stopped", "diverged", "failed", "running")
-IN_MEDIAN = ("reached", "not reached")  # seeds that reached the target, or ran to their end without reaching it
+IN_MEDIAN = ("reached", "not reached", *LOST)  # reached it, ran to their end without, or were lost (never: inf)
 TUNE_FRACTION = 0.8  # a tune-seed target is the loss the standard model had reached at this share of its run
 MIN_DEFINED = 0.95  # the speedup interval is shown only when this share of bootstrap replicates has a ratio
 UNREACHED = {status: f"n_{status}_unreached" for status in REACH_STATUSES[2:]}
@@ -124,18 +132,21 @@ def time_to_target(curves: pd.DataFrame, targets: pd.DataFrame, x: str = "train_
 def reach_status(reach: pd.DataFrame, final: pd.DataFrame, x: str = "train_time_s") -> pd.DataFrame:
     """`reach` (time_to_target) with a column reach_status per trial (REACH_STATUSES):
 
-    "reached" (a time, whatever the trial's status), "not reached" (a completed run that never got there), and
-    for a trial that did not complete and never reached it, its own status: "stopped" (the scheduler ended it:
-    censored at its stop, not evidence that it never would), "diverged", "failed" or "running".
+    "diverged" or "failed" for a lost seed, whatever it reached before it was lost (it counts as never reaching
+    the target: analysis.outcomes); "reached" (a time) for any other seed with one, whatever its status; "not
+    reached" (a completed run that never got there); and for a trial that did not complete and never reached it,
+    its own status: "stopped" (the scheduler ended it: censored at its stop, not evidence that it never would) or
+    "running".
     """
     status = reach["trial_id"].map(final.drop_duplicates("trial_id").set_index("trial_id")["status"])
     unreached = status.replace({"completed": "not reached"}).fillna("unknown")
-    return reach.assign(reach_status=np.where(np.isfinite(reach[x].astype(float)), "reached", unreached))
+    reached = np.where(np.isfinite(reach[x].astype(float)), "reached", unreached)
+    return reach.assign(reach_status=np.where(is_lost(status), status, reached))
 
 
 def censored_median(times: np.ndarray) -> float:
-    """Median time to target over seeds where NaN means "never reached" (censored): the earliest time by which
-    at least half the seeds had reached it; NaN when fewer than half ever did."""
+    """Median time to target over seeds where NaN or inf means "never reached" (censored): the earliest time by
+    which at least half the seeds had reached it; NaN ("not reached") when fewer than half ever did."""
     times = np.asarray(times, float)
     n = len(times)
     reached = np.sort(times[np.isfinite(times)])
@@ -163,12 +174,17 @@ def target_summary(
     median `x` to target and the speedup over the cell's chosen standard configuration.
 
     Counts: n_seeds, n_reached, n_not_reached and n_<status>_unreached for stopped, diverged, failed and running
-    seeds that never reached it (named apart from stats.config_summary's n_stopped, which counts trial statuses).
-    The median `<x>_to_target` (censored_median) is over the seeds that reached the target or ran to their end:
-    a stopped, diverged or failed seed says nothing about how long a finished run takes (a diverged seed is not
-    "slow"), so it is counted, not censored as "never reached". `speedup` is the standard median over this one;
-    speedup_ci_low/high is its bootstrap percentile interval at 1 - alpha (speedup_interval), reported only when
-    at least MIN_DEFINED of the replicates have a ratio (`speedup_defined_frac`).
+    seeds that never reached it, a lost (diverged, failed) seed counting as never reaching it (named apart from
+    stats.config_summary's n_stopped, which counts trial statuses). The median `<x>_to_target` (censored_median)
+    is over the seeds that reached the target, ran to their end, or were lost: a lost seed is a run that never
+    got there (+inf), so an arm that loses seeds cannot win on the seeds it kept; a stopped or running seed says
+    nothing about how long a finished run takes and is counted, not censored. `speedup` is the standard median
+    over this one; speedup_ci_low/high is its bootstrap percentile interval at 1 - alpha (speedup_interval),
+    reported only when at least MIN_DEFINED of the replicates have a ratio (`speedup_defined_frac`).
+
+    A projected `reach` (analysis.retime) also carries, per trial, SPREAD_COLUMNS (its shape's step time on the
+    machine: run range low, median, high), `scaled_s` (the part of its time that scales with the step time: its
+    training steps' time at the median) and `shape_key`; the speedup interval then draws step times too.
     """
     if "reach_status" not in reach.columns:
         reach = reach_status(reach, final, x)
@@ -183,7 +199,7 @@ def target_summary(
     for status, column in [("reached", "n_reached"), ("not reached", "n_not_reached"), *UNREACHED.items()]:
         out[column] = counts[status].reindex(out.index) if status in counts else 0
     times = {c: _seed_times(g, x) for c, g in frame.groupby("config_id", sort=True)}
-    out[f"{x}_to_target"] = [censored_median(times[c][1]) for c in out.index]
+    out[f"{x}_to_target"] = [censored_median(times[c].times) for c in out.index]
     standard = chosen.loc[chosen["arch"].eq(STANDARD)].dropna(subset=["config_id"])
     standard = standard.set_index("cell_key")["config_id"]
     columns = ["speedup", "speedup_ci_low", "speedup_ci_high", "speedup_defined_frac"]
@@ -197,38 +213,67 @@ def target_summary(
     return out.astype({c: "int64" for c in SUMMARY_COUNTS}).astype({"target": float})
 
 
-def _seed_times(trials: pd.DataFrame, x: str) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, times) of the trials that enter the median, ordered by seed; NaN time = never reached."""
+class SeedTimes(NamedTuple):
+    """One configuration's seeds in the median: times to target (inf: never reached, lost seeds included)."""
+
+    seeds: np.ndarray
+    times: np.ndarray
+    scaled_s: np.ndarray | None = None  # the part of each time that scales with the step time (projected only)
+    spread: tuple[float, float, float] | None = None  # its shape's step time: run range low, median, high
+    shape: str | None = None  # its shape (one profile row): configurations of one shape share a step-time draw
+
+
+def _seed_times(trials: pd.DataFrame, x: str) -> SeedTimes:
+    """The trials that enter the median, ordered by seed; a lost seed's time is +inf (never reached)."""
     kept = trials[trials["reach_status"].isin(IN_MEDIAN)].sort_values("seed", kind="stable")
-    return kept["seed"].to_numpy(object), kept[x].to_numpy(float)
+    times = lost_as_never(kept[x].to_numpy(float), kept["reach_status"])
+    if not set(SPREAD_COLUMNS) <= set(kept.columns) or kept.empty:
+        return SeedTimes(kept["seed"].to_numpy(object), times)
+    spread = tuple(float(kept[c].iloc[0]) for c in SPREAD_COLUMNS)
+    shape = kept["shape_key"].iloc[0] if "shape_key" in kept else None
+    return SeedTimes(kept["seed"].to_numpy(object), times, kept["scaled_s"].to_numpy(float), spread, shape)
 
 
 def speedup_interval(standard, other, n_boot: int, rng: np.random.Generator, alpha: float = ALPHA) -> list:
-    """[ratio, low, high, defined_frac]: censored median of `standard` over that of `other` ((seeds, times) each)
-    and its bootstrap percentile interval.
+    """[ratio, low, high, defined_frac]: censored median of `standard` over that of `other` (SeedTimes, or
+    (seeds, times) pairs) and its bootstrap percentile interval.
 
     Each replicate resamples seeds with replacement: the same draw for both arms when they have the same seeds
-    (paired: a seed's data order is shared), independently otherwise. A replicate whose median is undefined
-    (fewer than half its seeds reached the target) is an undefined ratio; the interval (percentiles of the
-    defined ratios) is given only when at least MIN_DEFINED of the replicates are defined, else NaN.
+    (paired: a seed's data order is shared), independently otherwise. Where the times are projected (a spread
+    given), the replicate then draws each shape's step time (analysis.timing.step_time_draws; two configurations
+    of one shape share the draw: one profile row) and rescales each seed's `scaled_s` by it. A replicate whose
+    median is undefined (fewer than half its seeds reached the target) is an undefined ratio; the interval
+    (percentiles of the defined ratios) is given only when at least MIN_DEFINED of the replicates are defined.
     """
-    (s_seeds, s_times), (o_seeds, o_times) = standard, other
-    point = _ratio(censored_median(s_times), censored_median(o_times))
-    if not (len(s_times) and len(o_times)):
+    s, o = SeedTimes(*standard), SeedTimes(*other)
+    point = _ratio(censored_median(s.times), censored_median(o.times))
+    if not (len(s.times) and len(o.times)):
         return [point, np.nan, np.nan, np.nan]
-    if len(s_seeds) == len(o_seeds) and len(set(s_seeds)) == len(s_seeds) and list(s_seeds) == list(o_seeds):
-        draw = rng.integers(0, len(s_times), (n_boot, len(s_times)))
-        s_boot, o_boot = s_times[draw], o_times[draw]
+    if len(s.seeds) == len(o.seeds) and len(set(s.seeds)) == len(s.seeds) and list(s.seeds) == list(o.seeds):
+        draws = [rng.integers(0, len(s.times), (n_boot, len(s.times)))] * 2
     else:
-        s_boot = s_times[rng.integers(0, len(s_times), (n_boot, len(s_times)))]
-        o_boot = o_times[rng.integers(0, len(o_times), (n_boot, len(o_times)))]
-    ratios = _ratio(_censored_medians(s_boot), _censored_medians(o_boot))
+        draws = [rng.integers(0, len(side.times), (n_boot, len(side.times))) for side in (s, o)]
+    u = rng.random((n_boot, 2))  # after the seed draws: without a spread the seed-only interval is unchanged
+    if s.shape is not None and s.shape == o.shape:
+        u[:, 1] = u[:, 0]
+    boots = [_replicate_times(side, draw, u[:, i]) for i, (side, draw) in enumerate(zip((s, o), draws, strict=True))]
+    ratios = _ratio(_censored_medians(boots[0]), _censored_medians(boots[1]))
     defined = np.isfinite(ratios)
     frac = float(defined.mean())
     if not (np.isfinite(point) and frac >= MIN_DEFINED):
         return [point, np.nan, np.nan, frac]
     low, high = np.quantile(ratios[defined], [alpha / 2, 1 - alpha / 2])
     return [point, float(low), float(high), frac]
+
+
+def _replicate_times(side: SeedTimes, draw: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """(replicates, seeds) times: the drawn seeds, their step-time part rescaled to the replicate's step time."""
+    times = side.times[draw]
+    if side.spread is None:
+        return times
+    factor = step_time_draws(side.spread, u) / side.spread[1]  # the replicate's step time over the median
+    with np.errstate(invalid="ignore"):  # inf (never reached) stays inf
+        return times + side.scaled_s[draw] * (factor[:, None] - 1.0)
 
 
 def _ratio(standard, other):

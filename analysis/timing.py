@@ -9,12 +9,16 @@ steps. Shapes are matched exactly (SHAPE_KEY); a shape no profile has is listed,
 Time model: training reaches step s at s * step_time_s (the profile's median), plus, with evaluation time, the
 time of the evaluations at steps < s (eval_time_per_token_s * val_tokens each). Between evaluation points the
 loss is linear in step, so a crossing or a loss at a budget is interpolated in step, then turned into time.
-Step-time spread (projected_verdict): each replicate draws each arm's mean step time uniformly over its profile's
-run range (analysis.profiles.RUN_RANGE; bounded, so a seed either covers the budget at every drawn time or is left
-out). For one bench profile that is its p10-p90, of single timed samples: wider than the uncertainty of a long
+Step-time spread, one rule for every projected interval (step_time_draws: the speedups of analysis.targets, the
+axes table's projected time, the projected verdicts of analysis.timing_verdict): each bootstrap replicate first
+resamples the seeds, then draws each shape's mean step time on the machine uniformly over its profile's run range
+(analysis.profiles.RUN_RANGE), independently per shape (two configurations of one shape share it), and re-projects
+every resampled seed at that step time. Bounded, so a seed either covers a budget at every drawn time or is left
+out. For one bench profile the range is its p10-p90, of single timed samples: wider than the uncertainty of a long
 run's mean step, so the interval is on the wide side, and blind to the machine's drift. For pooled profiles (taken
-before and after a study) it is the lowest to the highest of their medians: how far the machine's own speed moved.
-Hand-written profiles have no spread (p10 = p90 = median).
+before and after a study) it is the lowest to the highest of their medians: how far the machine's own speed moved;
+a run outside that range is outside what the interval knows. Hand-written profiles have no spread (p10 = p90 =
+median): the interval is then the seeds' alone.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import pandas as pd
 from analysis.configs import keys_of
 from analysis.profiles import ARCH_FIELDS, MACHINE_KEY, RUN_RANGE, SHAPE_KEY, STEP_TIME_COLUMNS, describe_shape
 from analysis.stats import arm_label
+from wt_base.budgets import BUDGET_KINDS
 from wt_base.errors import StudyError
 from wt_model import archs
 
-PROJECTABLE_BUDGETS = ("steps", "tokens", "flops")
+# counted budgets (a fixed amount per step, wt_base.budgets): their steps do not depend on the machine
+PROJECTABLE_BUDGETS = tuple(kind.name for kind in BUDGET_KINDS.values() if not kind.measured)
 TRIAL_COLUMNS = ["trial_id", "trial_status", "seed", "seed_role", "budget_kind", "arm", "cell_key", "config_id"]
 PROFILE_COLUMNS = ["machine", *MACHINE_KEY, *STEP_TIME_COLUMNS, *RUN_RANGE, "eval_time_per_token_s", "source"]
 LOSS_COLUMNS = ["train_loss", "val_loss", "val_loss_seed", "val_bpc", "train_eval_loss", "train_minus_val"]
@@ -38,6 +44,7 @@ POINT_COLUMNS = ["trial_id", "step", "tokens", "flops", "val_tokens", "is_final"
 ROUNDING = 1e-9  # relative: a budget this close to a run's end counts as its end (float noise of t / step time)
 UNFINISHED = ("stopped", "diverged", "failed", "running", "pending")  # trial statuses passed through
 SECONDS_REASON = "a seconds budget: its learning-rate schedule followed its own clock, so its curve cannot be re-timed"
+SPREAD_COLUMNS = ["step_time_s_low", "step_time_s_median", "step_time_s_high"]  # a shape's step time: range, median
 
 
 class ProfileMatch(NamedTuple):
@@ -121,6 +128,13 @@ class Curve(NamedTuple):
     eval_s: np.ndarray  # each point's evaluation time on the machine
 
 
+def step_time_draws(spread: tuple[float, float, float], u: np.ndarray) -> np.ndarray:
+    """A shape's mean step time in each bootstrap replicate (the module docstring's one rule): uniform over its run
+    range, spread = (low, median, high) (SPREAD_COLUMNS), at the replicates' uniforms `u` in [0, 1)."""
+    low, _, high = spread
+    return low + np.asarray(u, float) * (high - low)
+
+
 def curve_of(group: pd.DataFrame, metric: str) -> Curve:
     return Curve(group["step"].to_numpy(float), group[metric].to_numpy(float), group["eval_time_s"].to_numpy(float))
 
@@ -158,7 +172,7 @@ def loss_at_step(step: float, curve: Curve) -> float:
 
 def _carried(curves: pd.DataFrame) -> list[str]:
     """The per-(trial, machine) columns that results carry along."""
-    names = ["trial_id", "machine", *TRIAL_COLUMNS[1:], *SHAPE_KEY, "step_time_s_median", "time_includes_eval"]
+    names = ["trial_id", "machine", *TRIAL_COLUMNS[1:], *SHAPE_KEY, *SPREAD_COLUMNS, "time_includes_eval"]
     return list(dict.fromkeys(c for c in names if c in curves))
 
 

@@ -3,8 +3,9 @@
 In each cell every arm (architecture) may have several tuned settings (lr, weight decay, ...: configs.TUNED_FIELDS).
 The one its verdicts use is the setting with the lowest mean final loss over the *tuning* seeds (trials column
 `seed_role` = "tune", from the spec's `tune_seeds`), among settings whose every tuning seed completed: a setting
-with a diverged, failed, stopped or unfinished tuning seed is ineligible. The verdicts then use only the test
-seeds, which never took part in the choice (no winner's curse).
+with a diverged, failed, stopped or unfinished tuning seed is ineligible (the rule is wt_base.choice's, the one the
+search runs its test seeds by). The verdicts then use only the test seeds, which never took part in the choice
+(no winner's curse).
 
 Without tuning seeds the choice falls back to the test seeds, with the same eligibility rule; the result says so
 (`tuned_on` = "test seeds") and the verdicts flag it as biased. An arm with one setting has nothing to choose
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import CELL_COLUMNS
+from wt_base import choice
 from wt_base.bracket import edge_of
 
 TUNED_ON = ("none", "tune seeds", "test seeds", "no eligible setting")
@@ -39,19 +41,23 @@ def choose_settings(final: pd.DataFrame) -> pd.DataFrame:
     `config_id` is NaN when no setting was eligible.
     """
     arms = ["cell_key", "arm_key"]
-    f = final.assign(ok=final["status"].eq("completed") & np.isfinite(final["final_loss"].astype(float)))
+    f = final
     # the seeds that choose: the arm's tuning seeds when it has any, else its test seeds
     has_tune = f["seed_role"].eq("tune").groupby([f[a] for a in arms]).transform("any")
     role = np.where(has_tune, "tune", "test")
     judged = f[f["seed_role"].eq(role)]
-    settings = judged.groupby([*arms, "config_id"], sort=True).agg(ok=("ok", "all"), mean=("final_loss", "mean"))
-    settings = settings.reset_index()
-    eligible = settings[settings["ok"]].sort_values([*arms, "mean", "config_id"], kind="stable")
-    best = eligible.drop_duplicates(arms).set_index(arms)["config_id"]
+    means: dict = {}  # (cell_key, arm_key) -> {config_id: the setting's mean, None where ineligible}
+    for (*arm, config_id), group in judged.groupby([*arms, "config_id"], sort=True):
+        results = zip(group["status"], group["final_loss"], strict=True)
+        means.setdefault(tuple(arm), {})[config_id] = choice.setting_mean(results)
+    index = pd.MultiIndex.from_tuples(list(means), names=arms) if means else None
+    chosen = [choice.choose(m) for m in means.values()]
+    best = pd.Series([np.nan if c is None else c for c in chosen], index=index, dtype=object)
+    n_eligible = pd.Series([sum(v is not None for v in m.values()) for m in means.values()], index=index)
     out = f.drop_duplicates(arms).set_index(arms)[[c for c in CHOICE_COLUMNS if c in f.columns and c not in arms]]
     out = out.drop(columns=["config_id", "tuned"], errors="ignore")
     out["n_settings"] = f.groupby(arms)["config_id"].nunique()
-    out["n_eligible"] = eligible.groupby(arms)["config_id"].count().reindex(out.index).fillna(0).astype("int64")
+    out["n_eligible"] = n_eligible.reindex(out.index).fillna(0).astype("int64")
     out["tuning_seeds"] = judged.groupby(arms)["seed"].agg(lambda s: ", ".join(map(str, sorted(s.dropna().unique()))))
     out["tuned_on"] = pd.Series(role, index=f.index).groupby([f[a] for a in arms]).first().map("{} seeds".format)
     out["config_id"] = best.reindex(out.index)

@@ -1,4 +1,10 @@
-"""The verdict table: each arm against the standard model of its cell, on test seeds (pure).
+"""The verdict table: each arm against its reference arm in its cell, on test seeds (pure).
+
+An arm's reference is the one its registry entry names (wt_model.archs: the standard model for every arm so far),
+in the same cell: the fields an arm is declared to differ in (`settings`, `differs`) are arm fields, so a variant
+that changes one config field is compared with its reference (analysis.configs.split_fields). Columns say `arm_*`
+for the arm and `ref_*` for its reference; verdicts.csv files of older studies (`worker_*`, `standard_*`) are read
+back through `upgrade_columns`.
 
 Each arm is judged at the setting analysis.tuning chose for it; only test seeds enter. Differences are paired
 over shared seeds (both arms see the same data order for a seed) or Welch's otherwise (analysis.inference).
@@ -6,8 +12,9 @@ p-values are Holm-adjusted across the whole table, raw ones beside. Against the 
 (TOST) and its converse (a difference beyond the margin) make "no difference" and "a big difference" claims of
 their own, and the smallest margin the cell could certify says what its seeds can show; the minimum detectable
 effect says what the cell could have seen. A cell where a test seed of either arm diverged, failed or did not
-finish is never "better" or "worse" from its survivors: its verdict says which arm lost seeds, and a rank test
-that counts a lost seed as the worst outcome stands beside the t-test. A cell where either side's tuned setting
+finish is never "better" or "worse" from its survivors: its verdict says which arm lost seeds, and a paired
+sign-flip test that counts a lost seed as the worst outcome stands beside the t-test, with the smallest p it can
+give. A cell where either side's tuned setting
 was chosen at the edge of the range it tried (analysis.tuning) is "not comparable", never "better" or "worse":
 the arm may be judged short of its optimum.
 """
@@ -18,90 +25,124 @@ import numpy as np
 import pandas as pd
 
 from analysis import inference
-from analysis.configs import STANDARD
+from analysis.configs import reference_of
 from analysis.inference import ALPHA
+from analysis.outcomes import KINDS, LOST, flag_words, outcome_counts
 from analysis.stats import CELL_COLUMNS
+from wt_model.archs import REFERENCE
 
-LOST = ("diverged", "failed")  # a lost seed: the run gave no final loss (counted as the worst outcome)
-UNFINISHED = ("stopped", "running", "pending")  # no final loss yet, or ended early by a scheduler
-VERDICT_COLUMNS = CELL_COLUMNS + ["cell_extra", "arch", "worker_interval", "conv_kernel", "arm"]
-VERDICT_COLUMNS += ["worker_tuned", "standard_tuned", "worker_tuned_on", "standard_tuned_on", "tuning"]
-VERDICT_COLUMNS += ["worker_edge", "standard_edge"]  # tuning.choose_settings' edge of each side ('' when interior)
-VERDICT_COLUMNS += ["standard_budget_value", "worker_seeds", "standard_seeds", "n_worker", "n_standard"]
-VERDICT_COLUMNS += ["worker_diverged", "standard_diverged", "worker_failed", "standard_failed"]
-VERDICT_COLUMNS += ["worker_unfinished", "standard_unfinished", "worker_epochs", "standard_epochs"]
-VERDICT_COLUMNS += ["worker_target_epochs", "standard_target_epochs", "test", "n_pairs", "worker_mean"]
-VERDICT_COLUMNS += ["standard_mean", "diff", "se", "df", "diff_ci_low", "diff_ci_high", "p_value", "p_holm"]
-VERDICT_COLUMNS += ["p_rank", "p_rank_holm", "margin", "p_equiv", "p_equiv_holm", "p_noneq", "p_noneq_holm"]
-VERDICT_COLUMNS += ["min_margin", "mde", "verdict"]
+VERDICT_COLUMNS = CELL_COLUMNS + ["cell_extra", "arch", "worker_interval", "conv_kernel", "arm", "reference"]
+VERDICT_COLUMNS += ["arm_tuned", "ref_tuned", "arm_tuned_on", "ref_tuned_on", "tuning"]
+VERDICT_COLUMNS += ["arm_edge", "ref_edge"]  # tuning.choose_settings' edge of each side ('' when interior)
+VERDICT_COLUMNS += ["ref_budget_value", "arm_seeds", "ref_seeds", "n_arm", "n_ref"]
+VERDICT_COLUMNS += ["arm_diverged", "ref_diverged", "arm_failed", "ref_failed"]
+VERDICT_COLUMNS += ["arm_unfinished", "ref_unfinished", "arm_epochs", "ref_epochs"]
+VERDICT_COLUMNS += ["arm_target_epochs", "ref_target_epochs", "test", "n_pairs", "arm_mean"]
+VERDICT_COLUMNS += ["ref_mean", "diff", "se", "df", "diff_ci_low", "diff_ci_high", "p_value", "p_holm"]
+VERDICT_COLUMNS += ["p_signflip", "p_signflip_holm", "p_signflip_min", "margin", "p_equiv", "p_equiv_holm"]
+VERDICT_COLUMNS += ["p_noneq", "p_noneq_holm", "min_margin", "mde", "verdict"]  # min_margin, mde: at alpha / rows
 BIASED = "tuned on test seeds: biased"
 
 
 def verdicts(final: pd.DataFrame, chosen: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per non-standard arm and cell (stats.final_values, tuning.choose_settings): arm minus standard
-    final loss over test seeds, its (1 - alpha) interval (unadjusted), raw and Holm-adjusted p-values, the rank
+    """One row per arm with a reference, per cell (stats.final_values, tuning.choose_settings): arm minus reference
+    final loss over test seeds, its (1 - alpha) interval (unadjusted), raw and Holm-adjusted p-values, the sign-flip
     test, TOST and its converse, the smallest certifiable margin, the MDE, seed counts by outcome and a verdict."""
     test = final[final["seed_role"].eq("test")]
     by_config = {k: g for k, g in test.groupby("config_id", sort=False)}
     margins = final.groupby("cell_key", sort=False)["margin"].first()
     means = test.groupby("config_id", sort=False)[["epochs_end", "target_epochs_end"]].mean()
-    standards = chosen[chosen["arch"].eq(STANDARD)].set_index("cell_key")
+    references = {(r["cell_key"], r["arch"]): r for _, r in chosen.iterrows()}
     rows = []
-    for _, arm in chosen[~chosen["arch"].eq(STANDARD)].iterrows():
-        std = standards.loc[arm["cell_key"]] if arm["cell_key"] in standards.index else None
+    for _, arm in chosen.iterrows():
+        reference = reference_of(arm["arch"])
+        if reference is None:
+            continue
+        std = references.get((arm["cell_key"], reference))
         w, s = _trials(by_config, arm), _trials(by_config, std)
         row = {c: arm[c] for c in VERDICT_COLUMNS if c in arm.index}
         row.update(
-            worker_tuned=arm["tuned"],
-            standard_tuned=np.nan if std is None else std["tuned"],
-            worker_tuned_on=arm["tuned_on"],
-            standard_tuned_on=np.nan if std is None else std["tuned_on"],
-            standard_budget_value=np.nan if std is None else std["budget_value"],
+            reference=reference,
+            arm_tuned=arm["tuned"],
+            ref_tuned=np.nan if std is None else std["tuned"],
+            arm_tuned_on=arm["tuned_on"],
+            ref_tuned_on=np.nan if std is None else std["tuned_on"],
+            ref_budget_value=np.nan if std is None else std["budget_value"],
             margin=float(margins[arm["cell_key"]]),
-            worker_edge=_text(arm.get("edge")),
-            standard_edge="" if std is None else _text(std.get("edge")),
+            arm_edge=_text(arm.get("edge")),
+            ref_edge="" if std is None else _text(std.get("edge")),
         )
-        for side, trials, config in (("worker", w, arm), ("standard", s, std)):
+        for side, trials, config in (("arm", w, arm), ("ref", s, std)):
             row.update(_outcomes(side, trials))
             for column, name in (("epochs_end", "epochs"), ("target_epochs_end", "target_epochs")):
                 known = config is not None and config["config_id"] in means.index
                 row[f"{side}_{name}"] = means.loc[config["config_id"], column] if known else np.nan
-        row["tuning"] = tuning_words(row["worker_tuned_on"], row["standard_tuned_on"])
-        row.update(inference.compare(w, s, row["margin"], alpha))
-        row["p_rank"] = inference.rank_test(_ranked(w), _ranked(s))
+        row["tuning"] = tuning_words(row["arm_tuned_on"], row["ref_tuned_on"])
+        row.update(inference.compare(w, s, row["margin"], alpha, int(chosen["arch"].map(reference_of).notna().sum())))
+        row.update(inference.sign_flip(*_ranked(w, s)))
         rows.append(row)
     out = pd.DataFrame(rows).reindex(columns=VERDICT_COLUMNS)
-    for column in ("p", "p_rank", "p_equiv", "p_noneq"):
+    for column in ("p", "p_signflip", "p_equiv", "p_noneq"):
         raw = "p_value" if column == "p" else column
         out[f"{column}_holm"] = inference.holm(out[raw])
     out["verdict"] = [verdict_words(r, alpha) for _, r in out.iterrows()]
-    counts = [c for c in VERDICT_COLUMNS if c.startswith(("n_", "worker_", "standard_")) and c in _COUNTS]
+    counts = [c for c in VERDICT_COLUMNS if c in _COUNTS]
     out[counts] = out[counts].astype("int64")
     return out
 
 
-_COUNTS = {"n_worker", "n_standard", "n_pairs", "worker_seeds", "standard_seeds"}
-_COUNTS |= {f"{side}_{what}" for side in ("worker", "standard") for what in ("diverged", "failed", "unfinished")}
+_COUNTS = {"n_arm", "n_ref", "n_pairs", "arm_seeds", "ref_seeds"}
+_COUNTS |= {f"{side}_{what}" for side in ("arm", "ref") for what in ("diverged", "failed", "unfinished")}
+# verdicts.csv columns of studies analysed before arms named their reference -> today's names
+OLD_COLUMNS = {
+    f"{old}_{what}": f"{new}_{what}"
+    for old, new in (("worker", "arm"), ("standard", "ref"))
+    for what in (
+        "tuned",
+        "tuned_on",
+        "edge",
+        "budget_value",
+        "seeds",
+        "diverged",
+        "failed",
+        "unfinished",
+        "epochs",
+        "target_epochs",
+        "mean",
+    )
+}
+OLD_COLUMNS |= {"n_worker": "n_arm", "n_standard": "n_ref"}
+
+
+def upgrade_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A verdicts frame read from an older verdicts.csv (worker_*/standard_* columns) with today's column names;
+    its missing `reference` is the standard model, the only reference then."""
+    out = frame.rename(columns={old: new for old, new in OLD_COLUMNS.items() if old in frame.columns})
+    if "reference" not in out.columns and "arm" in out.columns:
+        out.insert(list(out.columns).index("arm") + 1, "reference", REFERENCE)
+    return out
 
 
 def _outcomes(side: str, trials: pd.DataFrame) -> dict:
     """Test seeds of one arm's chosen configuration, by outcome."""
-    status = trials["status"]
-    return {
-        f"{side}_seeds": len(trials),
-        f"n_{side}": int(trials["final_loss"].notna().sum()),
-        f"{side}_diverged": int(status.eq("diverged").sum()),
-        f"{side}_failed": int(status.eq("failed").sum()),
-        f"{side}_unfinished": int(status.isin(UNFINISHED).sum()),
-        f"{side}_mean": trials["final_loss"].mean(),  # over the seeds with a final loss
-    }
+    counts = {f"{side}_{k}": n for k, n in outcome_counts(trials["status"]).items()}
+    counts[f"n_{side}"] = int(trials["final_loss"].notna().sum())
+    counts[f"{side}_mean"] = trials["final_loss"].mean()  # over the seeds with a final loss
+    return counts
 
 
-def _ranked(trials: pd.DataFrame) -> np.ndarray:
-    """Final losses with every lost seed (diverged, failed) as +inf, the worst outcome; unfinished seeds left out."""
-    lost = trials["status"].isin(LOST)
-    loss = trials["final_loss"].astype(float).where(~lost, np.inf)
-    return loss[lost | loss.notna()].to_numpy(float)
+def _ranked(arm: pd.DataFrame, ref: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' final losses paired by seed (the seeds both ran), every lost seed (diverged, failed) as +inf,
+    the worst outcome, an unfinished one as NaN (inference.sign_flip leaves its pair out)."""
+
+    def by_seed(trials: pd.DataFrame) -> pd.Series:
+        loss = trials["final_loss"].astype(float).where(~trials["status"].isin(LOST), np.inf)
+        loss = pd.Series(loss.to_numpy(float), index=trials["seed"].to_numpy())
+        return loss[~loss.index.duplicated()]
+
+    a, r = by_seed(arm), by_seed(ref)
+    shared = a.index.intersection(r.index)
+    return a.loc[shared].to_numpy(float), r.loc[shared].to_numpy(float)
 
 
 def _trials(by_config: dict, arm) -> pd.DataFrame:
@@ -112,9 +153,9 @@ def _trials(by_config: dict, arm) -> pd.DataFrame:
     return by_config.get(arm["config_id"], empty)
 
 
-def tuning_words(worker_on, standard_on) -> str:
+def tuning_words(arm_on, ref_on) -> str:
     """How the two arms' settings were chosen, in words: "none", "tune seeds", or the bias flag."""
-    on = {v for v in (worker_on, standard_on) if isinstance(v, str)}
+    on = {v for v in (arm_on, ref_on) if isinstance(v, str)}
     if "test seeds" in on:
         return BIASED
     if "no eligible setting" in on:
@@ -143,28 +184,22 @@ def _text(value) -> str:
 def not_comparable(row) -> str:
     """'' when both sides were chosen inside what they tried; else the words that say which was not, and where
     ("standard's lr at the top of the tried range (0.001-0.004)")."""
-    sides = ((row["arm"], row["worker_edge"]), (STANDARD, row["standard_edge"]))
+    sides = ((row["arm"], row["arm_edge"]), (row["reference"], row["ref_edge"]))
     return "; ".join(f"{name}'s {edge}" for name, edge in sides if _text(edge))
 
 
 def _lost_words(row) -> str:
-    parts = []
-    for side in ("worker", "standard"):
-        name = row["arm"] if side == "worker" else STANDARD
-        seeds = row[f"{side}_seeds"]
-        lost = {k: row[f"{side}_{k}"] for k in ("diverged", "failed", "unfinished") if row[f"{side}_{k}"]}
-        if lost:
-            what = ", ".join(f"{n} {k}" if k != "unfinished" else f"{n} not finished" for k, n in lost.items())
-            parts.append(f"{name} {'unstable' if set(lost) - {'unfinished'} else 'incomplete'}: {what} of {seeds}")
-    return "; ".join(parts)
+    """Which side lost or did not finish test seeds, in analysis.outcomes' words (the one rule for lost seeds)."""
+    sides = [(row["arm"], "arm"), (row["reference"], "ref")]
+    return flag_words([(name, {k: row[f"{side}_{k}"] for k in ("seeds", *KINDS)}) for name, side in sides])
 
 
 def _words(row, alpha: float) -> str:
     margin = f"±{row['margin']:g}"
     if row["tuning"] == "no eligible setting":
         return "no eligible setting (every tuned setting lost a tuning seed)"
-    if row["standard_seeds"] == 0 and pd.isna(row["standard_tuned_on"]):
-        return "no standard baseline"
+    if row["ref_seeds"] == 0 and pd.isna(row["ref_tuned_on"]):
+        return f"no {row['reference']} baseline"
     edge = not_comparable(row)
     if edge:  # an arm judged short of its optimum: no better or worse, whatever the tests say
         return f"not comparable: {edge}"

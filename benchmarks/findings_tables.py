@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.verdicts import upgrade_columns
+
 
 def _ci(row, mean="diff", low="diff_ci_low", high="diff_ci_high", fmt="+.3f") -> str:
     if pd.isna(row[mean]):
@@ -42,8 +44,8 @@ def verdicts(own: pd.DataFrame, shared: pd.DataFrame) -> str:
     rows = []
     for _, r in both.sort_values(keys).iterrows():
         rows.append({
-            "T": r["seq_len"], "arm": r["arm"], "lr (arm / std)": f"{r['worker_tuned']} / {r['standard_tuned']}",
-            "seeds (arm / std)": f"{r['n_worker']} / {r['n_standard']}",
+            "T": r["seq_len"], "arm": r["arm"], "lr (arm / std)": f"{r['arm_tuned']} / {r['ref_tuned']}",
+            "seeds (arm / std)": f"{r['n_arm']} / {r['n_ref']}",
             "arm − std, own lr [95% CI]": _ci(r), "p (Holm)": _p(r["p_holm"]), "verdict": r["verdict"],
             "arm − std at lr 2e-3 [95% CI]": _ci(r, "diff_shared", "diff_ci_low_shared", "diff_ci_high_shared"),
             "p (Holm), 2e-3": _p(r.get("p_holm_shared")), "verdict at 2e-3": r.get("verdict_shared", "—"),
@@ -86,9 +88,9 @@ def epochs(own: pd.DataFrame) -> str:
     rows = []
     for _, r in own.sort_values(["seq_len", "arm"]).iterrows():
         rows.append({"T": r["seq_len"], "arm": r["arm"],
-                     "passes in input tokens (arm / std)": f"{r['worker_epochs']:.2f} / {r['standard_epochs']:.2f}",
+                     "passes in input tokens (arm / std)": f"{r['arm_epochs']:.2f} / {r['ref_epochs']:.2f}",
                      "passes in supervised targets (arm / std)":
-                         f"{r['worker_target_epochs']:.2f} / {r['standard_target_epochs']:.2f}"})  # fmt: skip
+                         f"{r['arm_target_epochs']:.2f} / {r['ref_target_epochs']:.2f}"})  # fmt: skip
     return _table(rows)
 
 
@@ -102,8 +104,8 @@ def size_verdicts(own: pd.DataFrame) -> str:
     rows = []
     for _, r in own.dropna(subset=["diff"]).sort_values(["budget_value", "n_embd", "n_layer"]).iterrows():
         rows.append({"budget (FLOPs)": f"{r['budget_value']:.0e}", "size": f"d{r['n_embd']} L{r['n_layer']}",
-                     "lr (arm / std)": f"{r['worker_tuned']} / {r['standard_tuned']}",
-                     "passes in tokens (arm / std)": f"{r['worker_epochs']:.2f} / {r['standard_epochs']:.2f}",
+                     "lr (arm / std)": f"{r['arm_tuned']} / {r['ref_tuned']}",
+                     "passes in tokens (arm / std)": f"{r['arm_epochs']:.2f} / {r['ref_epochs']:.2f}",
                      "arm − std [95% CI]": _ci(r), "p (Holm)": _p(r["p_holm"]), "verdict": r["verdict"]})  # fmt: skip
     return _table(rows)
 
@@ -133,8 +135,8 @@ def isoflop(profiles: pd.DataFrame, fits: pd.DataFrame, differences: pd.DataFram
 
 def main(root: Path) -> None:
     own_dir, shared_dir = root / "findings-cpu", root / "findings-cpu-lr2e-3"
-    own = pd.read_csv(own_dir / "verdicts.csv")
-    shared = pd.read_csv(shared_dir / "verdicts.csv")
+    own = upgrade_columns(pd.read_csv(own_dir / "verdicts.csv"))  # older reports: worker_*/standard_* columns
+    shared = upgrade_columns(pd.read_csv(shared_dir / "verdicts.csv"))
     summary = pd.read_csv(own_dir / "summary.csv")
     print("## Verdicts at each arm's own lr, and at the shared lr 2e-3\n")
     print(verdicts(own, shared), "\n")

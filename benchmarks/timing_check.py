@@ -138,6 +138,7 @@ def twin_comparison(steps, twin, budget_s: float) -> tuple[np.ndarray, pd.DataFr
                      "measured diff": real["diff"], "measured CI": f"[{real['diff_ci_low']:.3f}, "
                      f"{real['diff_ci_high']:.3f}]",
                      "projected seeds left out": int(v["n_arm_left_out"] + v["n_reference_left_out"]),
+                     "projected seeds lost": int(v["n_arm_lost"] + v["n_reference_lost"]),
                      "agree": _words(v) == _words(real),  # the target's test; beside it, are the two consistent
                      "each inside the other's CI": _inside(v, real) and _inside(real, v)})  # fmt: skip
         rows[-1] |= same_statistic(v, twin.final, arch_of[v["arm"]])
@@ -165,6 +166,8 @@ def _inside(interval, estimate) -> bool:
 
 
 def _words(row) -> str:
+    if isinstance(row.get("lost"), str) and row["lost"]:  # a side lost seeds: no lower/higher from the survivors
+        return "lost seeds"
     low, high = row["diff_ci_low"], row["diff_ci_high"]
     if not (np.isfinite(low) and np.isfinite(high)):
         return "no interval"

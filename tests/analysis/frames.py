@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import final_values
+from wt_model import archs
 
 CELL = dict(
     seq_len=64,
@@ -29,12 +30,13 @@ METRIC_COLUMNS += ["epochs", "train_minus_val", "val_tokens"]
 
 def trials_frame(rows: list[dict]) -> pd.DataFrame:
     """Trial rows from dicts with at least arch and seed (and usually val_loss); the rest defaults to one cell,
-    worker interval 4 for workers, status completed, seed role test."""
+    worker interval 4 for the architectures that read one, status completed, seed role test."""
     out = []
     for i, row in enumerate(rows):
         arch = row["arch"]
         base = dict(CELL, **SETTINGS, trial_id=f"t{i:03d}", status="completed", seed_role="test")
-        base.update(worker_interval=None if arch == "standard" else 4, random_worker_phase=False, conv_kernel=None)
+        interval = 4 if archs.applies("worker_interval", archs.of_label(arch).name) else None
+        base.update(worker_interval=interval, random_worker_phase=False, conv_kernel=None)
         base.update(
             equivalence_margin=0.01, n_params=1000, flops_per_token=6000.0, val_loss=np.nan, val_loss_seed=np.nan
         )

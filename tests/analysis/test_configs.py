@@ -29,7 +29,7 @@ def test_each_arch_with_its_own_budget_is_compared_across_budgets():
     final = final_frame(rows)
     assert "budget_value" in split_fields(config_fields(final))[1]
     v = verdicts(final, choose_settings(final)).iloc[0]
-    assert (v["budget_value"], v["standard_budget_value"], v["n_standard"]) == (300.0, 966.0, 2)
+    assert (v["budget_value"], v["ref_budget_value"], v["n_ref"]) == (300.0, 966.0, 2)
 
 
 def test_init_is_part_of_the_cell_so_each_init_is_compared_with_itself():

@@ -7,7 +7,7 @@ import pytest
 from frames import arm_rows, final_frame
 from scipy import stats
 
-from analysis.interactions import crossed_factors, interaction_table
+from analysis.interactions import interaction_table
 from analysis.tuning import choose_settings
 
 N_SEEDS = 8
@@ -37,8 +37,7 @@ def init_study(gap_torch, gap_nanogpt, unpaired=False, seed_sd=0.05, noise_sd=0.
 
 def test_a_known_init_interaction_is_recovered_with_a_paired_test():
     final, chosen = init_study(gap_torch=-0.03, gap_nanogpt=0.02)  # the gap is 0.05 larger at nanogpt
-    assert crossed_factors(final) == ["init"]
-    row = interaction_table(final, chosen).iloc[0]
+    (row,) = [r for _, r in interaction_table(final, chosen).iterrows()]  # one row: init
     assert (row["factor"], row["level_a"], row["level_b"], row["by_alt"]) == ("init", "nanogpt", "torch", "worker k=4")
     # DiD = gap at level_b (torch) - gap at level_a (nanogpt)
     assert row["test"] == "paired" and row["n_seeds"] == N_SEEDS and row["df"] == N_SEEDS - 1
@@ -107,14 +106,12 @@ def test_holm_adjusts_across_the_rows_and_the_words_follow_it():
 def test_a_factor_is_crossed_only_when_the_gap_exists_at_each_level():
     losses = 2.0 + 0.01 * np.arange(3)
     one_init = {(a, (("seq_len", s),)): losses for a in ("standard", "worker") for s in (64, 128)}
-    final, chosen = study(one_init)
-    assert crossed_factors(final) == ["seq_len"]  # one init: no init row
-    assert set(interaction_table(final, chosen)["factor"]) == {"seq_len"}
+    assert interaction_table(*study(one_init))["factor"].tolist() == ["seq_len"]  # one init: no init row
     no_baseline = {("standard", (("init", "torch"),)): losses, ("worker", (("init", "torch"),)): losses}
     no_baseline[("worker", (("init", "nanogpt"),))] = losses  # no standard model at nanogpt: no gap there
-    assert crossed_factors(study(no_baseline)[0]) == []
+    assert interaction_table(*study(no_baseline)).empty
     intervals = {("standard", ()): losses, **{("worker", (("worker_interval", k),)): losses for k in (2, 4)}}
-    assert crossed_factors(study(intervals)[0]) == []  # an arm field alone: worker k=4 - worker k=2, a main effect
+    assert interaction_table(*study(intervals)).empty  # an arm field alone: worker k=4 - worker k=2, a main effect
 
 
 def test_two_arm_fields_crossed_on_a_grid_give_a_did_among_worker_arms():
@@ -126,9 +123,8 @@ def test_two_arm_fields_crossed_on_a_grid_give_a_did_among_worker_arms():
             groups[("worker", (("worker_interval", k), ("conv_kernel", c)))] = mean + 0.002 * rng.standard_normal(
                 N_SEEDS
             )
-    final, chosen = study(groups)
-    assert crossed_factors(final) == ["conv_kernel x worker_interval"]
-    row = interaction_table(final, chosen).iloc[0]
+    (row,) = [r for _, r in interaction_table(*study(groups)).iterrows()]
+    assert row["factor"] == "conv_kernel x worker_interval"
     assert (row["field"], row["level_a"], row["level_b"]) == ("worker_interval", "2", "4")
     assert (row["by"], row["by_ref"], row["by_alt"], row["arm"]) == (
         "conv_kernel",
@@ -140,3 +136,25 @@ def test_two_arm_fields_crossed_on_a_grid_give_a_did_among_worker_arms():
     assert row["did_ci_low"] < 0.03 < row["did_ci_high"]
     assert "conv_kernel 5 − conv_kernel 3 is 0.0" in row["words"]  # higher at k=4, so lower at k=2
     assert "lower at worker_interval 2 than at worker_interval 4 (CI [+0.0" in row["words"]
+
+
+def test_an_interaction_whose_groups_lost_seeds_is_flagged_and_draws_nothing_from_the_survivors():
+    """2 of 5 worker seeds at init torch diverged; the survivors alone show a clear interaction (the old rule's
+    words), but a lost seed is the worst outcome (analysis.outcomes), so the row says who lost what instead."""
+    rng = np.random.default_rng(2)
+    seed_effect, noise = 0.05 * rng.standard_normal(5), 0.002 * rng.standard_normal((4, 5))
+    means = {("standard", "torch"): 2.0, ("worker", "torch"): 1.97, ("standard", "nanogpt"): 2.02}
+    means[("worker", "nanogpt")] = 2.04  # the gap is 0.05 larger at nanogpt
+    rows = []
+    for k, ((arch, init), mean) in enumerate(means.items()):
+        for r in arm_rows(arch, mean + seed_effect + noise[k], init=init):
+            lost = arch == "worker" and init == "torch" and r["seed"] >= 3
+            rows.append(dict(r, status="diverged", val_loss=np.nan) if lost else r)
+    final = final_frame(rows)
+    (row,) = [r for _, r in interaction_table(final, choose_settings(final)).iterrows()]
+    assert row["test"] == "paired" and row["n_seeds"] == 3 and row["p_holm"] < 0.05  # the survivors' numbers stay
+    assert row["n_lost"] == 2 and row["lost"] == "worker k=4 at init torch unstable: 2 diverged of 5"
+    assert row["words"] == "worker k=4 at init torch unstable: 2 diverged of 5: no claim from the survivors"
+    stopped = final.assign(status=np.where(final["status"].eq("diverged"), "stopped", final["status"]))
+    (row,) = [r for _, r in interaction_table(stopped, choose_settings(stopped)).iterrows()]
+    assert row["lost"] == "worker k=4 at init torch incomplete: 2 not finished of 5"  # the verdicts' word for it

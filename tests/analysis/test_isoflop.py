@@ -15,9 +15,11 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from analysis.isoflop import MIN_SIZES, frontier_difference, frontier_fits, isoflop_profiles
 from analysis.isoflop_plots import frontier_figure, isoflop_figure
+from analysis.isoflop_power import bias_decades, power_cell
 
 E, A, ALPHA, B, BETA = 1.7, 400.0, 0.34, 410.0, 0.28
 A_TRUE = BETA / (ALPHA + BETA)
@@ -100,11 +102,11 @@ def test_size_level_noise_is_covered_too():
     assert np.mean(covered) >= 0.85, f"coverage of log10 n_opt with size-level noise {np.mean(covered):.3f}"
 
 
-def test_the_bootstrap_resamples_sizes_as_well_as_seeds():
+def test_the_replicates_carry_size_scatter_and_seed_noise():
     rng = np.random.default_rng(3)
-    # identical seeds, sizes off the parabola: only resampling sizes gives the optimum any uncertainty
+    # identical seeds, sizes off the parabola: only the lack of fit gives the optimum any uncertainty
     sizes_only = study(rng, budgets=(1e18,), sd=0.0, size_sd=0.01)
-    # seeds scattered around an exact parabola's size means: only resampling seeds does
+    # seeds scattered around an exact parabola's size means: only the seed-to-seed scatter does
     parabola = lambda n, c: 3.0 + 0.5 * (np.log10(n) - np.log10(true_n_opt(c))) ** 2
     seeds_only = study(rng, budgets=(1e18,), sd=0.0, shape=parabola)
     noise = 0.01 * rng.standard_normal((7, 3))
@@ -113,6 +115,77 @@ def test_the_bootstrap_resamples_sizes_as_well_as_seeds():
         p = isoflop_profiles(frame, n_boot=N_BOOT).iloc[0]
         assert p["n_opt_high"] / p["n_opt_low"] > 1.005 and p["loss_opt_high"] > p["loss_opt_low"]
     assert isoflop_profiles(seeds_only, n_boot=N_BOOT).loc[0, "n_opt"] == pytest.approx(true_n_opt(1e18), rel=1e-6)
+
+
+def _seeded_ladder(rng, curvature=0.3, sd=0.01, seed_sd=0.0, sizes=5, seeds=3):
+    """A true parabola over one decade centred on N = 1e6, each seed with one offset shared by all its sizes."""
+    u = np.linspace(5.5, 6.5, sizes)
+    offsets = seed_sd * rng.standard_normal(seeds)
+    rows = [
+        ("standard", 1e18, int(10**v), s, 3.0 + curvature / 2 * (v - 6) ** 2 + offsets[s])
+        for v in u
+        for s in range(seeds)
+    ]
+    frame = pd.DataFrame(rows, columns=["arm", "budget_flops", "n_params", "seed", "final_loss"])
+    frame["final_loss"] += sd * rng.standard_normal(len(frame))
+    return frame
+
+
+def test_the_curvature_and_minimum_intervals_match_an_independent_least_squares_fit():
+    frame = _seeded_ladder(np.random.default_rng(12), curvature=0.4, sd=0.02, seed_sd=0.05)
+    p = isoflop_profiles(frame, n_boot=0).iloc[0]
+    # reference: ordinary least squares with one dummy per seed but the first, then t and Fieller by hand
+    u = np.log10(frame["n_params"].to_numpy(float))
+    x = np.column_stack([np.ones_like(u), u, u**2, frame["seed"].eq(1), frame["seed"].eq(2)]).astype(float)
+    beta, sse, *_ = np.linalg.lstsq(x, frame["final_loss"].to_numpy(), rcond=None)
+    df = len(u) - 5
+    cov = sse[0] / df * np.linalg.inv(x.T @ x)
+    q = scipy_stats.t.ppf(0.975, df)
+    assert (p["error_term"], p["error_df"]) == ("pooled", df)
+    assert p["curvature"] == pytest.approx(2 * beta[2], rel=1e-9)
+    assert p["curvature_low"] == pytest.approx(2 * beta[2] - 2 * q * np.sqrt(cov[2, 2]), rel=1e-9)
+    for end in (p["n_opt_low"], p["n_opt_high"]):  # Fieller: where the slope's t statistic is exactly q
+        v = np.log10(end)
+        slope, var = beta[1] + 2 * v * beta[2], cov[1, 1] + 4 * v * cov[1, 2] + 4 * v * v * cov[2, 2]
+        assert abs(slope) / np.sqrt(var) == pytest.approx(q, rel=1e-6)
+    assert p["n_opt_low"] < 10 ** (-beta[1] / (2 * beta[2])) < p["n_opt_high"]
+
+
+def test_seed_offsets_shared_across_sizes_do_not_hide_the_shape():
+    # each seed's data order moves all its runs by one offset ten times the noise about the curve: blocked by seed
+    p = isoflop_profiles(_seeded_ladder(np.random.default_rng(4), sd=0.005, seed_sd=0.05), n_boot=N_BOOT).iloc[0]
+    assert p["seed_blocks"] and p["identified"], p["reason"]
+    # ~0.11 wide with the runs' 0.005 SD as the noise; unblocked, the offsets' 0.05 SD would be: ~1.1 wide
+    assert p["curvature_high"] - p["curvature_low"] < 0.3
+    # the level of loss_opt still carries the seeds' offsets: its interval is wider than the curve's noise allows
+    assert p["loss_opt_high"] - p["loss_opt_low"] > 0.05
+
+
+def test_the_rule_identifies_a_clearly_curved_profile_and_refuses_a_flat_one():
+    # one decade, 5 sizes, 3 seeds (the study's ladder); the rule before this one identified 21 of 40 and 5%
+    curved = power_cell(0.3, 0.01, 0.5, "parabola", n_draws=200)  # analytic t ~6
+    noisy = power_cell(0.6, 0.04, 0.5, "parabola", n_draws=200)  # analytic t ~3
+    flat = power_cell(0.0, 0.01, 0.5, "parabola", n_draws=200)
+    assert curved["t"] == pytest.approx(6.08, abs=0.01)
+    assert curved["identified"] >= 0.9 and noisy["identified"] >= 0.55, (curved, noisy)
+    assert flat["identified"] <= 0.05, flat
+    assert curved["covered"] >= 0.9  # the identified draws' n_opt intervals hold the truth
+    # the optimum at the ladder's smallest size: at most the draws whose minimum falls inside are identified
+    edge = power_cell(0.3, 0.01, 0.0, "chinchilla", n_draws=200)
+    assert edge["identified"] <= 0.6 and edge["bias_decades"] > 0
+
+
+def test_an_off_centre_ladder_biases_the_minimum_of_an_asymmetric_profile_only():
+    assert bias_decades(0.3, 0.5, "parabola") == pytest.approx(0.0, abs=1e-12)
+    assert bias_decades(0.3, 0.0, "parabola") == pytest.approx(0.0, abs=1e-12)
+    one = [bias_decades(0.3, p, "chinchilla") for p in (0.5, 0.25, 0.0, 1.0)]
+    two = [bias_decades(0.3, p, "chinchilla", decades=2.0) for p in (0.5, 0.25, 0.0, 1.0)]
+    assert one == pytest.approx([0.0049, 0.0017, 0.0054, -0.0284], abs=2e-4)  # decades of N over one decade
+    assert two == pytest.approx([0.0196, 0.0104, 0.0803, -0.1554], abs=2e-4)  # and over two
+    assert bias_decades(1.2, 0.0, "chinchilla") == pytest.approx(one[2], rel=1e-9)  # scale-free: shape only
+    # centred, the shift is ~(alpha - beta) h^2 / 10 in ln N for sizes over +-h
+    h = np.log(10) / 2
+    assert one[0] * np.log(10) == pytest.approx((0.34 - 0.28) * h**2 / 10, rel=0.5)
 
 
 def test_an_edge_minimum_is_not_identified_and_not_drawn():
@@ -143,7 +216,10 @@ def test_a_downward_or_flat_parabola_is_not_identified():
     shallow = lambda n, c: 3.0 + 0.02 * (np.log10(n) - np.log10(true_n_opt(c))) ** 2
     flat = isoflop_profiles(study(np.random.default_rng(1), budgets=(1e18,), shape=shallow), n_boot=N_BOOT).iloc[0]
     assert flat["curvature"] > 0 and flat["curvature_low"] <= 0
-    assert not flat["identified"] and "flat: the curvature's 95% interval reaches" in flat["reason"], flat["reason"]
+    assert (
+        not flat["identified"]
+        and "flat: curvature 0.0389 nats/decade^2, 95% interval [-0.0458, 0.124]" in flat["reason"]
+    ), flat["reason"]
 
 
 def test_frontiers_need_three_identified_budgets_over_a_decade():
@@ -180,12 +256,14 @@ def test_lack_of_fit_flags_a_kink_and_passes_a_parabola():
     parabola = study(rng, budgets=(1e18,), sd=0.01, shape=lambda n, c: 3.0 + 0.5 * centred(n, c) ** 2)
     kinked, smooth = (isoflop_profiles(f, n_boot=N_BOOT).iloc[0] for f in (kink, parabola))
     assert kinked["lof_p"] < 0.01 and smooth["lof_p"] > 0.05, (kinked["lof_p"], smooth["lof_p"])
-    # independent reference: the extra sum of squares of the parabola over one mean per size
-    u, y = np.log10(kink["n_params"]), kink["final_loss"]
-    sse_parabola = ((y - np.polyval(np.polyfit(u, y, 2), u)) ** 2).sum()
-    sse_means = ((y - y.groupby(kink["n_params"]).transform("mean")) ** 2).sum()
-    assert kinked["lof_f"] == pytest.approx(((sse_parabola - sse_means) / 4) / (sse_means / 14), rel=1e-6)
-    assert (kinked["lof_df"], kinked["pure_error_df"]) == (4, 14)
+    # independent reference: the extra sum of squares of the parabola over one mean per size, both with seed offsets
+    u, y = np.log10(kink["n_params"]).to_numpy(), kink["final_loss"].to_numpy()
+    seeds = np.column_stack([kink["seed"].eq(s) for s in (1, 2)]).astype(float)
+    sizes = (kink["n_params"].to_numpy()[:, None] == np.unique(kink["n_params"])[None, :]).astype(float)
+    sse = lambda x: np.linalg.lstsq(x, y, rcond=None)[1][0]
+    sse_parabola, sse_means = sse(np.column_stack([np.ones_like(u), u, u**2, seeds])), sse(np.hstack([sizes, seeds]))
+    assert kinked["lof_f"] == pytest.approx(((sse_parabola - sse_means) / 4) / (sse_means / 12), rel=1e-6)
+    assert (kinked["lof_df"], kinked["pure_error_df"]) == (4, 12)
 
 
 def test_frontier_difference_lower_and_not_distinguishable():

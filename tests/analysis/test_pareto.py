@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
+import pytest
 from frames import arm_rows, final_frame
 from pandas.testing import assert_frame_equal
+from synth import write_study
 
-from analysis.pareto import best_so_far, config_fronts, loss_at, pareto_front
+from analysis.load import load_study
+from analysis.pareto import BUDGET_USED, arm_labels, best_so_far, budget_curves, config_fronts, loss_at, pareto_front
+from analysis.report import analyze
 from analysis.stats import seed_curves
 
 NAN = np.nan
@@ -161,8 +168,69 @@ def test_an_arms_front_uses_only_its_chosen_configurations():
     final = pd.DataFrame(
         {"config_id": [0, 1, 2], "seq_len": 64, "attention": "sdpa", "arch": ["worker", "worker", "standard"]}
     )
+    final = final.assign(arm=final["arch"], arm_key=final["arch"])
     fronts = config_fronts(curves, final, "x", chosen=[0, 2])
     worker = fronts[fronts["scope"].eq("worker")]
     assert set(worker["config_id"]) == {0} and (worker["n_configs"] == 1).all()
     overall = fronts[fronts["scope"].eq("all")]
     assert 1 in set(overall["config_id"]) and (overall["n_configs"] == 3).all()
+
+
+def test_each_arm_has_its_own_front_never_the_lowest_of_its_architectures_arms():
+    """worker k=4 and k=8 against one standard model: a front per architecture was the lowest of the two worker
+    arms (k=4 early, k=8 late) against a single standard configuration."""
+    final = final_frame(
+        arm_rows("standard", [0, 0])
+        + [dict(r, worker_interval=4) for r in arm_rows("worker", [0, 0])]
+        + [dict(r, worker_interval=8) for r in arm_rows("worker", [0, 0])]
+    )
+    k4, k8 = [[1.5, 1.4, 1.3]] * 2, [[1.9, 1.3, 1.1]] * 2
+    curves = curve_rows(final, [[2.0, 1.8, 1.6]] * 2 + k4 + k8)
+    curves = curves.join(final.set_index("trial_id")[["arch", "seq_len", "attention"]], on="trial_id")
+    means = seed_curves(curves, final, "best_loss", "train_time_s", common=True)
+    fronts = config_fronts(means, final, "train_time_s", chosen=final["config_id"].unique())
+    arms = fronts[fronts["scope"].ne("all")]
+    assert set(arms["scope"]) == {"standard", "worker k=4", "worker k=8"} and (arms["n_configs"] == 1).all()
+    config_of = final.drop_duplicates("config_id").set_index("config_id")["worker_interval"]
+    for k in (4, 8):
+        mine = arms[arms["scope"].eq(f"worker k={k}")]
+        assert set(mine["config_id"].map(config_of)) == {k}
+    # the k=4 front keeps its own late points that k=8 beats: a pooled front would have dropped them
+    assert arms[arms["scope"].eq("worker k=4")]["train_time_s"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_two_arms_of_one_label_are_told_apart_by_their_arm_fields():
+    final = pd.DataFrame(
+        {
+            "arm": ["worker k=4", "worker k=4", "standard"],
+            "arm_key": [
+                json.dumps({"arch": "worker", "ffn_hidden": 256, "worker_interval": 4}),
+                json.dumps({"arch": "worker", "ffn_hidden": 384, "worker_interval": 4}),
+                json.dumps({"arch": "standard", "ffn_hidden": 256, "worker_interval": None}),
+            ],
+        }
+    )
+    assert sorted(arm_labels(final)) == ["standard", "worker k=4, ffn_hidden 256", "worker k=4, ffn_hidden 384"]
+
+
+def test_a_tune_seed_target_is_read_at_80_percent_of_the_budgets_own_unit(tmp_path):
+    """A FLOPs budget on a clock that ran fast early and slow late (a warm-up, a machine that got busy): 80% of
+    the FLOPs is the 8th of 10 evaluations, 80% of the measured clock the 6th (a higher loss, an easier bar)."""
+    study = load_study(
+        str(write_study(
+            tmp_path, intervals=(4,), seq_lens=(64,), seeds=(0, 1), tune_seeds=(100,), budget_kind="flops",
+            n_points=10, noise=0.0,
+        ))
+    )  # fmt: skip
+    metrics = study.metrics.assign(train_time_s=20.0 * np.sqrt(study.metrics["train_time_s"] / 20.0))
+    result = analyze(replace(study, metrics=metrics))
+    tune = result.final[result.final["arch"].eq("standard") & result.final["seed_role"].eq("test")]
+    target = result.targets.set_index("trial_id").loc[tune["trial_id"], "target"]
+    assert (result.targets["target_source"] == "tune seeds").all()
+    tuner = result.final.loc[result.final["arch"].eq("standard") & result.final["seed_role"].eq("tune"), "trial_id"]
+    own = metrics[metrics["trial_id"].eq(tuner.iloc[0])].sort_values("step")
+    at_flops = own.loc[own["flops"] <= 0.8 * own["flops"].max() + 1e-6, "val_loss"].min()
+    at_clock = own.loc[own["train_time_s"] <= 0.8 * own["train_time_s"].max() + 1e-6, "val_loss"].min()
+    assert at_clock > at_flops + 1e-3  # the two readings differ: the test can tell them apart
+    assert target.to_numpy() == pytest.approx(at_flops)
+    assert budget_curves(metrics, result.final)[BUDGET_USED].max() == pytest.approx(metrics["flops"].max())

@@ -41,7 +41,7 @@ def test_report_states_epochs_per_arm_and_warns_about_overfitted_comparisons(tmp
     a = analyze(load_study(str(study)))
     v = a.verdicts.iloc[0]
     end = a.final.groupby("arch")["tokens"].mean() / TRAIN_TOKENS
-    assert v["worker_epochs"] == end["worker"] and v["standard_epochs"] == end["standard"]
+    assert v["arm_epochs"] == end["worker"] and v["ref_epochs"] == end["standard"]
     assert len(a.regime_warnings) == 1
     warning = a.regime_warnings[0]
     assert warning.startswith("worker k=4 (seq_len 64") and "in 3 of 3 test seeds" in warning

@@ -225,7 +225,7 @@ def test_reports_count_supervised_targets_beside_tokens_and_read_the_gap_against
     study = write_study(tmp_path, intervals=(4,), seq_lens=(64,), seeds=(0, 1, 2))
     a = analyze(load_study(str(study)))
     v = a.verdicts.iloc[0]
-    assert v["worker_target_epochs"] < 0.5 * v["worker_epochs"]
+    assert v["arm_target_epochs"] < 0.5 * v["arm_epochs"]
     assert a.summary["target_epochs_end"].notna().all()
     assert a.summary["train_minus_val_change"].to_numpy() == pytest.approx(-0.05)
     assert analyze_cli([str(study), "--out", str(tmp_path / "out")]) == 0

@@ -90,7 +90,7 @@ def test_a_pipe_inside_a_cell_is_escaped_and_the_page_shows_it_in_its_cell():
 
 def test_the_page_shows_markup_and_no_raw_html():
     page = markdown_to_html("# Study `s`\n\n- **bold** and *not shown* _(none)_\n\n<script>x</script>", "t")
-    assert "<h1>Study <code>s</code></h1>" in page and "<strong>bold</strong>" in page
+    assert '<h1 id="study-s">Study <code>s</code></h1>' in page and "<strong>bold</strong>" in page
     assert "<em>not shown</em>" in page and "<em>(none)</em>" in page
     assert "<script>" not in page and "&lt;script&gt;" in page  # a config value can never inject markup
 
@@ -114,6 +114,15 @@ def test_the_html_report_embeds_every_plot(html_report):
         assert src.startswith(prefix), alt  # not a file next to the page
         assert base64.b64decode(src[len(prefix) :]) == (html_report / f"{alt}.png").read_bytes()
     assert base64.b64decode(sources[0][1].split(",", 1)[1]).startswith(PNG_SIGNATURE)
+
+
+def test_the_first_screen_gives_the_verdicts_in_words_and_links_to_their_details(html_report):
+    text = (html_report / "report.md").read_text()
+    glance = text.split("\n## ", 1)[0]  # everything above the first section heading
+    assert "| arm | reference | arm − ref [CI] | verdict |" in glance.replace("| seq_len ", "")
+    assert "(#verdicts-in-detail)" in glance
+    page = (html_report / "report.html").read_text()
+    assert '<h2 id="verdicts-in-detail">' in page and 'href="#verdicts-in-detail"' in page
 
 
 def test_the_html_report_shows_every_cell_of_the_markdown_tables(html_report):

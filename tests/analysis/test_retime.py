@@ -11,7 +11,7 @@ import pytest
 from synth import write_study
 
 from analysis import cli
-from analysis.axes import axis_table, with_targets
+from analysis.axes import axis_display, axis_table, with_targets
 from analysis.load import load_study
 from analysis.pareto import best_so_far
 from analysis.profiles import read_profiles, yaml_profile
@@ -212,6 +212,57 @@ def test_the_axes_plot_names_each_arm_once_when_there_are_more_cells_than_line_s
     seq_lens = (32, 64, 128, 256, 512)  # 5 cells, 4 line styles
     study = load_study(str(write_study(tmp_path, archs=("standard", "worker"), intervals=(4,), seq_lens=seq_lens)))
     fig = figures(analyze(study))["axes.png"]
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend under the panels
     assert legend == ["standard (5 cells)", "worker k=4 (5 cells)"]
     assert [ax.get_xlabel() for ax in fig.axes if ax.get_visible()][:2] == ["steps", "input tokens"]
+
+
+def test_step_time_spread_widens_the_projected_speedup_and_the_axes_projected_interval(steps_study, tmp_path):
+    """The same study on a machine profiled twice, its standard model 10% slower the second time: the step time
+    is uncertain by that much, and every projected interval says so; with one exact profile it is the seeds'."""
+    (tmp_path / "before.yaml").write_text(PROFILE)
+    (tmp_path / "after.yaml").write_text(PROFILE.replace("steps_per_s: 10", "steps_per_s: 9.09"))
+    pooled = analyze(steps_study, profiles=read_profiles([tmp_path / "before.yaml", tmp_path / "after.yaml"]))
+    exact = analyze(steps_study, profiles=yaml_profile(PROFILE, "far.yaml"))
+
+    def width(frame, low, high):
+        return float((frame[high] - frame[low]).iloc[0])
+
+    speedups = [a.retiming.reach[a.retiming.reach["arm"].eq("worker k=4")] for a in (exact, pooled)]
+    assert width(speedups[1], "speedup_ci_low", "speedup_ci_high") > 2 * width(speedups[0], "speedup_ci_low",
+                                                                               "speedup_ci_high")  # fmt: skip
+    axes = [a.axes[a.axes["axis"].str.startswith("projected_time_s")] for a in (exact, pooled)]
+    assert axes[1]["test"].tolist() == ["bootstrap paired"] and np.isnan(axes[1]["p_value"].iloc[0])
+    assert width(axes[1], "diff_ci_low", "diff_ci_high") > 2 * width(axes[0], "diff_ci_low", "diff_ci_high")
+    verdicts = [a.retiming.verdicts for a in (exact, pooled)]
+    assert width(verdicts[1], "diff_ci_low", "diff_ci_high") > 2 * width(verdicts[0], "diff_ci_low", "diff_ci_high")
+
+
+def test_two_lost_seeds_of_five_count_as_never_reaching_and_flag_every_projected_table(tmp_path):
+    """A steps study, 5 seeds, worker seeds 3 and 4 diverged halfway (their losses NaN from then on)."""
+
+    def status_of(_, config):
+        return "diverged" if config["arch"] == "worker" and config["seed"] >= 3 else "completed"
+
+    study = load_study(str(write_study(tmp_path, archs=("standard", "worker"), intervals=(4,), seq_lens=(64,),
+                                       seeds=range(5), budget_kind="steps", status_of=status_of)))  # fmt: skip
+    a = analyze(study, profiles=yaml_profile(PROFILE, "far.yaml"), target_loss=None)
+    flag = "worker k=4 unstable: 2 diverged of 5"
+    reach = a.retiming.reach.set_index("arm").loc["worker k=4"]
+    assert (reach["n_seeds"], reach["n_diverged_unreached"]) == (5, 2)
+    summary = a.summary.set_index("config_id").loc[reach["config_id"]]
+    assert summary["n_diverged_unreached"] == 2  # the measured time to target: the same rule
+    (verdict,) = a.retiming.verdicts.to_dict("records")
+    assert verdict["lost"] == flag and verdict["n_arm_lost"] == 2 and verdict["n_arm"] == 3
+    assert "so no verdict from the survivors" in verdict["sentence"]
+    assert (a.axes["lost"] == flag).all() and len(a.axes) == 6  # every axis, the projected one included
+    assert axis_display(a.axes, a.chosen)["seeds lost"].tolist() == [flag]
+    crossing = time_to_target(a.curves["train_time_s"], a.targets).set_index("trial_id")["train_time_s"]
+    worker = a.final[a.final["arch"].eq("worker") & a.final["seed_role"].eq("test")].sort_values("seed")
+    times = crossing.reindex(worker["trial_id"]).to_numpy(float)
+    assert np.isfinite(times).all()  # the lost seeds reached the target before they diverged, and still count
+    # as never reaching it: the median is the slowest of the 3 survivors (the old rule: the middle of all 5)
+    assert summary["train_time_s_to_target"] == pytest.approx(times[:3].max())
+    assert summary["train_time_s_to_target"] > np.median(times)
+    # projected: the same rule; synth's worker runs 60 steps/s, the profile's 30, so every time doubles
+    assert reach["projected_time_s_to_target"] == pytest.approx(2 * times[:3].max())

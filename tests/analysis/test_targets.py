@@ -11,6 +11,7 @@ from pandas.testing import assert_frame_equal
 
 from analysis.pareto import best_so_far
 from analysis.targets import (
+    SeedTimes,
     censored_median,
     default_targets,
     reach_status,
@@ -160,10 +161,36 @@ def test_stopped_and_diverged_seeds_are_counted_apart_and_left_out_of_the_median
     w = summary.loc[final["config_id"].iloc[5]]
     counts = ["n_seeds", "n_reached", "n_not_reached", "n_stopped_unreached", "n_diverged_unreached"]
     assert w[counts].tolist() == [5, 2, 1, 1, 1]
-    # the median is over the 3 seeds that reached it or ran to the end: [1.5 s, 1.0 s, never] -> 1.5 s. Counted
-    # as never reached (the old rule), 2 of 5 seeds reached it and there was no median.
+    # the median is over the 4 seeds that reached it, ran to the end or were lost (never): [1.5 s, never, 1.0 s,
+    # never] -> 1.5 s, the second of 4. Counting the stopped seeds as never reached, 2 of 5 would reach it: no median.
     assert w["train_time_s_to_target"] == pytest.approx(1.5)
     assert w["speedup"] == pytest.approx(2.5 / 1.5)
+
+
+def lost_seed_study(worker_statuses, worker_losses):
+    """Five standard seeds crossing 2.0 at 2.5 s and five worker seeds with the given statuses and curves."""
+    worker = [dict(r, status=s) for r, s in zip(arm_rows("worker", [2.0] * 5), worker_statuses, strict=True)]
+    final = final_frame(arm_rows("standard", [2.0] * 5) + worker)
+    curves = curves_of(final, [[3.0, 2.5, 1.5]] * 5 + worker_losses)
+    targets = pd.DataFrame({"trial_id": final["trial_id"], "target": 2.0, "target_source": "given"})
+    reach = reach_status(time_to_target(curves, targets), final)
+    summary = target_summary(reach, final, choose_settings(final)).set_index("config_id")
+    return reach.iloc[5:], summary.loc[final["config_id"].iloc[5]]
+
+
+def test_a_lost_seed_never_reaches_the_target_whatever_it_reached_before_it_was_lost():
+    """2 of 5 worker seeds lost: one diverged after reaching the target at 1.0 s, one failed before. Both count as
+    never reaching it (inf), so the median is the 3rd of 5 times, not the 2nd of the 4 the old rule kept."""
+    statuses = ["completed", "completed", "completed", "diverged", "failed"]
+    curves = [[3.0, 1.0, 1.0], [3.0, 1.5, 1.0], [2.5, 1.5, 1.0], [1.0, NAN, NAN], [3.0, NAN, NAN]]
+    reach, w = lost_seed_study(statuses, curves)  # crossings: 1.5 s, 1.667 s, 1.5 s; the lost ones: never
+    assert reach["reach_status"].tolist() == ["reached", "reached", "reached", "diverged", "failed"]
+    assert w[["n_seeds", "n_reached", "n_diverged_unreached", "n_failed_unreached"]].tolist() == [5, 3, 1, 1]
+    assert w["train_time_s_to_target"] == pytest.approx(1.0 + 2 / 3)  # the old rule: 1.5 s (over 4 seeds)
+    assert w["speedup"] == pytest.approx(2.5 / (1.0 + 2 / 3))
+    # 3 of 5 lost: fewer than half can reach it, so the median is "not reached" (NaN) and there is no speedup
+    _, three = lost_seed_study(["completed", "completed", "diverged", "diverged", "failed"], curves)
+    assert np.isnan(three["train_time_s_to_target"]) and np.isnan(three["speedup"])
 
 
 def test_the_reference_is_the_chosen_standard_configuration_for_the_target_and_the_speedup():
@@ -262,3 +289,42 @@ def test_no_chosen_standard_setting_means_no_target_and_no_crash():
     reach = time_to_target(curves, targets)
     assert reach.empty
     assert target_summary(reach, final, chosen).empty
+
+
+def test_projected_times_with_step_time_spread_widen_the_speedup_interval_and_exact_ones_do_not():
+    rng = np.random.default_rng(3)
+    seeds = np.arange(8)
+    steps_s, steps_w = 1000 * np.exp(0.05 * rng.standard_normal(8)), 500 * np.exp(0.05 * rng.standard_normal(8))
+    dt = 0.1  # both arms' median step time (s); their times are their steps at it
+    plain = speedup_interval((seeds, steps_s * dt), (seeds, steps_w * dt), 1000, np.random.default_rng(0))
+    exact = [SeedTimes(seeds, n * dt, n * dt, (dt, dt, dt)) for n in (steps_s, steps_w)]
+    noisy = [SeedTimes(seeds, n * dt, n * dt, (0.8 * dt, dt, 1.2 * dt)) for n in (steps_s, steps_w)]
+    same = speedup_interval(*exact, 1000, np.random.default_rng(0))
+    wide = speedup_interval(*noisy, 1000, np.random.default_rng(0))
+    assert same == pytest.approx(plain)  # no spread: the seeds' interval, replicate for replicate
+    assert wide[0] == pytest.approx(plain[0])  # the point is at the median step times
+    assert wide[2] - wide[1] > 3 * (plain[2] - plain[1])
+    # the ratio of step times alone spans 0.8 / 1.2 .. 1.2 / 0.8: the interval reaches well into it
+    assert wide[1] < plain[0] * 0.8 < plain[0] * 1.2 < wide[2]
+    # one shape (one profile row) on both sides: one draw, so the step time cancels in the ratio
+    one_shape = [side._replace(shape="one profile row") for side in noisy]
+    assert speedup_interval(*one_shape, 1000, np.random.default_rng(0)) == pytest.approx(plain)
+
+
+def test_the_projected_speedup_interval_has_near_nominal_coverage_when_step_times_are_uncertain():
+    """A synthetic truth: each arm's true step time lies anywhere in its profile's run range (±15%: the rule's
+    model), seeds' steps to target vary by 5%. The seed-only interval misses the true speedup most of the time."""
+    rng = np.random.default_rng(5)
+    seeds, covered, seed_only = np.arange(10), [], []
+    for _ in range(200):
+        truth = rng.uniform(0.85, 1.15, 2) * np.array([0.10, 0.05])  # the machine's true step times (s)
+        medians = np.array([0.10, 0.05])  # what the profiles say: the middle of each run range
+        steps = [800 * np.exp(0.05 * rng.standard_normal(10)), 1000 * np.exp(0.05 * rng.standard_normal(10))]
+        true_speedup = (800 * truth[0]) / (1000 * truth[1])
+        sides = [SeedTimes(seeds, n * m, n * m, (0.85 * m, m, 1.15 * m)) for n, m in zip(steps, medians, strict=True)]
+        _, low, high, _ = speedup_interval(*sides, 400, rng)
+        covered.append(low <= true_speedup <= high)
+        _, low, high, _ = speedup_interval(*[(side.seeds, side.times) for side in sides], 400, rng)
+        seed_only.append(low <= true_speedup <= high)
+    assert 0.9 <= np.mean(covered) <= 0.995  # 0.975 here
+    assert np.mean(seed_only) < 0.6  # 0.42 here

@@ -277,10 +277,12 @@ def test_a_bad_bench_row_is_named(tmp_path):
     assert "p10 <= median <= p90" in error_of(lambda: profile_rows([good | dict(step_time_s_p10=0.6)], "b.parquet"))
 
 
-def verdict_curves(spread: float, worker_offsets, standard_offsets, worker_seeds=range(5), drift: float = 0.0):
+def verdict_curves(spread: float, worker_offsets, standard_offsets, worker_seeds=range(5), drift: float = 0.0,
+                   worker_status=None):  # fmt: skip
     """Linear curves loss = 4 + offset - 0.002 * step, steps 0..1000; standard 4 steps/s, worker 5 steps/s, the
     step-time p10/p90 at median * (1 -/+ spread); with `drift`, pooled with a second profile whose step times are
-    all (1 + drift) times longer (the machine measured again, slower)."""
+    all (1 + drift) times longer (the machine measured again, slower). `worker_status`: seed -> a worker trial's
+    status other than completed."""
     shapes = [dict(arch=a, worker_interval=k, conv_kernel=c, steps_per_s=r, **SHAPE)
               for a, k, c, r in (("standard", None, None, 4.0), ("worker", 4, 3, 5.0))]  # fmt: skip
     rows = []
@@ -298,7 +300,8 @@ def verdict_curves(spread: float, worker_offsets, standard_offsets, worker_seeds
     trials, points = [], {}
     for arch, offsets, seeds in (("standard", standard_offsets, range(5)), ("worker", worker_offsets, worker_seeds)):
         for seed, offset in zip(seeds, offsets, strict=True):
-            trials.append(trial(f"{arch}{seed}", arch=arch, seed=seed))
+            status = (worker_status or {}).get(seed, "completed") if arch == "worker" else "completed"
+            trials.append(trial(f"{arch}{seed}", arch=arch, seed=seed, status=status))
             points[f"{arch}{seed}"] = (steps, 4 + offset - 0.002 * steps)
     return project_curves(metrics_frame(points), match_profiles(trials_frame(trials), profile).matched)
 
@@ -357,6 +360,21 @@ def test_verdict_without_shared_seeds_resamples_each_arm_and_any_arch_can_be_the
     assert flipped["diff"] == pytest.approx(0.196)
     beyond = projected_verdict(curves, 220.0, n_boot=50, rng=3).iloc[0]  # worker needs step 1100 of 1000
     assert beyond["n_arm_left_out"] == 5 and np.isnan(beyond["diff"]) and "no estimate" in beyond["sentence"]
+
+
+def test_a_cell_with_lost_seeds_is_flagged_and_draws_no_verdict_from_the_survivors():
+    # 2 of 5 worker seeds lost after the budget: their losses at 100 s are finite, yet a lost seed is the worst
+    # outcome (analysis.outcomes), so they leave the estimate and flag the cell
+    curves = verdict_curves(0.0, W_OFFSETS, S_OFFSETS, worker_status={3: "diverged", 4: "failed"})
+    row = projected_verdict(curves, 100.0, n_boot=200, rng=1).iloc[0]
+    assert (row["n_arm_lost"], row["n_reference_lost"], row["n_arm_left_out"]) == (2, 0, 0)
+    assert (row["test"], row["n_pairs"], row["n_arm"]) == ("paired", 3, 3)
+    assert row["diff"] == pytest.approx(-0.2 + np.mean(W_OFFSETS[:3]) - np.mean(S_OFFSETS[:3]))
+    assert row["lost"] == "worker k=4 unstable: 1 diverged, 1 failed of 5"
+    assert "worker k=4 - standard: worker k=4 unstable: 1 diverged, 1 failed of 5, so no verdict from the " \
+        "survivors (over them worker k=4 - standard = -0.203 [" in row["sentence"]  # fmt: skip
+    complete = projected_verdict(verdict_curves(0.0, W_OFFSETS, S_OFFSETS), 100.0, n_boot=200, rng=1).iloc[0]
+    assert complete["lost"] == "" and complete["n_arm"] == 5 and "survivors" not in complete["sentence"]
 
 
 def test_the_timing_modules_import_neither_torch_nor_ray():

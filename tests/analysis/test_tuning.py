@@ -33,7 +33,7 @@ def test_the_tuned_lr_is_chosen_on_tune_seeds_only_and_the_verdict_uses_test_see
     assert chosen.loc["worker", "tuning_seeds"] == "100, 101"
     assert chosen.loc["standard", "tuned_on"] == "none"
     v = verdicts(final, choose_settings(final)).iloc[0]
-    assert v["n_worker"] == 3 and v["worker_mean"] == pytest.approx(1.81)  # test seeds of lr 1e-3 only
+    assert v["n_arm"] == 3 and v["arm_mean"] == pytest.approx(1.81)  # test seeds of lr 1e-3 only
     assert v["diff"] == pytest.approx(-0.2)
     assert v["tuning"] == "tune seeds" and "biased" not in v["verdict"]
 
@@ -86,3 +86,44 @@ def test_one_setting_per_arm_has_nothing_to_tune():
     chosen = choose_settings(final)
     assert set(chosen["tuned_on"]) == {"none"} and chosen["n_settings"].tolist() == [1, 1]
     assert verdicts(final, chosen).iloc[0]["tuning"] == "none"
+
+
+def test_the_analysis_chooses_by_the_rule_the_search_runs_its_test_seeds_by():
+    """wt_base.choice is the one rule: the analysis' choice on a frame equals the search's on the same results,
+    including a tie (to the smaller key) and a setting whose best seed diverged."""
+    from study.tune.search_state import Outcome, chosen_setting
+    from wt_base import choice
+
+    tuned = {1e-3: [2.0, 2.2], 2e-3: [2.1, 2.1], 4e-3: [1.0, np.nan], 8e-3: [2.3, 2.4]}  # 1e-3 ties 2e-3
+    rows = []
+    for lr, losses in tuned.items():
+        rows += tune("worker", lr, losses)
+    rows += judge("worker", 1e-3, [1.9, 2.0]) + tune("standard", 1e-3, [2.0, 2.0])
+    final = final_frame(rows)
+    chosen = choose_settings(final).set_index("arch").loc["worker"]
+    mine = final[final["arch"].eq("worker") & final["seed_role"].eq("tune")]
+    outcomes = {
+        config_id: {s: Outcome(st, v) for s, st, v in zip(g["seed"], g["status"], g["final_loss"], strict=True)}
+        for config_id, g in mine.groupby("config_id")
+    }
+    tied = [config_id for config_id, g in mine.groupby("config_id") if g["lr"].iloc[0] in (1e-3, 2e-3)]
+    assert chosen_setting(outcomes) == chosen["config_id"] == min(tied)  # the tie goes to the smaller key
+    assert chosen["tuned"] in ("lr 0.001", "lr 0.002") and chosen["n_eligible"] == 3
+    assert choice.setting_mean([("completed", 1.0), ("diverged", np.nan)]) is None
+    assert choice.choose({"b": 1.0, "a": 1.0, "c": None}) == "a" and choice.choose({"a": None}) is None
+
+
+def test_the_writer_never_imports_the_reader():
+    """Nothing under study/train or study/tune imports the analysis (issue 29): the rules both need live in
+    wt_base."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for path in sorted([*root.glob("study/train/*.py"), *root.glob("study/tune/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.relative_to(root)}: {n}" for n in names if n == "analysis" or n.startswith("analysis.")]
+    assert found == []
