@@ -146,7 +146,7 @@ def print_plan(plan, capacity, out=None) -> None:
         line += f", {b['concurrency']} at a time -> the busiest slot trains for about {busiest}"
         if b["budget_kind"] == "flops" and res.with_gpus_for(capacity.gpus).gpus:  # FLOPs alone say little
             hours = b["study_length"] / ASSUMED_FLOP_S / 3600
-            line += f", about {hours:.3g} h wall clock at {ASSUMED_FLOP_S / 1e12:g} TFLOP/s a trial"
+            line += f", about {_hours(hours)} wall clock at {ASSUMED_FLOP_S / 1e12:g} TFLOP/s a trial"
     else:
         line += f": none can start on {capacity.where}"
     if kind.measured and slots.count:
@@ -175,13 +175,14 @@ def print_plan(plan, capacity, out=None) -> None:
         wall = ""
         if slots.count and res.with_gpus_for(capacity.gpus).gpus:
             hours = longest_slot(per_trial, slots.count) / ASSUMED_FLOP_S / 3600
-            wall = f"; {slots.count} at a time, about {hours:.3g} h wall clock at that rate per trial"
+            wall = f"; {slots.count} at a time, about {_hours(hours)} wall clock at that rate per trial"
         cpu = ""
         if slots.count and not res.with_gpus_for(capacity.gpus).gpus:
             hours = longest_slot(per_trial, slots.count) / ASSUMED_CPU_FLOP_S / 3600
             cpu = (
-                f" On CPUs, {slots.count} at a time: about {hours:.3g} h wall clock at {ASSUMED_CPU_FLOP_S:.2g} FLOP/s "
-                "a trial (tiny models on one core each, evaluation and start-up included, as measured here)."
+                f" On CPUs, {slots.count} at a time: about {_hours(hours)} wall clock at "
+                f"{ASSUMED_CPU_FLOP_S:.2g} FLOP/s a trial (tiny models on one core each, evaluation and start-up "
+                "included, as measured here)."
             )
         print(
             f"Data: {min(epochs):.3g} to {max(epochs):.3g} passes over the {train_tokens:,}-token training split"
@@ -322,6 +323,14 @@ def longest_slot(costs: list[float], slots: int) -> float:
     for cost in sorted(costs, reverse=True):
         loads[loads.index(min(loads))] += cost
     return max(loads)
+
+
+def _hours(hours: float) -> str:
+    """A wall-clock estimate as a person reads it: '3.78 h', '25 min', '40 s'."""
+    if hours >= 1:
+        return f"{hours:.3g} h"
+    minutes = hours * 60
+    return f"{minutes:.2g} min" if minutes >= 1 else f"{minutes * 60:.2g} s"
 
 
 def _amount(value: float) -> str:

@@ -223,7 +223,7 @@ def _unit_name(trial: Trial, point: dict) -> str:
         arm += f" k={trial.run.model.worker_interval}"
     model = trial.run.model
     cell = [
-        f"{name} {value}"
+        f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"  # budget_value 3e+09, not 3000000000.0
         for name, value in point.items()
         if name not in ("arch", "worker_interval")
         and not (AXES[name].section == "model" and not archs.applies(AXES[name].name, model.arch))

@@ -80,7 +80,7 @@ def test_a_counted_budget_on_gpus_gets_a_wall_clock_at_the_stated_rate(laptop, w
         write_spec, capsys, "--gpus", "2", budget={"kind": "steps", "value": 1000}, resources={"cpus": 1, "gpus": 1}
     )
     assert "2 trials x 1000 steps (steps budget), 2 at a time -> the busiest slot trains for about 1000 steps" in out
-    assert "2 at a time, about " in out and "h wall clock at that rate per trial" in out
+    assert "2 at a time, about " in out and " wall clock at that rate per trial" in out
 
 
 @pytest.mark.parametrize(
