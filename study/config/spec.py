@@ -304,7 +304,3 @@ def _check_search(spec: StudySpec, sized: set) -> None:
                 f"{source}.{name} is a tuned setting, invalid on the grid {where}: search it (search.{name}) or "
                 "fix it in train/model."
             )
-    if search.ladder is not None:
-        from study.config.search_space import check_ladder  # it expands the spec: imported when needed
-
-        check_ladder(spec)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from study.config.run import coerce, from_mapping
 from study.config.sampling import Bracket, Ladder
+from study.config.search_space import check_ladder
 from study.config.spec import AXES, PRESET_DIR, Distribution, SampleSpec, SearchSpec, StudySpec
 from wt_base.errors import StudyError, is_int, require
 from wt_base.yamlio import dump_yaml, load_yaml, parse_yaml
@@ -18,14 +19,18 @@ EXAMPLE_DISTRIBUTION = "{distribution: loguniform, low: 1e-4, high: 1e-2}"
 def parse_spec(document: object) -> StudySpec:
     """Build the spec from a parsed YAML document. The sections whose YAML form is not their dataclass's own
     (axes, sample, search, seeds, tune_seeds, budget_by_arch, sizes, loggers) are converted first; `from_mapping` then
-    rejects unknown keys and wrong types, and `StudySpec.__post_init__` (with its parts') checks the values."""
+    rejects unknown keys and wrong types, `StudySpec.__post_init__` (with its parts') checks the values, and a
+    ladder is checked against the sizes (study.config.search_space.check_ladder)."""
     if not isinstance(document, dict):
         raise StudyError(f"a study spec must be a mapping of keys to values, got {type(document).__name__}.")
     doc = dict(document)
     for key, convert in _YAML_FORMS.items():
         if key in doc:
             doc[key] = convert(doc[key])
-    return from_mapping(StudySpec, doc, "")
+    spec = from_mapping(StudySpec, doc, "")
+    if spec.search.ladder is not None:  # against the sizes the spec expands to: after the spec checked itself
+        check_ladder(spec)
+    return spec
 
 
 def _axes_from_yaml(mapping: object) -> dict:
