@@ -80,10 +80,12 @@ def step_time_s(trial) -> float:
 
 def check_budget(trial, budget_s: float) -> None:
     """The budget was spent once, neither restarted from zero nor run twice: the clock stops at the first step
-    that reaches the budget, so it ends within one step of it (a step's time varies on a shared CPU: 3 mean
-    steps + 50 ms of slack)."""
+    that reaches the budget, so it ends within one step of it. A step's time varies on a shared CPU, and under
+    load the last one can take many times the mean (a CI run beside a study once saw 0.29 s against a 0.042 s
+    mean): 3 mean steps plus 10% of the budget of slack, still far below the second budget a double run adds."""
     step_s = step_time_s(trial)
-    assert budget_s <= trial.train_time_s <= budget_s + 3 * step_s + 0.05, (trial.train_time_s, step_s)
+    slack = 3 * step_s + max(0.05, 0.1 * budget_s)
+    assert budget_s <= trial.train_time_s <= budget_s + slack, (trial.train_time_s, step_s)
 
 
 def lost_training_s(raw: pd.DataFrame) -> dict[str, float]:
