@@ -87,12 +87,17 @@ def write_spec(doc: dict, workdir: Path) -> Path:
 
 
 def run_study(spec: Path, workdir: Path) -> Path:
+    with_ray_temp("run", str(spec))
+    return workdir / "results" / spec.stem
+
+
+def with_ray_temp(*argv: str) -> None:
+    """`wt-study ARGV` with an in-process Ray whose temp dir (its sockets: keep the path short) is removed after."""
     ray_tmp = tempfile.mkdtemp(prefix="wtc", dir="/tmp")
     try:
-        wt_study("run", str(spec), "--ray-temp-dir", ray_tmp)
+        wt_study(*argv, "--ray-temp-dir", ray_tmp)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    return workdir / "results" / spec.stem
 
 
 def relative_errors(projected: pd.Series, measured: pd.Series) -> np.ndarray:
@@ -233,13 +238,16 @@ def main() -> None:
     report(args.out, analysed(steps_dir, workdir / PROFILES), analysed(twin_dir, None), budget_s, workdir)
 
 
-def profile_machine(what: Path, workdir: Path, when: str, size: dict, clock: str) -> None:
-    """`wt-study bench --for-study WHAT` (a spec file, or the study once it ran) into the workdir's profile WHEN."""
-    out = workdir / PROFILES / f"{when}.parquet"
-    out.parent.mkdir(exist_ok=True)
+def profile_machine(
+    what: Path, workdir: Path, when: str, size: dict, clock: str, folder: str = PROFILES, extra: tuple = ()
+) -> None:
+    """`wt-study bench --for-study WHAT` (a spec file, or the study once it ran) into the workdir's profile WHEN
+    (under `folder`; `extra`: more bench flags, e.g. --threads, as benchmarks/transfer_check.py times a machine)."""
+    out = workdir / folder / f"{when}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
     n, warm, rounds = size["bench"]
     wt_study("bench", "--for-study", str(what), "--out", str(out), "--steps", str(n), "--warmup", str(warm),
-             "--rounds", str(rounds), "--clock", clock)  # fmt: skip
+             "--rounds", str(rounds), "--clock", clock, *extra)  # fmt: skip
 
 
 def reanalyse(workdir: Path, out: Path) -> None:
