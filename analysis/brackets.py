@@ -23,12 +23,14 @@ TUNING_COLUMNS += ["value", "seed_role", "n_seeds", "n_eligible", "mean", "seed_
 def tuning_points(final: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
     """The frame described above (empty when no arm tried more than one value of a numeric tuned setting)."""
     rows = []
+    by_arm = _rows_of(final, ["cell_key", "arm_key"])  # one pass, not a scan of every trial per arm
+    first_of = _rows_of(final, ["config_id"])
     for _, arm in chosen.dropna(subset=["config_id"]).iterrows():
         if arm["tuned_on"] in ("none", "no eligible setting"):
             continue
         role = "tune" if arm["tuned_on"] == "tune seeds" else "test"
-        mine = final[final["cell_key"].eq(arm["cell_key"]) & final["arm_key"].eq(arm["arm_key"])]
-        picked = final[final["config_id"].eq(arm["config_id"])].iloc[0]
+        mine = final.iloc[by_arm.get((arm["cell_key"], arm["arm_key"]), [])]
+        picked = final.iloc[first_of[(arm["config_id"],)][0]]
         judged = mine[mine["seed_role"].eq(role)]
         for field in NUMERIC_TUNED:
             values = sorted(mine[field].dropna().unique()) if field in mine else []
@@ -61,8 +63,16 @@ def seed_points(final: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     if points.empty:
         return pd.DataFrame(columns=["cell_key", "arm_key", "field", "value", "seed", "final_loss"])
     parts = []
+    by_arm = _rows_of(final, ["cell_key", "arm_key", "seed_role"])
     for (cell, arm, field, role), group in points.groupby(["cell_key", "arm_key", "field", "seed_role"]):
-        mine = final[final["cell_key"].eq(cell) & final["arm_key"].eq(arm) & final["seed_role"].eq(role)]
+        mine = final.iloc[by_arm.get((cell, arm, role), [])]
         seeds = mine[mine[field].isin(group["value"])][[field, "seed", "final_loss"]]
         parts.append(seeds.rename(columns={field: "value"}).assign(cell_key=cell, arm_key=arm, field=field))
     return pd.concat(parts, ignore_index=True)
+
+
+def _rows_of(frame: pd.DataFrame, keys: list[str]) -> dict:
+    """(key values) -> positions of the rows that have them, in frame order; rows with a missing key are in none
+    (as `frame[frame[k].eq(v) & ...]` never matches a missing value)."""
+    groups = frame.groupby(keys, sort=False, dropna=True).indices
+    return {(k if isinstance(k, tuple) else (k,)): v for k, v in groups.items()}

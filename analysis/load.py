@@ -12,6 +12,7 @@ import posixpath
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -95,11 +96,57 @@ def _read_dir(results: Location, sub, schema, key, skipped) -> pd.DataFrame:
             tables.append(table)
     if not tables:
         return schema.empty_table().to_pandas()
-    frame = pa.concat_tables(tables).to_pandas()
+    table = pa.concat_tables(tables)
+    del tables
+    # split_blocks: one block per column, so the conversion never holds a second, consolidated copy
+    frame = table.to_pandas(split_blocks=True)
+    del table
     if sub == METRICS_DIR:
-        frame = frame[~superseded(frame)]
+        dropped = superseded(frame)
+        if dropped.any():  # filtering copies every column: only when something is dropped
+            frame = frame[~dropped]
     # file order then row order is write order, so keep="last" keeps the latest row for each key
-    return frame.drop_duplicates(subset=list(key), keep="last").reset_index(drop=True)
+    repeated = _repeated_keys(frame, list(key))
+    if repeated.any():
+        frame = frame[~repeated]
+    return frame.reset_index(drop=True)
+
+
+def _key_codes(frame: pd.DataFrame, key: list[str]) -> np.ndarray | None:
+    """One int64 per row that orders and identifies rows as `key` does (trial_id, then an integer step), or None
+    where that cannot be done exactly (missing values, a non-integer step, too large a range): a hash of ints
+    and a numeric sort are much faster than ones over strings at millions of rows."""
+    codes, _ = pd.factorize(frame[key[0]], sort=True)  # sorted uniques: codes order as the strings do
+    if (codes < 0).any():
+        return None
+    if len(key) == 1:
+        return codes.astype(np.int64)
+    step = frame[key[1]]
+    if len(key) != 2 or not pd.api.types.is_integer_dtype(step.dtype) or step.isna().any():
+        return None
+    step = step.to_numpy(np.int64)
+    low, span = (int(step.min()), int(step.max()) - int(step.min()) + 1) if len(step) else (0, 1)
+    if (int(codes.max()) + 1 if len(codes) else 1) * span >= 2**62:
+        return None
+    return codes.astype(np.int64) * span + (step - low)
+
+
+def _repeated_keys(frame: pd.DataFrame, key: list[str]) -> pd.Series:
+    """frame.duplicated(subset=key, keep="last"), through integer codes where they exist."""
+    codes = _key_codes(frame, key)
+    if codes is None:
+        return frame.duplicated(subset=key, keep="last")
+    return pd.Series(pd.Index(codes).duplicated(keep="last"), index=frame.index)
+
+
+def _sorted_by_key(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """frame.sort_values(key, kind="stable") (same rows, same order), without a copy when already sorted."""
+    codes = _key_codes(frame, key)
+    if codes is None:
+        return frame.sort_values(key, kind="stable")
+    if len(codes) < 2 or bool((codes[1:] >= codes[:-1]).all()):
+        return frame
+    return frame.take(np.argsort(codes, kind="stable"))
 
 
 def superseded(metrics: pd.DataFrame) -> pd.Series:
@@ -170,8 +217,9 @@ def _check_version(table: pa.Table, name: str) -> None:
 
 
 def _tidy_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
-    metrics = metrics.sort_values(list(METRICS_KEY), kind="stable").reset_index(drop=True)
-    metrics["is_final"] = metrics["is_final"].fillna(False).astype(bool)
+    metrics = _sorted_by_key(metrics, list(METRICS_KEY)).reset_index(drop=True)
+    if metrics["is_final"].dtype != bool:  # nulls (older rows) read as False
+        metrics["is_final"] = metrics["is_final"].fillna(False).astype(bool)
     return metrics
 
 

@@ -133,22 +133,38 @@ def row_ends(axes: list, wrap: int = 3) -> list:
 
 def palette(labels) -> dict:
     """A stable colour per label, the standard model first (blue)."""
-    return dict(zip(arm_order(labels), sns.color_palette("colorblind", max(len(set(labels)), 1)), strict=False))
+    order = arm_order(labels)
+    return dict(zip(order, sns.color_palette("colorblind", max(len(order), 1)), strict=False))
 
 
 def arm_order(labels) -> list:
     """Standard first, then by arch and numeric worker interval ('worker k=2' before 'worker k=16')."""
+    distinct = set(pd.Series(labels).unique())  # a label column may have millions of rows: distinct ones first
     return sorted(
-        set(labels), key=lambda s: (s != STANDARD, *[int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)])
+        distinct, key=lambda s: (s != STANDARD, *[int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)])
     )
 
 
+MAX_LINE_POINTS = 400  # vertices drawn per line: more than a panel's pixels across, so the thinning never shows
+
+
 def segments(frame: pd.DataFrame, key: str, x: str, y: str) -> list[np.ndarray]:
-    """One (n, 2) array of (x, y) per value of `key`, for a LineCollection (fast at 100k+ points)."""
+    """One (n, 2) array of (x, y) per value of `key`, for a LineCollection (fast at 100k+ points); a line of more
+    than MAX_LINE_POINTS points is drawn through that many of them (drawn_points), never recomputed."""
     frame = frame.sort_values([key, x], kind="stable")
     ids = frame[key].to_numpy()
     cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    return np.split(frame[[x, y]].to_numpy(float), cuts) if len(frame) else []
+    lines = np.split(frame[[x, y]].to_numpy(float), cuts) if len(frame) else []
+    return [line[drawn_points(len(line))] for line in lines]
+
+
+def drawn_points(n: int, most: int = MAX_LINE_POINTS) -> np.ndarray | slice:
+    """Which of a line's `n` points (in x order) to draw: all of them up to `most`, else `most` of them at
+    geometrically spaced ranks, first and last included, so a log x axis (where the report's many-point curves
+    are drawn) keeps their early points dense; on a linear axis they are denser early, never missing."""
+    if n <= most:
+        return slice(None)
+    return np.unique(np.r_[0, np.geomspace(1, n, most).round().astype(int) - 1, n - 1])
 
 
 def thin_lines(ax, segments, color, width: float, alpha: float) -> None:

@@ -66,7 +66,7 @@ def covers(a) -> str:
     )
     if len(eval_in) > 1:
         clock = "mixed: some trials count evaluation inside the budget, others do not (compared separately)"
-    orphans = sorted(set(s.metrics["trial_id"]) - set(t["trial_id"]))
+    orphans = sorted(set(s.metrics["trial_id"].unique()) - set(t["trial_id"]))  # distinct ids first: rows are many
     level = f"{1 - ALPHA:.0%}"
     lines = [
         f"- **Trials**: {len(t)} ({statuses}) in {t['config_id'].nunique()} configurations; "
