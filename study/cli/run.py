@@ -266,14 +266,20 @@ def _bracket_plan(spec) -> str:
     name, walk = spec.search.bracket
     first, most = settings_per_unit(spec)
     n, tune, test = len(units(spec)), len(spec.tune_seeds), len(spec.seeds)
+    each = _count(n, "arm and cell", "arms and cells")
     return (
-        f"Search (bracket: {name} walked on a log scale until the best is interior), for each of {n} arms and cells "
+        f"Search (bracket: {name} walked on a log scale until the best is interior), for each of {each} "
         f"on its own: {name} {walk.describe()}, each point on tune seeds {', '.join(map(str, spec.tune_seeds))}, "
         f"then test seeds {', '.join(map(str, spec.seeds))} at the point with the lowest mean final "
         f"{spec.search.metric} over the tune seeds: it starts with {n * first * tune} trials ({first} points per arm "
-        f"and cell) and runs at most {planned_trials(spec)} ({most} points each, then {test} test seeds). "
+        f"and cell) and runs at most {planned_trials(spec)} ({most} points each, then {_count(test, 'test seed')}). "
         f"The points are chosen as the study runs; the table shows each arm and cell once.{_ladder_plan(spec)}"
     )
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """'1 test seed', '3 test seeds'."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _ladder_plan(spec) -> str:
@@ -288,8 +294,9 @@ def _ladder_plan(spec) -> str:
     cap = f"at most {ladder.max_sizes} sizes each" if ladder.max_sizes else "up to the ladder's ends"
     sides = "is the smallest or largest size tried" if ladder.margin == 1 else f"has under {ladder.margin} sizes"
     sides += "" if ladder.margin == 1 else " tried on a side"
+    starting = _count(len(found), "arm and budget", "arms and budgets")
     return (
-        f" Ladder ({len(ladder.rungs)} rungs of {', '.join(ladder.keys)}): the {len(found)} arms and budgets start "
+        f" Ladder ({len(ladder.rungs)} rungs of {', '.join(ladder.keys)}): {starting} start{'s' * (len(found) == 1)} "
         f"with {first} sizes (the table's rows); while one's minimum over sizes (the tune seeds' mean at each size's "
         f"chosen setting) {sides}, the next rung beyond runs with its own search, {cap}: at most {added} sizes "
         f"more in all ({added * trials_per_unit(spec)} trials, counted in the most above)."
