@@ -2,12 +2,13 @@
 
 A test seed is *lost* when its run diverged or failed: the run delivered no model at its end. Wherever seeds are
 ranked or timed, a lost seed is the worst outcome, whatever it showed before it was lost (MLPerf counts a run
-that never converges against the result): its final loss ranks as +inf (the verdicts' rank test) and its time to
-a target is +inf, "never reached", inside the censored median over seeds (a median that is inf is "not
+that never converges against the result): its final loss ranks as +inf (the verdicts' paired sign-flip test)
+and its time to a target is +inf, "never reached", inside the censored median over seeds (a median that is inf is "not
 reached"). An *unfinished* seed (stopped by a scheduler, still running or pending) has no final outcome: it is
 counted, never ranked, and a curve uses what it observed. A comparison in which any side lost a seed is flagged
 in words that say which arm lost which seeds ("worker k=4 unstable: 2 diverged of 5"), and draws no better or
-worse from the survivors: the verdicts, the interactions, the projected verdicts and the axes table say so.
+worse from the survivors: the verdicts, the interactions, the projected verdicts and the axes table say so,
+and the Pareto fronts leave the configuration out.
 Final-loss comparisons (verdicts, interactions) flag an unfinished seed too ("incomplete"): its final loss is
 not there to compare.
 """
@@ -54,3 +55,10 @@ def outcome_words(name: str, counts, unfinished: bool = True) -> str:
 def flag_words(sides, unfinished: bool = True) -> str:
     """The outcome_words of every (name, counts) side that lost seeds, joined by '; ' ('' when none did)."""
     return "; ".join(w for w in (outcome_words(n, c, unfinished) for n, c in sides) if w)
+
+
+def configs_with_lost_seeds(final: pd.DataFrame) -> set:
+    """The configurations (config_id) with a lost test seed: a front, like a verdict, draws nothing from their
+    survivors (stats.final_values' frame: seed_role, status, config_id)."""
+    test = final[final["seed_role"].eq("test")] if "seed_role" in final.columns else final
+    return set(test.loc[is_lost(test["status"]), "config_id"].dropna())

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.configs import set_apart
+from analysis.outcomes import configs_with_lost_seeds
 from wt_base.budgets import BUDGET_KINDS
 
 BUDGET_USED = "budget_used"  # budget_curves' x: how much of its own budget a trial had used at each point
@@ -90,11 +91,14 @@ def config_fronts(mean_curves: pd.DataFrame, final: pd.DataFrame, x: str, chosen
     A front per architecture would be a minimum over its arms (k=4 and k=8 against one standard model), so
     each arm has its own.
     Only grid points that every seed of the configuration covers count, so a front point is a mean over all
-    seeds, never a minimum over single seeds. Columns: seq_len, attention, scope, config_id, x, best_loss,
-    n_configs (the configurations the front was drawn from).
+    seeds, never a minimum over single seeds. A configuration with a lost test seed (diverged, failed) is on no
+    front: its survivors' mean would hide the seed that never got there (analysis.outcomes). Columns: seq_len,
+    attention, scope, config_id, x, best_loss, n_configs (the configurations the front was drawn from).
     """
     configs = final.drop_duplicates("config_id").set_index("config_id")[["seq_len", "attention", "arm_key"]]
     points = mean_curves[mean_curves["n"].eq(mean_curves["n_seeds"])]
+    if "status" in final.columns:  # the one rule for lost seeds (analysis.outcomes): no front from survivors
+        points = points[~points["config_id"].isin(configs_with_lost_seeds(final))]
     points = points.rename(columns={"mean": "best_loss"})[["config_id", x, "best_loss"]]
     points = points.join(configs, on="config_id")
     groups = ["seq_len", "attention"]

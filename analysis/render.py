@@ -320,7 +320,8 @@ def render(a, target_loss: float | None) -> str:
         f"{image('pareto_time.png')}\n\n{image('pareto_flops.png')}",
         "Fronts of seed-mean best-so-far curves, one per (seq_len, attention). Each arm's front is drawn over the "
         "configurations chosen for it on tune seeds (one per cell), so an arm with more settings does not win by "
-        "taking a minimum over them; the front over all configurations is descriptive, with its count. Every "
+        "taking a minimum over them; the front over all configurations is descriptive, with its count. A "
+        "configuration that lost a test seed (diverged, failed) is on no front, as it gets no verdict. Every "
         "configuration on a front:",
         md_table(tables.front_table(a.fronts, a.summary)),
         "Points on its arm's front: how many of the front's steps the configuration holds among its arm's chosen "

@@ -234,3 +234,20 @@ def test_a_tune_seed_target_is_read_at_80_percent_of_the_budgets_own_unit(tmp_pa
     assert at_clock > at_flops + 1e-3  # the two readings differ: the test can tell them apart
     assert target.to_numpy() == pytest.approx(at_flops)
     assert budget_curves(metrics, result.final)[BUDGET_USED].max() == pytest.approx(metrics["flops"].max())
+
+
+def test_a_configuration_that_lost_2_of_5_test_seeds_is_on_no_front():
+    """The one rule for lost seeds (analysis.outcomes): the survivors' mean of a configuration whose seeds
+    diverged would put it on the front (here it is the lowest), so it is left out, as a verdict leaves it."""
+    status = ["completed"] * 3 + ["diverged", "failed"]
+    final = final_frame(
+        [dict(r, status=s) for r, s in zip(arm_rows("worker", [0] * 5), status, strict=True)]
+        + arm_rows("standard", [0] * 5)
+    )
+    curves = curve_rows(final, [[1.0, 0.8, 0.6]] * 3 + [[1.0, 0.8, 0.6]] * 2 + [[2.0, 1.8, 1.6]] * 5)
+    curves = curves.join(final.set_index("trial_id")[["arch", "seq_len", "attention"]], on="trial_id")
+    means = seed_curves(curves, final, "best_loss", "train_time_s", common=True)
+    fronts = config_fronts(means, final, "train_time_s", chosen=final["config_id"].unique())
+    worker = final.loc[final["arch"].eq("worker"), "config_id"].iloc[0]
+    assert worker not in set(fronts["config_id"])  # before: the lowest front, from its 3 survivors
+    assert set(fronts["scope"]) == {"all", "standard"}
