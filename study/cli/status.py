@@ -51,6 +51,19 @@ def study_status(path: str) -> dict:
     }
 
 
+def budget_line(spec, trials) -> str:
+    """'Budget per trial: 300s (seconds)'; every budget its trials hold where they hold several (a budget axis,
+    or a scaling ladder's sizes with their own budgets), not only the spec's default."""
+    kind = BUDGET_KINDS[spec.budget.kind]
+    by_arch = "".join(f", {arch} {kind.format(value)}" for arch, value in spec.budget_by_arch.items())
+    values = sorted(set(trials["budget_value"].dropna().astype(float))) if "budget_value" in trials else []
+    if len(values) > 1 and not by_arch:
+        shown = f"{len(values)} budgets, {', '.join(kind.format(v) for v in values)}"
+    else:
+        shown = kind.format(spec.budget.value)
+    return f"Budget per trial: {shown} ({kind.name}){by_arch}"
+
+
 def trial_settings(trials) -> list[str]:
     """Per trial (in row order), "init nanogpt, lr 0.001": the settings a trial id does not show (it shows arch,
     interval, seq_len, n_embd and seed; wt_base.fields.SHOWN) that vary across the trials, so two trials that
@@ -89,9 +102,7 @@ def print_status(path: str, out=None) -> int:
         f"Study {spec.name}: {len(trials)} trials | " + ", ".join(f"{counts.get(s, 0)} {s}" for s in order),
         file=out,
     )
-    kind = BUDGET_KINDS[spec.budget.kind]
-    by_arch = "".join(f", {arch} {kind.format(value)}" for arch, value in spec.budget_by_arch.items())
-    print(f"Budget per trial: {kind.format(spec.budget.value)} ({kind.name}){by_arch}", file=out)
+    print(budget_line(spec, trials), file=out)
     trials = trials.assign(settings=trial_settings(trials))
     width = max((len(t) for t in trials["trial_id"]), default=0)
     settings_width = max((len(t) for t in trials["settings"]), default=0)

@@ -178,3 +178,17 @@ def test_status_names_the_settings_a_trial_id_does_not_show():
         "init nanogpt, lr 0.0003",
     ]
     assert trial_settings(trials[["trial_id", "attention"]]) == ["", "", "", ""]
+
+
+def test_status_names_every_budget_its_trials_hold():
+    """A scaling ladder's sizes carry their own budgets: status showed only the spec's default (5.6e10 of four)."""
+    import pandas as pd
+
+    from study.cli.status import budget_line
+    from study.config.specfile import load_preset
+
+    spec = load_preset("scaling-cpu-bracket")
+    ladder = pd.DataFrame({"budget_value": [5.6e10, 1.8e12, 5.6e10, None]})
+    assert budget_line(spec, ladder) == "Budget per trial: 2 budgets, 5.6e+10 FLOPs, 1.8e+12 FLOPs (flops)"
+    one = pd.DataFrame({"budget_value": [5.6e10, 5.6e10]})
+    assert budget_line(spec, one) == "Budget per trial: 5.6e+10 FLOPs (flops)"
